@@ -1,0 +1,123 @@
+"""Frozen, typed settings produced by :func:`fleetd.config.load_config`.
+
+Everything downstream (poller, API, store, service) reads these records, never raw YAML.
+Durations are float seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+from collections.abc import Mapping
+
+__all__ = [
+    "AuthSettings",
+    "HostSettings",
+    "ListenTLSSettings",
+    "LogSettings",
+    "PollSettings",
+    "Role",
+    "RetentionSettings",
+    "Settings",
+    "SnapshotSettings",
+    "TLSSettings",
+    "TokenSettings",
+]
+
+Role = Literal["viewer", "operator", "admin"]
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """Client TLS towards one Docker daemon. Paths were checked readable at load time."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HostSettings:
+    name: str
+    url: str  # normalised: tcp://h:p, http://h:p, https://h:p or unix:///path
+    labels: Mapping[str, str] = _EMPTY
+    tls: TLSSettings | None = None
+    interval: float = 15.0  # effective (per-host override or poll.interval)
+    timeout: float = 5.0  # effective (per-host override or poll.timeout)
+    enabled: bool = True
+    source: str = ""  # "file:line" where the host was declared, for messages
+
+    def connection_key(self) -> tuple[object, ...]:
+        """What, when changed, forces a reconnect on reload."""
+        return (self.url, self.tls, self.timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    interval: float = 15.0
+    timeout: float = 5.0
+    connect_timeout: float | None = None  # None: same as timeout
+    concurrency: int = 200
+    images_every: int = 5  # list /images/json every Nth poll of a host
+    jitter: float = 0.1  # fraction of the interval
+    max_backoff: float = 300.0  # cap on the failure backoff, seconds
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    last: int = 30000  # keep at most this many snapshots
+    max_age: float = 90 * 86400.0  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotSettings:
+    enabled: bool = True
+    path: Path = Path("fleetd.db")  # resolved: absolute
+    interval: float = 300.0
+    keep: RetentionSettings = field(default_factory=RetentionSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSettings:
+    name: str
+    token_sha256: str  # lowercase hex; from the config or read from token_file at load
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    tokens: tuple[TokenSettings, ...] = ()
+    anonymous_read: bool = False
+    protect_health: bool = False  # /healthz, /readyz, /metrics need a token too
+
+
+@dataclass(frozen=True, slots=True)
+class ListenTLSSettings:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"  # debug | info | warning | error
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    path: Path  # the config file (absolute)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    listen_tls: ListenTLSSettings | None = None
+    poll: PollSettings = field(default_factory=PollSettings)
+    hosts: tuple[HostSettings, ...] = ()
+    inventory: Path | None = None
+    snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    shutdown_grace: float = 10.0
