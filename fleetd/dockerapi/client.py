@@ -1,0 +1,310 @@
+"""The aiodocker-style Engine API client: one object per daemon, sub-APIs per resource.
+
+    async with DockerClient("unix:///var/run/docker.sock") as docker:
+        info = await docker.system.info()
+        for c in await docker.containers.list(all=True):
+            ...
+
+Every request goes through :meth:`DockerClient._request`, which negotiates the API
+version once, builds the versioned URL, applies the timeout and maps every failure into
+the error tree of :mod:`fleetd.dockerapi.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from fleetd.dockerapi.connections import Endpoint, EngineConnections, TLSConfig, parse_endpoint
+from fleetd.dockerapi.errors import (
+    DockerError,
+    EngineProtocolError,
+    EngineTimeout,
+    EngineTLSError,
+    EngineUnreachable,
+    EngineVersionError,
+    http_error,
+)
+
+__all__ = ["CLIENT_API_VERSION", "MIN_API_VERSION", "DockerClient", "Timeouts", "negotiate_version"]
+
+#: The newest API version this client speaks; the lower of this and the daemon's is used.
+CLIENT_API_VERSION = "1.51"
+#: Nothing older than this is spoken at all.
+MIN_API_VERSION = "1.24"
+
+T = TypeVar("T")
+Params = Mapping[str, str | int]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    total: float = 5.0
+    connect: float | None = None  # None: same as total
+
+
+def _vtuple(v: str) -> tuple[int, int]:
+    major, _, minor = v.strip().partition(".")
+    return int(major), int(minor or 0)
+
+
+def negotiate_version(daemon_max: str | None, daemon_min: str | None = None) -> str:
+    """The lower of the daemon's maximum and ours, never below the daemon's minimum or 1.24."""
+    try:
+        ours = _vtuple(CLIENT_API_VERSION)
+        theirs = _vtuple(daemon_max) if daemon_max else _vtuple(MIN_API_VERSION)
+        floor = max(_vtuple(MIN_API_VERSION), _vtuple(daemon_min) if daemon_min else (0, 0))
+    except ValueError as exc:
+        raise EngineProtocolError(f"unparsable API version {daemon_max!r}/{daemon_min!r}") from exc
+    chosen = min(ours, theirs)
+    if chosen < floor:
+        if theirs < _vtuple(MIN_API_VERSION):
+            raise EngineVersionError(
+                f"daemon speaks API {daemon_max}, older than the oldest supported {MIN_API_VERSION}"
+            )
+        raise EngineVersionError(
+            f"daemon requires API ≥ {daemon_min}, this client speaks up to {CLIENT_API_VERSION}"
+        )
+    return f"{chosen[0]}.{chosen[1]}"
+
+
+class DockerClient:
+    """A client for one daemon. Without ``connections`` it creates and owns its own pool."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        tls: TLSConfig | None = None,
+        timeouts: Timeouts | None = None,
+        connections: EngineConnections | None = None,
+        api_version: str | None = None,
+    ) -> None:
+        from fleetd.dockerapi.containers import ContainersAPI
+        from fleetd.dockerapi.images import ImagesAPI
+        from fleetd.dockerapi.system import SystemAPI
+
+        self.endpoint: Endpoint = parse_endpoint(url, tls)
+        self.timeouts = timeouts or Timeouts()
+        self._owns_connections = connections is None
+        self._connections = connections or EngineConnections()
+        self._fixed_version = api_version
+        self._api_version: str | None = api_version
+        self._negotiating: asyncio.Lock = asyncio.Lock()
+        self.system = SystemAPI(self)
+        self.containers = ContainersAPI(self)
+        self.images = ImagesAPI(self)
+
+    @property
+    def url(self) -> str:
+        return self.endpoint.url
+
+    @property
+    def api_version(self) -> str | None:
+        """The negotiated version, or None before the first successful request."""
+        return self._api_version
+
+    def forget_version(self) -> None:
+        """Negotiate again on the next request (the daemon may have been upgraded)."""
+        self._api_version = self._fixed_version
+
+    async def aclose(self) -> None:
+        if self._owns_connections:
+            await self._connections.aclose()
+
+    async def __aenter__(self) -> DockerClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- version -----------------------------------------------------------------
+
+    async def _ensure_version(self, timeout: float | None) -> str:
+        if self._api_version is not None:
+            return self._api_version
+        async with self._negotiating:
+            if self._api_version is None:
+                ping = await self.system.ping(timeout=timeout)
+                if ping.api_version:
+                    version = negotiate_version(ping.api_version)
+                else:
+                    # Very old daemons and some proxies omit the header; /version always has it.
+                    info = await self.system.version(versioned=False, timeout=timeout)
+                    version = negotiate_version(info.api_version or None, info.min_api_version or None)
+                self._api_version = version
+            return self._api_version
+
+    # -- requests ------------------------------------------------------------------
+
+    def _describe(self, method: str, path: str) -> str:
+        return f"{method} {path} on {self.endpoint.url}"
+
+    def _map_error(self, exc: BaseException, method: str, path: str, timeout: float) -> DockerError:
+        where = self._describe(method, path)
+        url = self.endpoint.url
+        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+            return EngineTimeout(f"no answer within {timeout:g}s to {where}", url=url)
+        if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError)):
+            return EngineTLSError(f"TLS handshake with {url} failed: {exc}", url=url)
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = exc.os_error.strerror or str(exc.os_error)
+            return EngineUnreachable(f"cannot connect to {url}: {reason}", url=url)
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return EngineUnreachable(f"{url} closed the connection during {where}", url=url)
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return EngineProtocolError(f"truncated or malformed answer to {where}: {exc}", url=url)
+        if isinstance(exc, (aiohttp.ClientOSError, OSError)):
+            return EngineUnreachable(f"connection to {url} failed during {where}: {exc}", url=url)
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return EngineProtocolError(f"invalid HTTP answer to {where}: {exc.message}", url=url)
+        if isinstance(exc, aiohttp.ClientError):
+            return EngineUnreachable(f"request {where} failed: {exc}", url=url)
+        return DockerError(f"request {where} failed: {exc!r}", url=url)
+
+    def _full_path(self, path: str, versioned: bool, version: str | None) -> str:
+        return f"/v{version}{path}" if versioned and version else path
+
+    def _timeout(self, total: float | None) -> tuple[aiohttp.ClientTimeout, float]:
+        t = total if total is not None else self.timeouts.total
+        connect = self.timeouts.connect if self.timeouts.connect is not None else t
+        return aiohttp.ClientTimeout(total=t, connect=min(connect, t)), t
+
+    def _raise_for_status(self, status: int, body: bytes, method: str, path: str) -> None:
+        message = ""
+        try:
+            decoded = msgspec.json.decode(body) if body else None
+            if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
+                message = decoded["message"]
+        except msgspec.DecodeError:
+            pass
+        if not message:
+            text = body[:300].decode("utf-8", "replace").strip()
+            message = text or "(no message)"
+        raise http_error(status, f"{message} ({self._describe(method, path)})", url=self.endpoint.url)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        versioned: bool = True,
+    ) -> tuple[int, bytes]:
+        """Send one request and return (status, body) for a 2xx/304 answer; raise otherwise."""
+        version = await self._ensure_version(timeout) if versioned else None
+        full = self._full_path(path, versioned, version)
+        client_timeout, t = self._timeout(timeout)
+        session = self._connections.session_for(self.endpoint)
+        body_bytes = msgspec.json.encode(json) if json is not None else data
+        req_headers = dict(headers or {})
+        if json is not None:
+            req_headers["Content-Type"] = "application/json"
+        try:
+            # aiohttp retries an idempotent request once on a fresh connection when a reused
+            # keep-alive connection turns out to be dead (RFC 9112 §9.3.1).
+            async with session.request(
+                method,
+                self.endpoint.base + full,
+                params=params,
+                data=body_bytes,
+                headers=req_headers,
+                ssl=self._connections.ssl_for(self.endpoint),
+                timeout=client_timeout,
+                allow_redirects=False,
+            ) as resp:
+                status = resp.status
+                body = await resp.read()
+        except DockerError:
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._map_error(exc, method, path, t) from exc
+        if status >= 400 or status < 200:
+            self._raise_for_status(status, body, method, path)
+        return status, body
+
+    def decode(self, body: bytes, type_: type[T], method: str, path: str) -> T:
+        """Decode a JSON answer into typed records; any mismatch is a protocol error."""
+        try:
+            return msgspec.json.decode(body, type=type_)
+        except msgspec.ValidationError as exc:
+            raise EngineProtocolError(
+                f"unexpected answer shape from {self._describe(method, path)}: {exc}", url=self.endpoint.url
+            ) from exc
+        except msgspec.DecodeError as exc:
+            raise EngineProtocolError(
+                f"invalid JSON from {self._describe(method, path)}: {exc}", url=self.endpoint.url
+            ) from exc
+
+    async def _query(
+        self,
+        method: str,
+        path: str,
+        type_: type[T],
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        versioned: bool = True,
+    ) -> T:
+        _, body = await self._request(
+            method, path, params=params, json=json, timeout=timeout, versioned=versioned
+        )
+        return self.decode(body, type_, method, path)
+
+    @asynccontextmanager
+    async def _stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A streamed answer (logs, pulls, loads). ``timeout`` bounds the whole exchange;
+        ``read_timeout`` bounds each pause in the stream. Non-2xx raises before yielding."""
+        version = await self._ensure_version(None)
+        full = self._full_path(path, True, version)
+        t = timeout if timeout is not None else self.timeouts.total
+        connect = self.timeouts.connect if self.timeouts.connect is not None else self.timeouts.total
+        client_timeout = aiohttp.ClientTimeout(total=t, connect=connect, sock_read=read_timeout)
+        session = self._connections.session_for(self.endpoint)
+        try:
+            async with session.request(
+                method,
+                self.endpoint.base + full,
+                params=params,
+                data=data,
+                headers=headers,
+                ssl=self._connections.ssl_for(self.endpoint),
+                timeout=client_timeout,
+                allow_redirects=False,
+            ) as resp:
+                if resp.status >= 400:
+                    body = await resp.read()
+                    self._raise_for_status(resp.status, body, method, path)
+                yield resp
+        except DockerError:
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._map_error(exc, method, path, t) from exc

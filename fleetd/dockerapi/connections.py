@@ -1,0 +1,158 @@
+"""Shared HTTP connection pools for many Engine endpoints.
+
+One TCP connector serves every TCP and TLS host (aiohttp keys its pool by host, port and
+TLS context, so each host keeps its own keep-alive connections); each unix socket gets one
+connector of its own, because a UnixConnector is bound to one path. The pool owns every
+session it opens and closes them in :meth:`EngineConnections.aclose`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp
+
+__all__ = ["Endpoint", "EngineConnections", "TLSConfig", "make_ssl_context", "parse_endpoint"]
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a daemon is: ``base`` is the HTTP origin, ``unix_path`` set for unix sockets."""
+
+    url: str
+    base: str
+    unix_path: str | None = None
+    tls: TLSConfig | None = None
+
+
+def parse_endpoint(url: str, tls: TLSConfig | None = None) -> Endpoint:
+    """``tcp://h:p`` / ``http://h:p`` → plain HTTP (TLS when ``tls`` is given for tcp),
+    ``https://h:p`` → TLS, ``unix:///path`` → the socket."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a URL: {url!r}")
+    scheme = scheme.lower()
+    if scheme == "unix":
+        if not rest.startswith("/"):
+            raise ValueError(f"unix socket path must be absolute: {url!r}")
+        return Endpoint(url=url, base="http://docker", unix_path=rest)
+    hostport = rest.rstrip("/")
+    if scheme == "https" or (scheme == "tcp" and tls is not None):
+        return Endpoint(url=url, base=f"https://{hostport}", tls=tls or TLSConfig())
+    if scheme in ("tcp", "http"):
+        return Endpoint(url=url, base=f"http://{hostport}")
+    raise ValueError(f"unsupported scheme {scheme!r} in {url!r}")
+
+
+def make_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    """Build a client context; reads files, so call it off the event loop when it matters."""
+    ctx = ssl.create_default_context(cafile=str(tls.ca) if tls.ca else None)
+    if tls.cert is not None:
+        ctx.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None)
+    if not tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class EngineConnections:
+    """Owner of the HTTP sessions used to talk to daemons.
+
+    ``keepalive`` should exceed the longest poll interval so connections survive between
+    polls. Concurrency is not limited here (the poller bounds it), so a request never
+    waits for a pool slot and its timeout measures only the daemon.
+    """
+
+    def __init__(self, *, keepalive: float = 75.0) -> None:
+        self._keepalive = keepalive
+        self._tcp: aiohttp.ClientSession | None = None
+        self._unix: dict[str, aiohttp.ClientSession] = {}
+        self._ssl: dict[TLSConfig, ssl.SSLContext] = {}
+        self._closed = False
+
+    @property
+    def keepalive(self) -> float:
+        return self._keepalive
+
+    def _new_session(self, connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector,
+            connector_owner=True,
+            # The daemon never compresses; skip the header and the decoder's work.
+            skip_auto_headers=("Accept-Encoding", "User-Agent"),
+            headers={"User-Agent": "fleetd"},
+            timeout=aiohttp.ClientTimeout(total=None),
+            raise_for_status=False,
+            trust_env=False,
+        )
+
+    def session_for(self, endpoint: Endpoint) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("EngineConnections is closed")
+        if endpoint.unix_path is not None:
+            session = self._unix.get(endpoint.unix_path)
+            if session is None:
+                unix = aiohttp.UnixConnector(
+                    path=endpoint.unix_path, limit=0, keepalive_timeout=self._keepalive
+                )
+                session = self._unix[endpoint.unix_path] = self._new_session(unix)
+            return session
+        if self._tcp is None:
+            tcp = aiohttp.TCPConnector(
+                limit=0, limit_per_host=0, keepalive_timeout=self._keepalive, ttl_dns_cache=300
+            )
+            self._tcp = self._new_session(tcp)
+        return self._tcp
+
+    def ssl_for(self, endpoint: Endpoint) -> ssl.SSLContext | bool:
+        """The TLS context for an endpoint (cached per TLS config, so equal configs share a pool)."""
+        if endpoint.tls is None:
+            return False
+        ctx = self._ssl.get(endpoint.tls)
+        if ctx is None:
+            ctx = self._ssl[endpoint.tls] = make_ssl_context(endpoint.tls)
+        return ctx
+
+    def preload_ssl(self, endpoint: Endpoint, ctx: ssl.SSLContext) -> None:
+        """Install a context built elsewhere (e.g. in a thread) for an endpoint's TLS config."""
+        if endpoint.tls is not None:
+            self._ssl[endpoint.tls] = ctx
+
+    async def release_unix(self, path: str) -> None:
+        """Close the pool of one unix socket (a host using it left the inventory)."""
+        session = self._unix.pop(path, None)
+        if session is not None:
+            await session.close()
+
+    async def aclose(self) -> None:
+        """Close every session; safe to call more than once."""
+        self._closed = True
+        sessions = list(self._unix.values())
+        self._unix.clear()
+        if self._tcp is not None:
+            sessions.append(self._tcp)
+            self._tcp = None
+        for session in sessions:
+            await session.close()
+
+    async def __aenter__(self) -> EngineConnections:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

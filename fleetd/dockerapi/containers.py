@@ -1,0 +1,115 @@
+"""``client.containers``: list, inspect, create, start/stop/restart/kill, remove, logs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from fleetd.dockerapi.models import ContainerInspect, ContainerSummary, CreateResult
+from fleetd.dockerapi.stream import LogLine, demux_log_stream
+
+if TYPE_CHECKING:
+    from fleetd.dockerapi.client import DockerClient
+
+__all__ = ["ContainersAPI"]
+
+_LIST = list[ContainerSummary]
+
+
+class ContainersAPI:
+    def __init__(self, client: DockerClient) -> None:
+        self._client = client
+
+    async def list(
+        self,
+        *,
+        all: bool = False,
+        filters: Mapping[str, list[str]] | None = None,
+        timeout: float | None = None,
+    ) -> list[ContainerSummary]:
+        """``GET /containers/json``. Never asks for ``size`` (it makes the daemon walk layers)."""
+        params: dict[str, str | int] = {}
+        if all:
+            params["all"] = 1
+        if filters:
+            params["filters"] = msgspec.json.encode(dict(filters)).decode()
+        return await self._client._query("GET", "/containers/json", _LIST, params=params, timeout=timeout)
+
+    async def inspect(self, container_id: str, *, timeout: float | None = None) -> ContainerInspect:
+        return await self._client._query(
+            "GET", f"/containers/{container_id}/json", ContainerInspect, timeout=timeout
+        )
+
+    async def create(
+        self, config: Mapping[str, Any], *, name: str | None = None, timeout: float | None = None
+    ) -> CreateResult:
+        params: dict[str, str | int] = {"name": name} if name else {}
+        return await self._client._query(
+            "POST", "/containers/create", CreateResult, params=params, json=dict(config), timeout=timeout
+        )
+
+    async def _action(
+        self, container_id: str, action: str, params: dict[str, str | int], timeout: float | None
+    ) -> bool:
+        """True when the daemon acted, False on 304 (already in that state)."""
+        status, _ = await self._client._request(
+            "POST", f"/containers/{container_id}/{action}", params=params, timeout=timeout
+        )
+        return status != 304
+
+    async def start(self, container_id: str, *, timeout: float | None = None) -> bool:
+        return await self._action(container_id, "start", {}, timeout)
+
+    async def stop(self, container_id: str, *, t: int | None = None, timeout: float | None = None) -> bool:
+        params: dict[str, str | int] = {"t": t} if t is not None else {}
+        return await self._action(container_id, "stop", params, _grace(timeout, t))
+
+    async def restart(
+        self, container_id: str, *, t: int | None = None, timeout: float | None = None
+    ) -> bool:
+        params: dict[str, str | int] = {"t": t} if t is not None else {}
+        return await self._action(container_id, "restart", params, _grace(timeout, t))
+
+    async def kill(
+        self, container_id: str, *, signal: str | None = None, timeout: float | None = None
+    ) -> bool:
+        params: dict[str, str | int] = {"signal": signal} if signal else {}
+        return await self._action(container_id, "kill", params, timeout)
+
+    async def remove(
+        self, container_id: str, *, force: bool = False, v: bool = False, timeout: float | None = None
+    ) -> None:
+        params: dict[str, str | int] = {"force": int(force), "v": int(v)}
+        await self._client._request("DELETE", f"/containers/{container_id}", params=params, timeout=timeout)
+
+    async def logs(
+        self,
+        container_id: str,
+        *,
+        tail: int | None = None,
+        since: int | None = None,
+        timestamps: bool = False,
+        tty: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[LogLine]:
+        """Log lines of a stopped or running container (no follow), demultiplexed."""
+        params: dict[str, str | int] = {"stdout": 1, "stderr": 1, "timestamps": int(timestamps)}
+        if tail is not None:
+            params["tail"] = tail
+        if since is not None:
+            params["since"] = since
+        async with self._client._stream(
+            "GET", f"/containers/{container_id}/logs", params=params, timeout=timeout
+        ) as resp:
+            raw = resp.headers.get("Content-Type", "") != "application/vnd.docker.multiplexed-stream"
+            async for line in demux_log_stream(resp.content, tty=tty or raw):
+                yield line
+
+
+def _grace(timeout: float | None, t: int | None) -> float | None:
+    """Stopping waits up to ``t`` seconds inside the daemon; the request must outlive that."""
+    if t is None:
+        return None if timeout is None else timeout + 10
+    return (timeout or 5.0) + t

@@ -1,0 +1,90 @@
+"""The Engine client's error tree.
+
+    DockerError
+    ├── EngineUnreachable        no usable connection: refused, reset, DNS, TLS handshake
+    │   └── EngineTLSError       TLS handshake or certificate failure
+    ├── EngineTimeout            connect or total timeout elapsed
+    ├── EngineHTTPError          the daemon answered with a non-2xx status
+    │   ├── EngineNotFound       404
+    │   └── EngineConflict       409
+    ├── EngineProtocolError      a 2xx answer that cannot be used: invalid JSON, wrong shape
+    └── EngineVersionError       no API version both sides speak
+
+``down`` in the fleet means EngineUnreachable/EngineTimeout; ``error`` means the rest.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DockerError",
+    "EngineConflict",
+    "EngineHTTPError",
+    "EngineNotFound",
+    "EngineProtocolError",
+    "EngineTLSError",
+    "EngineTimeout",
+    "EngineUnreachable",
+    "EngineVersionError",
+]
+
+
+class DockerError(Exception):
+    """Base of every error the Engine client raises. ``str()`` is a sentence a person can act on."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EngineUnreachable(DockerError):
+    """The daemon could not be reached or dropped the connection."""
+
+
+class EngineTLSError(EngineUnreachable):
+    """TLS handshake or certificate verification failed."""
+
+
+class EngineTimeout(DockerError):
+    """The daemon did not answer within the timeout."""
+
+
+class EngineHTTPError(DockerError):
+    """The daemon answered with a non-2xx status; ``message`` is the daemon's own."""
+
+    def __init__(self, status: int, message: str, *, url: str = "") -> None:
+        super().__init__(message, url=url)
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.message}"
+
+
+class EngineNotFound(EngineHTTPError):
+    """404 from the daemon (no such container, image, ...)."""
+
+
+class EngineConflict(EngineHTTPError):
+    """409 from the daemon (name in use, container running, ...)."""
+
+
+class EngineProtocolError(DockerError):
+    """A 2xx answer that is not what the Engine API specifies."""
+
+
+class EngineVersionError(DockerError):
+    """The daemon's API versions and ours do not overlap."""
+
+
+def http_error(status: int, message: str, *, url: str = "") -> EngineHTTPError:
+    cls: type[EngineHTTPError]
+    if status == 404:
+        cls = EngineNotFound
+    elif status == 409:
+        cls = EngineConflict
+    else:
+        cls = EngineHTTPError
+    return cls(status, message, url=url)
