@@ -1,0 +1,440 @@
+"""A Debian root with systemd as PID 1, for end-to-end tests of the fleetd service unit.
+
+Built once per machine with debootstrap and cached outside the repository as a tarball keyed by a hash of
+everything that goes into it; imported into a test dockerd as ``fleet/debian-systemd:test`` and booted the
+way /work/shared/LAB.md describes (SYS_ADMIN, unconfined seccomp/apparmor, tmpfs /run, cgroupfs read-only).
+
+Typical use from a test::
+
+    tarball = ensure_root_tarball()                       # minutes the first time, then cached
+    with Dockerd.start(tmp_path / "d") as dockerd:         # a private daemon, stopped by pid
+        import_image(dockerd.host, tarball)
+        with SystemdContainer.start(dockerd.host, "sysd", volumes={src: "/src"}) as box:
+            box.wait_running()
+            box.exec("systemctl", "start", "fleetd")
+
+Command-line (build the cache ahead of time): ``python tests/integration/systemd_root.py [--rebuild]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+__all__ = [
+    "IMAGE",
+    "PACKAGES",
+    "SUITE",
+    "Dockerd",
+    "SystemdContainer",
+    "booted",
+    "cache_dir",
+    "debian_mirror",
+    "ensure_root_tarball",
+    "import_image",
+    "root_key",
+    "unavailable_reason",
+]
+
+SUITE = "bookworm"
+VARIANT = "minbase"
+PACKAGES: tuple[str, ...] = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "python3-venv",
+    "python3-pip",
+    "curl",
+    "ca-certificates",
+)
+IMAGE = "fleet/debian-systemd:test"
+KEY_LABEL = "org.fleetd.test.root-key"
+# Bump when _finish_root() changes what ends up in the tarball.
+_RECIPE_VERSION = 1
+
+_DEFAULT_CACHE = Path("/var/cache/fleetd-test")
+
+
+def cache_dir() -> Path:
+    """Where the tarball lives; ``FLEETD_TEST_CACHE`` overrides ``/var/cache/fleetd-test``."""
+    return Path(os.environ.get("FLEETD_TEST_CACHE", str(_DEFAULT_CACHE)))
+
+
+def root_key() -> str:
+    """Short hash of the recipe: suite, variant, package list, finishing steps."""
+    recipe = {"suite": SUITE, "variant": VARIANT, "packages": sorted(PACKAGES), "recipe": _RECIPE_VERSION}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def tarball_path(directory: Path | None = None) -> Path:
+    return (directory or cache_dir()) / f"debian-systemd-{SUITE}-{root_key()}.tar"
+
+
+def unavailable_reason() -> str | None:
+    """Why the systemd root cannot be built or run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root (debootstrap, dockerd)"
+    for tool in ("dockerd", "docker"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    if not tarball_path().exists() and shutil.which("debootstrap") is None:
+        return "debootstrap not installed and no cached root"
+    return None
+
+
+_SOURCES_LIST = Path("/etc/apt/sources.list")
+_SOURCES_DIR = Path("/etc/apt/sources.list.d")
+
+
+def debian_mirror(
+    sources_list: Path = _SOURCES_LIST, sources_dir: Path = _SOURCES_DIR, suite: str = SUITE
+) -> str | None:
+    """The Debian mirror this machine's apt already uses for ``suite``, or None (debootstrap's default).
+
+    Read at run time so no mirror address is written down in the repository; security and other
+    non-main archives are skipped.
+    """
+    candidates: list[tuple[str, list[str]]] = []
+    if sources_list.exists():
+        for line in sources_list.read_text().splitlines():
+            parts = line.split("#", 1)[0].split()
+            if len(parts) >= 3 and parts[0] == "deb":
+                uri_idx = 2 if parts[1].startswith("[") else 1
+                if uri_idx + 1 < len(parts):
+                    candidates.append((parts[uri_idx], [parts[uri_idx + 1]]))
+    if sources_dir.is_dir():
+        for path in sorted(sources_dir.glob("*.sources")):
+            for stanza in re.split(r"\n\s*\n", path.read_text()):
+                fields: dict[str, str] = {}
+                for line in stanza.splitlines():
+                    if line.startswith("#") or ":" not in line:
+                        continue
+                    name, _, value = line.partition(":")
+                    fields[name.strip().lower()] = value.strip()
+                if "deb" not in fields.get("types", "").split() or fields.get("enabled") == "no":
+                    continue
+                for uri in fields.get("uris", "").split():
+                    candidates.append((uri, fields.get("suites", "").split()))
+    for uri, suites in candidates:
+        if suite in suites and "security" not in uri:
+            return uri
+    return None
+
+
+def _run(
+    argv: Sequence[str], *, log: Path | None = None, check: bool = True, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    if log is None:
+        return subprocess.run(list(argv), check=check, capture_output=True, text=True, timeout=timeout)
+    with log.open("a") as out:
+        out.write(f"$ {' '.join(argv)}\n")
+        out.flush()
+        return subprocess.run(
+            list(argv), check=check, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout
+        )
+
+
+def _finish_root(root: Path) -> None:
+    """Small changes that make the root boot quietly in a container and keep it small."""
+    (root / "etc/hostname").write_text("fleetd-systemd-test\n")
+    # Empty machine-id: systemd generates one per boot instead of every container sharing one.
+    (root / "etc/machine-id").write_text("")
+    with contextlib.suppress(FileNotFoundError):
+        (root / "var/lib/dbus/machine-id").unlink()
+    # Units that cannot work in a container and would only turn the system "degraded".
+    wants = root / "etc/systemd/system"
+    for unit in ("systemd-remount-fs.service", "getty@tty1.service", "console-getty.service"):
+        mask = wants / unit
+        if not mask.exists():
+            mask.symlink_to("/dev/null")
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for item in (root / sub).glob("*"):
+            if item.is_file():
+                item.unlink()
+
+
+def ensure_root_tarball(
+    *, rebuild: bool = False, directory: Path | None = None, timeout: float = 1800
+) -> Path:
+    """Return the cached root tarball, building it first if needed (root, network to a Debian mirror).
+
+    Concurrent callers serialise on a lock file; the tarball appears atomically (rename), so a crash
+    mid-build leaves no half-written cache behind. The build log is kept next to the tarball.
+    """
+    directory = directory or cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = tarball_path(directory)
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists() and not rebuild:
+            return target
+        log = target.with_suffix(".log")
+        log.write_text("")
+        with tempfile.TemporaryDirectory(dir=directory, prefix="build-") as tmp:
+            root = Path(tmp) / "root"
+            argv = [
+                "debootstrap",
+                f"--variant={VARIANT}",
+                f"--include={','.join(PACKAGES)}",
+                SUITE,
+                str(root),
+            ]
+            mirror = debian_mirror()
+            if mirror:
+                argv.append(mirror)
+            try:
+                _run(argv, log=log, timeout=timeout)
+            except subprocess.CalledProcessError as exc:
+                tail = log.read_text()[-3000:]
+                raise RuntimeError(f"debootstrap failed ({exc.returncode}); log {log}:\n{tail}") from exc
+            _finish_root(root)
+            partial = target.with_suffix(".tar.part")
+            _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(partial), "."], log=log)
+            partial.rename(target)
+    return target
+
+
+def _docker(
+    host: str, *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return _run(["docker", "-H", host, *args], check=check, timeout=timeout)
+
+
+def import_image(docker_host: str, tarball: Path | None = None, tag: str = IMAGE) -> str:
+    """Import the root into the daemon at ``docker_host`` as ``tag`` unless already there; returns the id."""
+    tarball = tarball or ensure_root_tarball()
+    key = tarball.stem.rsplit("-", 1)[-1]
+    found = _docker(
+        docker_host, "image", "inspect", "--format", "{{.Id}} {{json .Config.Labels}}", tag, check=False
+    )
+    if found.returncode == 0:
+        image_id, _, labels = found.stdout.strip().partition(" ")
+        if (json.loads(labels) or {}).get(KEY_LABEL) == key:
+            return image_id
+    done = _docker(
+        docker_host,
+        "import",
+        "--change",
+        f"LABEL {KEY_LABEL}={key}",
+        "--change",
+        'CMD ["/sbin/init"]',
+        str(tarball),
+        tag,
+        timeout=600,
+    )
+    return done.stdout.strip()
+
+
+@dataclass
+class Dockerd:
+    """A private dockerd (LAB.md recipe): own roots, pidfile and socket, no bridge, no iptables."""
+
+    root: Path
+    process: subprocess.Popen[bytes]
+    tcp_port: int | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.root / "docker.sock"
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @classmethod
+    def start(cls, root: Path, *, tcp_port: int | None = None, timeout: float = 60) -> Dockerd:
+        """Start dockerd under ``root``; ``tcp_port`` (below 32768, loopback only) is optional."""
+        root.mkdir(parents=True, exist_ok=True)
+        argv = [
+            "dockerd",
+            "--host",
+            f"unix://{root / 'docker.sock'}",
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "--pidfile",
+            str(root / "docker.pid"),
+            "--iptables=false",
+            "--bridge=none",
+        ]
+        if tcp_port is not None:
+            argv += ["--host", f"tcp://127.0.0.1:{tcp_port}"]
+        with (root / "log").open("ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        daemon = cls(root=root, process=proc, tcp_port=tcp_port)
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited {proc.returncode}; log {root / 'log'}")
+            if _docker(daemon.host, "version", check=False, timeout=10).returncode == 0:
+                return daemon
+            if time.monotonic() > deadline:
+                daemon.stop()
+                raise TimeoutError(f"dockerd did not answer within {timeout}s; log {root / 'log'}")
+            time.sleep(0.3)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM by pid, SIGKILL after ``timeout``; safe to call twice."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def remove(self) -> None:
+        """Stop and delete the daemon's roots (container layers included)."""
+        self.stop()
+        _run(["umount", "-R", str(self.root / "exec")], check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Dockerd:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+
+@dataclass
+class SystemdContainer:
+    """A container running /sbin/init from the systemd root."""
+
+    docker_host: str
+    name: str
+    container_id: str
+    removed: bool = field(default=False, repr=False)
+
+    @classmethod
+    def start(
+        cls,
+        docker_host: str,
+        name: str,
+        *,
+        image: str = IMAGE,
+        volumes: Mapping[str | Path, str] | None = None,
+        network: str = "host",
+        extra_args: Sequence[str] = (),
+    ) -> SystemdContainer:
+        """``docker run -d`` the root with the flags that let systemd and unit sandboxing work."""
+        _docker(docker_host, "rm", "-f", name, check=False)
+        argv = [
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--cap-add",
+            "SYS_ADMIN",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "apparmor=unconfined",
+            "--network",
+            network,
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/run/lock",
+            "-v",
+            "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+            # systemd as PID 1 powers off on SIGRTMIN+3 (SIGTERM would make it re-execute itself).
+            "--stop-signal",
+            "SIGRTMIN+3",
+        ]
+        for src, dest in (volumes or {}).items():
+            argv += ["-v", f"{src}:{dest}"]
+        argv += [*extra_args, image, "/sbin/init"]
+        done = _docker(docker_host, *argv)
+        return cls(docker_host=docker_host, name=name, container_id=done.stdout.strip())
+
+    def exec(
+        self, *argv: str, check: bool = True, timeout: float = 120, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env_args = [a for k, v in (env or {}).items() for a in ("-e", f"{k}={v}")]
+        return _docker(self.docker_host, "exec", *env_args, self.name, *argv, check=check, timeout=timeout)
+
+    def systemctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return self.exec("systemctl", *args, check=check)
+
+    def wait_running(self, timeout: float = 90) -> str:
+        """Wait until ``systemctl is-system-running`` says running or degraded; returns which.
+
+        "degraded" is returned, not raised: the caller decides whether a failed unit matters
+        (``failed_units()`` says which).
+        """
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            done = self.exec("systemctl", "is-system-running", check=False, timeout=15)
+            state = done.stdout.strip()
+            if state in ("running", "degraded"):
+                return state
+            time.sleep(0.5)
+        raise TimeoutError(f"systemd in {self.name} still {state!r} after {timeout}s:\n{self.logs()}")
+
+    def failed_units(self) -> list[str]:
+        out = self.systemctl("list-units", "--failed", "--plain", "--no-legend").stdout
+        return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+    def unit_property(self, unit: str, prop: str) -> str:
+        return self.systemctl("show", "-P", prop, unit).stdout.strip()
+
+    def journal(self, unit: str | None = None, *extra: str) -> str:
+        args = ["journalctl", "--no-pager", "-o", "cat", *extra]
+        if unit:
+            args += ["-u", unit]
+        return self.exec(*args, check=False).stdout
+
+    def copy_in(self, src: Path, dest: str) -> None:
+        _docker(self.docker_host, "cp", str(src), f"{self.name}:{dest}", timeout=300)
+
+    def logs(self) -> str:
+        done = _docker(self.docker_host, "logs", "--tail", "50", self.name, check=False)
+        return done.stdout + done.stderr
+
+    def remove(self) -> None:
+        if not self.removed:
+            _docker(self.docker_host, "rm", "-f", self.name, check=False)
+            self.removed = True
+
+    def __enter__(self) -> SystemdContainer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+
+@contextlib.contextmanager
+def booted(
+    docker_host: str, name: str = "sysd", *, volumes: Mapping[str | Path, str] | None = None
+) -> Iterator[SystemdContainer]:
+    """Import the root if needed, boot a container, wait for systemd, remove it afterwards."""
+    import_image(docker_host)
+    with SystemdContainer.start(docker_host, name, volumes=volumes) as box:
+        box.wait_running()
+        yield box
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    path = ensure_root_tarball(rebuild="--rebuild" in sys.argv[1:])
+    print(f"{path} {path.stat().st_size / 1e6:.0f} MB ({time.monotonic() - started:.0f} s)")
