@@ -6,11 +6,10 @@ Durations are float seconds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Literal
-from collections.abc import Mapping
 
 __all__ = [
     "AuthSettings",
@@ -18,8 +17,8 @@ __all__ = [
     "ListenTLSSettings",
     "LogSettings",
     "PollSettings",
-    "Role",
     "RetentionSettings",
+    "Role",
     "Settings",
     "SnapshotSettings",
     "TLSSettings",
@@ -28,7 +27,6 @@ __all__ = [
 
 Role = Literal["viewer", "operator", "admin"]
 
-_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +43,7 @@ class TLSSettings:
 class HostSettings:
     name: str
     url: str  # normalised: tcp://h:p, http://h:p, https://h:p or unix:///path
-    labels: Mapping[str, str] = _EMPTY
+    labels: Mapping[str, str] = field(default_factory=dict)
     tls: TLSSettings | None = None
     interval: float = 15.0  # effective (per-host override or poll.interval)
     timeout: float = 5.0  # effective (per-host override or poll.timeout)

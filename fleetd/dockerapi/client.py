@@ -13,6 +13,7 @@ the error tree of :mod:`fleetd.dockerapi.errors`.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -161,7 +162,8 @@ class DockerClient:
         if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError)):
             return EngineTLSError(f"TLS handshake with {url} failed: {exc}", url=url)
         if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = exc.os_error.strerror or str(exc.os_error)
+            err = exc.os_error
+            reason = os.strerror(err.errno).lower() if err.errno else str(err)
             return EngineUnreachable(f"cannot connect to {url}: {reason}", url=url)
         if isinstance(exc, aiohttp.ServerDisconnectedError):
             return EngineUnreachable(f"{url} closed the connection during {where}", url=url)

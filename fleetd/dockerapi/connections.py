@@ -129,6 +129,9 @@ class EngineConnections:
         if endpoint.tls is not None:
             self._ssl[endpoint.tls] = ctx
 
+    def unix_paths(self) -> list[str]:
+        return list(self._unix)
+
     async def release_unix(self, path: str) -> None:
         """Close the pool of one unix socket (a host using it left the inventory)."""
         session = self._unix.pop(path, None)

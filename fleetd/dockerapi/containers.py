@@ -66,9 +66,7 @@ class ContainersAPI:
         params: dict[str, str | int] = {"t": t} if t is not None else {}
         return await self._action(container_id, "stop", params, _grace(timeout, t))
 
-    async def restart(
-        self, container_id: str, *, t: int | None = None, timeout: float | None = None
-    ) -> bool:
+    async def restart(self, container_id: str, *, t: int | None = None, timeout: float | None = None) -> bool:
         params: dict[str, str | int] = {"t": t} if t is not None else {}
         return await self._action(container_id, "restart", params, _grace(timeout, t))
 

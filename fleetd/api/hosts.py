@@ -1,0 +1,47 @@
+"""``/api/v1/hosts``: the inventory with each host's health."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from fleetd.api.errors import NotFound
+from fleetd.api.keys import STATE
+from fleetd.api.params import check_known, get_choice
+from fleetd.api.render import host_detail, host_view, json_response
+from fleetd.fleet.models import HostStatus
+from fleetd.fleet.state import label_matches
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+_STATES = {s.value for s in HostStatus}
+
+
+@routes.get("/api/v1/hosts")
+async def list_hosts(request: web.Request) -> web.Response:
+    q = request.query
+    check_known(q, {"state", "label"})
+    state_filter = get_choice(q, "state", _STATES)
+    labels = q.getall("label", [])
+    fleet = request.app[STATE]
+    now = fleet.clock()
+    dups = fleet.duplicate_engine_ids()
+    hosts = [
+        host_view(r, now, dups)
+        for r in fleet.records()
+        if (state_filter is None or r.status.value == state_filter)
+        and (not labels or label_matches(dict(r.settings.labels), labels))
+    ]
+    return json_response({"hosts": hosts, "total": len(hosts)})
+
+
+@routes.get("/api/v1/hosts/{name}")
+async def get_host(request: web.Request) -> web.Response:
+    check_known(request.query, ())
+    fleet = request.app[STATE]
+    name = request.match_info["name"]
+    record = fleet.get(name)
+    if record is None:
+        raise NotFound(f"no host named {name!r} in the inventory", code="unknown_host")
+    return json_response(host_detail(fleet, record, fleet.clock()))

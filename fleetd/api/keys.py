@@ -1,0 +1,27 @@
+"""Typed application keys: the only way handlers reach shared objects (no globals)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from fleetd.config.model import Settings
+from fleetd.dockerapi import EngineConnections
+from fleetd.fleet.poller import Poller
+from fleetd.fleet.state import FleetState
+
+__all__ = ["CONFIG", "CONNECTIONS", "POLLER", "STATE", "ConfigHolder"]
+
+
+class ConfigHolder:
+    """The settings in force; replaced as a whole on reload (the app itself is frozen)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+        self.last_reload_ok: bool = True
+        self.last_reload_success: float | None = None
+
+
+CONFIG = web.AppKey("config", ConfigHolder)
+STATE = web.AppKey("state", FleetState)
+POLLER = web.AppKey("poller", Poller)
+CONNECTIONS = web.AppKey("connections", EngineConnections)

@@ -1,0 +1,78 @@
+"""Query-string parsing with errors a person can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from fleetd.api.errors import BadRequest
+
+__all__ = ["check_known", "get_bool", "get_choice", "get_int", "get_one"]
+
+
+def check_known(query: MultiMapping[str], allowed: Collection[str]) -> None:
+    unknown = sorted(set(query) - set(allowed))
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
+            code="unknown_parameter",
+        )
+
+
+def get_one(query: MultiMapping[str], name: str) -> str | None:
+    values = query.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(f"parameter {name!r} may be given only once", code="bad_parameter")
+    return values[0] if values else None
+
+
+def get_int(
+    query: MultiMapping[str], name: str, default: int | None, *, minimum: int = 0, maximum: int | None = None
+) -> int | None:
+    raw = get_one(query, name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(
+            f"parameter {name!r} must be an integer, got {raw!r}", code="bad_parameter"
+        ) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise BadRequest(f"parameter {name!r} must be {bound}, got {value}", code="bad_parameter")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def get_bool(query: MultiMapping[str], name: str, default: bool | None = None) -> bool | None:
+    raw = get_one(query, name)
+    if raw is None or raw == "":
+        return default
+    low = raw.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise BadRequest(f"parameter {name!r} must be true or false, got {raw!r}", code="bad_parameter")
+
+
+def get_choice(query: MultiMapping[str], name: str, choices: Collection[str]) -> str | None:
+    raw = get_one(query, name)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        raise BadRequest(
+            f"parameter {name!r} must be one of {', '.join(sorted(choices))}; got {raw!r}",
+            code="bad_parameter",
+        )
+    return raw
+
+
+def path_param(request: web.Request, name: str) -> str:
+    return request.match_info[name]

@@ -1,0 +1,36 @@
+"""``/api/v1/summary``, ``/healthz``, ``/readyz``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from fleetd.api.keys import STATE
+from fleetd.api.render import json_response
+from fleetd.timefmt import rfc3339
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/summary")
+async def summary(request: web.Request) -> web.Response:
+    fleet = request.app[STATE]
+    now = fleet.clock()
+    data = fleet.summary(now)
+    data["generated_at"] = rfc3339(now)
+    return json_response(data)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    fleet = request.app[STATE]
+    if fleet.is_ready():
+        return json_response({"ready": True})
+    pending = sorted(r.name for r in fleet.records() if not r.first_poll_done)
+    return json_response({"ready": False, "pending": pending}, status=503)

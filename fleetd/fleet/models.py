@@ -1,0 +1,183 @@
+"""The fleet's records: per-host health and the containers/images last seen on it."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+import msgspec
+
+from fleetd.config.model import HostSettings
+from fleetd.dockerapi.models import ContainerSummary, ImageSummary, SystemInfo
+from fleetd.timefmt import rfc3339
+
+__all__ = [
+    "ContainerRecord",
+    "EngineFacts",
+    "HostRecord",
+    "HostStatus",
+    "ImageRecord",
+    "PortRecord",
+    "container_record",
+    "image_record",
+]
+
+
+class HostStatus(enum.StrEnum):
+    UNKNOWN = "unknown"  # no answer yet
+    UP = "up"
+    DOWN = "down"  # no usable HTTP answer: refused, reset, timeout, TLS failure
+    ERROR = "error"  # answered, but unusably: non-2xx, invalid JSON, wrong shape
+    DISABLED = "disabled"  # in the inventory with enabled: false
+
+
+class PortRecord(msgspec.Struct, frozen=True):
+    private_port: int
+    type: str
+    ip: str | None = None
+    public_port: int | None = None
+
+
+class ContainerRecord(msgspec.Struct, frozen=True):
+    host: str
+    id: str
+    name: str
+    names: list[str]
+    image: str
+    image_id: str
+    command: str
+    state: str
+    status: str
+    health: str
+    created: str | None
+    labels: dict[str, str]
+    ports: list[PortRecord]
+    observed_at: str | None
+    stale: bool = False
+
+
+class ImageRecord(msgspec.Struct, frozen=True):
+    id: str
+    tags: list[str]
+    digests: list[str]
+    size: int
+    created: str | None
+    labels: dict[str, str]
+
+
+class EngineFacts(msgspec.Struct, frozen=True):
+    engine_id: str
+    name: str
+    server_version: str
+    api_version: str
+    operating_system: str
+    os_type: str
+    kernel_version: str
+    architecture: str
+    ncpu: int
+    mem_total: int
+    storage_driver: str
+
+    @classmethod
+    def from_info(cls, info: SystemInfo, api_version: str) -> EngineFacts:
+        return cls(
+            engine_id=info.ID,
+            name=info.Name,
+            server_version=info.ServerVersion,
+            api_version=api_version,
+            operating_system=info.OperatingSystem,
+            os_type=info.OSType,
+            kernel_version=info.KernelVersion,
+            architecture=info.Architecture,
+            ncpu=info.NCPU,
+            mem_total=info.MemTotal,
+            storage_driver=info.Driver,
+        )
+
+
+_HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+def _health(c: ContainerSummary) -> str:
+    if c.Health is not None and c.Health.Status in ("healthy", "unhealthy", "starting"):
+        return c.Health.Status
+    m = _HEALTH_RE.search(c.Status)
+    if m is None:
+        return "none"
+    return "starting" if m.group(1) == "health: starting" else m.group(1)
+
+
+def container_record(host: str, c: ContainerSummary, observed_at: str | None) -> ContainerRecord:
+    names = [n.lstrip("/") for n in (c.Names or [])]
+    return ContainerRecord(
+        host=host,
+        id=c.Id,
+        name=names[0] if names else c.Id[:12],
+        names=names,
+        image=c.Image,
+        image_id=c.ImageID,
+        command=c.Command,
+        state=c.State,
+        status=c.Status,
+        health=_health(c),
+        created=rfc3339(c.Created) if c.Created else None,
+        labels=dict(c.Labels or {}),
+        ports=[
+            PortRecord(private_port=p.PrivatePort, type=p.Type, ip=p.IP, public_port=p.PublicPort)
+            for p in (c.Ports or [])
+        ],
+        observed_at=observed_at,
+    )
+
+
+def image_record(i: ImageSummary) -> ImageRecord:
+    return ImageRecord(
+        id=i.Id,
+        tags=[t for t in (i.RepoTags or []) if t != "<none>:<none>"],
+        digests=[d for d in (i.RepoDigests or []) if d != "<none>@<none>"],
+        size=i.Size,
+        created=rfc3339(i.Created) if i.Created else None,
+        labels=dict(i.Labels or {}),
+    )
+
+
+@dataclass(slots=True, eq=False)
+class HostRecord:
+    """What fleetd knows about one host. Mutated only by the poller (one writer)."""
+
+    settings: HostSettings
+    status: HostStatus = HostStatus.UNKNOWN
+    last_seen: float | None = None  # wall clock of the last successful poll
+    last_attempt: float | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    poll_duration: float | None = None  # seconds, last poll (success or failure)
+    facts: EngineFacts | None = None
+    info_raw: msgspec.Raw | None = None
+    containers: tuple[ContainerRecord, ...] = ()
+    images: tuple[ImageRecord, ...] | None = None  # None: never listed
+    images_seen: float | None = None
+    polls: int = 0
+    first_poll_done: bool = False
+    changed_at: float | None = None  # when status last changed
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def stale_after(self) -> float:
+        return 2 * self.settings.interval + self.settings.timeout
+
+    def is_stale(self, now: float) -> bool:
+        """Data is stale when the last poll failed or the last success is too old."""
+        if self.last_seen is None:
+            return False  # there is no data to be stale
+        if self.status is not HostStatus.UP:
+            return True
+        return now - self.last_seen > self.stale_after()
+
+    @property
+    def running(self) -> int:
+        return sum(1 for c in self.containers if c.state == "running")

@@ -1,0 +1,130 @@
+"""``fleetd run``: the service's life from config to exit.
+
+Listening comes first (READY=1 is sent as soon as the API answers, never waiting for slow
+hosts); SIGTERM/SIGINT stop everything within the grace period; SIGHUP reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import sys
+import time
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from fleetd.api.app import create_app
+from fleetd.api.keys import CONFIG, STATE
+from fleetd.config import ConfigError, load_config
+from fleetd.config.model import Settings
+from fleetd.fleet.models import HostStatus
+from fleetd.fleet.state import FleetState
+from fleetd.logconfig import configure_logging
+from fleetd.service.notify import Notifier, watchdog_loop
+from fleetd.service.reload import ReloadFailed, reload_app
+
+__all__ = ["fleet_status_line", "run_service"]
+
+log = structlog.get_logger("fleetd")
+
+
+def fleet_status_line(state: FleetState) -> str:
+    records = list(state.records())
+    enabled = [r for r in records if r.status is not HostStatus.DISABLED]
+    up = sum(1 for r in enabled if r.status is HostStatus.UP)
+    containers = sum(len(r.containers) for r in records)
+    return f"{up}/{len(enabled)} hosts up, {containers:,} containers"
+
+
+def run_service(config_path: Path) -> int:
+    try:
+        settings = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"fleetd: not started: {len(exc.problems)} problem(s) in the configuration", file=sys.stderr)
+        return 2
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        return asyncio.run(_serve(settings, config_path))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+def _listen_ssl(settings: Settings) -> ssl.SSLContext | None:
+    if settings.listen_tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(settings.listen_tls.cert), str(settings.listen_tls.key))
+    return ctx
+
+
+async def _serve(settings: Settings, config_path: Path) -> int:
+    notifier = Notifier()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace
+    )
+    await runner.setup()
+    try:
+        ssl_ctx = await asyncio.to_thread(_listen_ssl, settings)
+        site = web.TCPSite(runner, settings.listen_host, settings.listen_port, ssl_context=ssl_ctx)
+        await site.start()
+    except (OSError, ssl.SSLError) as exc:
+        log.error("cannot listen", listen=f"{settings.listen_host}:{settings.listen_port}", error=str(exc))
+        await runner.cleanup()
+        notifier.close()
+        return 1
+    scheme = "https" if settings.listen_tls else "http"
+    log.info(
+        "fleetd listening",
+        url=f"{scheme}://{settings.listen_host}:{settings.listen_port}",
+        hosts=len(settings.hosts),
+        config=str(settings.path),
+    )
+    notifier.ready()
+    notifier.status(fleet_status_line(app[STATE]))
+
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def hup() -> None:
+        try:
+            await reload_app(app, config_path, notifier)
+        except ReloadFailed:
+            pass  # logged; the old configuration keeps running
+
+    def on_hup() -> None:
+        task = loop.create_task(hup())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    watchdog = loop.create_task(watchdog_loop(notifier, lambda: fleet_status_line(app[STATE])))
+    try:
+        await stop.wait()
+    finally:
+        started = time.monotonic()
+        log.info("fleetd stopping")
+        notifier.stopping()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        watchdog.cancel()
+        for task in list(reloads):
+            task.cancel()
+        await asyncio.gather(watchdog, *reloads, return_exceptions=True)
+        grace = app[CONFIG].current.shutdown_grace
+        try:
+            async with asyncio.timeout(grace + 5):
+                await runner.cleanup()
+        except TimeoutError:
+            log.warning("shutdown exceeded the grace period", grace=grace)
+        notifier.close()
+        log.info("fleetd stopped", seconds=round(time.monotonic() - started, 3))
+    return 0
