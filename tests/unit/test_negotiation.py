@@ -33,12 +33,12 @@ def test_client_speaks_at_least_1_47() -> None:
 
 
 def test_daemon_older_than_1_24_is_refused() -> None:
-    with pytest.raises(EngineVersionError, match="older than the oldest supported 1.24"):
+    with pytest.raises(EngineVersionError, match=r"older than the oldest supported 1\.24"):
         negotiate_version("1.12")
 
 
 def test_daemon_minimum_above_ours_is_refused() -> None:
-    with pytest.raises(EngineVersionError, match="requires API ≥ 1.99"):
+    with pytest.raises(EngineVersionError, match=r"requires API ≥ 1\.99"):
         negotiate_version("1.99", "1.99")
 
 
