@@ -6,15 +6,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from fleetd.api import containers, hosts, summary
+from fleetd.api import metrics as metrics_routes
 from fleetd.api.errors import ApiError
-from fleetd.api.keys import CONFIG, CONNECTIONS, POLLER, STATE, ConfigHolder
+from fleetd.api.keys import CONFIG, CONNECTIONS, METRICS, POLLER, STATE, ConfigHolder
 from fleetd.api.render import json_response
 from fleetd.config.model import Settings
 from fleetd.dockerapi import EngineConnections
 from fleetd.fleet.poller import Poller
 from fleetd.fleet.state import FleetState
+from fleetd.metrics import FleetMetrics
 
 __all__ = ["create_app", "keepalive_for"]
 
@@ -60,14 +63,21 @@ async def _fleet_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[CONNECTIONS].aclose()
 
 
-def create_app(settings: Settings, *, state: FleetState | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
-    app[CONFIG] = ConfigHolder(settings)
-    app[STATE] = state if state is not None else FleetState()
+def create_app(
+    settings: Settings, *, state: FleetState | None = None, registry: CollectorRegistry | None = None
+) -> web.Application:
+    config = ConfigHolder(settings)
+    fleet = state if state is not None else FleetState()
+    metrics = FleetMetrics(fleet, config, registry)
+    app = web.Application(middlewares=[metrics.middleware(), error_middleware])
+    app[CONFIG] = config
+    app[STATE] = fleet
+    app[METRICS] = metrics
     app[CONNECTIONS] = EngineConnections(keepalive=keepalive_for(settings))
-    app[POLLER] = Poller(app[STATE], settings.poll, app[CONNECTIONS])
+    app[POLLER] = Poller(fleet, settings.poll, app[CONNECTIONS], observer=metrics)
     app.cleanup_ctx.append(_fleet_ctx)
     app.add_routes(hosts.routes)
     app.add_routes(containers.routes)
     app.add_routes(summary.routes)
+    app.add_routes(metrics_routes.routes)
     return app

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from fleetd.config.model import Settings
@@ -9,7 +12,10 @@ from fleetd.dockerapi import EngineConnections
 from fleetd.fleet.poller import Poller
 from fleetd.fleet.state import FleetState
 
-__all__ = ["CONFIG", "CONNECTIONS", "POLLER", "STATE", "ConfigHolder"]
+if TYPE_CHECKING:
+    from fleetd.metrics import FleetMetrics
+
+__all__ = ["CONFIG", "CONNECTIONS", "METRICS", "POLLER", "STATE", "ConfigHolder"]
 
 
 class ConfigHolder:
@@ -18,10 +24,11 @@ class ConfigHolder:
     def __init__(self, settings: Settings) -> None:
         self.current = settings
         self.last_reload_ok: bool = True
-        self.last_reload_success: float | None = None
+        self.last_reload_success: float | None = time.time()
 
 
 CONFIG = web.AppKey("config", ConfigHolder)
 STATE = web.AppKey("state", FleetState)
 POLLER = web.AppKey("poller", Poller)
 CONNECTIONS = web.AppKey("connections", EngineConnections)
+METRICS: web.AppKey[FleetMetrics] = web.AppKey("metrics")

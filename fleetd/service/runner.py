@@ -7,6 +7,7 @@ hosts); SIGTERM/SIGINT stop everything within the grace period; SIGHUP reloads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import ssl
 import sys
@@ -93,10 +94,8 @@ async def _serve(settings: Settings, config_path: Path) -> int:
     reloads: set[asyncio.Task[None]] = set()
 
     async def hup() -> None:
-        try:
+        with contextlib.suppress(ReloadFailed):  # logged; the old configuration keeps running
             await reload_app(app, config_path, notifier)
-        except ReloadFailed:
-            pass  # logged; the old configuration keeps running
 
     def on_hup() -> None:
         task = loop.create_task(hup())

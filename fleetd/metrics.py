@@ -1,0 +1,151 @@
+"""Prometheus metrics.
+
+Per-host gauges are computed at scrape time from FleetState (a custom Collector), so they
+are never out of step with the API. Histograms and counters are observed where things
+happen: the poller (poll durations) and the API middleware (requests by route template).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from fleetd.api.keys import ConfigHolder
+from fleetd.fleet.models import HostStatus
+from fleetd.fleet.state import FleetState
+
+__all__ = ["FleetMetrics", "fleetd_version"]
+
+_POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def fleetd_version() -> str:
+    try:
+        return version("fleetd")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "0+unknown"
+
+
+class _FleetCollector(Collector):
+    def __init__(self, state: FleetState, config: ConfigHolder) -> None:
+        self._state = state
+        self._config = config
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._state.clock()
+        up = GaugeMetricFamily("fleetd_host_up", "1 when the host's last poll succeeded", labels=["host"])
+        st = GaugeMetricFamily("fleetd_host_state", "The host's state, one-hot", labels=["host", "state"])
+        stale = GaugeMetricFamily("fleetd_host_stale", "1 when the host's data is stale", labels=["host"])
+        last = GaugeMetricFamily(
+            "fleetd_host_last_success_timestamp_seconds",
+            "Unix time of the last successful poll",
+            labels=["host"],
+        )
+        fails = GaugeMetricFamily(
+            "fleetd_host_consecutive_failures", "Failed polls since the last success", labels=["host"]
+        )
+        dur = GaugeMetricFamily(
+            "fleetd_host_last_poll_duration_seconds", "Duration of the host's last poll", labels=["host"]
+        )
+        dup = GaugeMetricFamily(
+            "fleetd_host_duplicate_engine_id",
+            "1 when another host reports the same engine ID",
+            labels=["host"],
+        )
+        cont = GaugeMetricFamily(
+            "fleetd_host_containers", "Containers last seen on the host, by state", labels=["host", "state"]
+        )
+        duplicates = {n for names in self._state.duplicate_engine_ids().values() for n in names}
+        states = [s.value for s in HostStatus]
+        for r in self._state.sorted_records():
+            name = r.name
+            up.add_metric([name], 1.0 if r.status is HostStatus.UP else 0.0)
+            for s in states:
+                st.add_metric([name, s], 1.0 if r.status.value == s else 0.0)
+            stale.add_metric([name], 1.0 if r.is_stale(now) else 0.0)
+            if r.last_seen is not None:
+                last.add_metric([name], r.last_seen)
+            fails.add_metric([name], float(r.consecutive_failures))
+            if r.poll_duration is not None:
+                dur.add_metric([name], r.poll_duration)
+            dup.add_metric([name], 1.0 if name in duplicates else 0.0)
+            for cstate, n in sorted(Tally(c.state for c in r.containers).items()):
+                cont.add_metric([name, cstate], float(n))
+        yield from (up, st, stale, last, fails, dur, dup, cont)
+        ok = GaugeMetricFamily(
+            "fleetd_config_last_reload_successful", "1 when the last configuration (re)load succeeded"
+        )
+        ok.add_metric([], 1.0 if self._config.last_reload_ok else 0.0)
+        yield ok
+        ts = GaugeMetricFamily(
+            "fleetd_config_last_reload_success_timestamp_seconds", "Unix time of the last successful (re)load"
+        )
+        ts.add_metric([], self._config.last_reload_success or 0.0)
+        yield ts
+
+
+class FleetMetrics:
+    """Everything fleetd exports, on a registry of its own (a fresh one per test)."""
+
+    def __init__(
+        self, state: FleetState, config: ConfigHolder, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.poll_duration = Histogram(
+            "fleetd_poll_duration_seconds",
+            "Duration of host polls, fleet-wide",
+            ["outcome"],
+            buckets=_POLL_BUCKETS,
+            registry=self.registry,
+        )
+        self.api_requests = Counter(
+            "fleetd_api_requests",
+            "API requests by route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.api_latency = Histogram(
+            "fleetd_api_request_duration_seconds",
+            "API request latency by route template",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        build = Info("fleetd_build", "fleetd build information", registry=self.registry)
+        build.info({"version": fleetd_version(), "python": platform.python_version()})
+        self.registry.register(_FleetCollector(state, config))
+
+    def observe_poll(self, host: str, seconds: float, ok: bool) -> None:
+        self.poll_duration.labels("success" if ok else "failure").observe(seconds)
+
+    def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
+        requests, latency = self.api_requests, self.api_latency
+
+        @web.middleware
+        async def metrics_middleware(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                info = request.match_info
+                # The route template, never the raw path: bounded label cardinality.
+                route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
+                requests.labels(request.method, route, str(status)).inc()
+                latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+        return metrics_middleware
