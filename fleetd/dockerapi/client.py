@@ -99,7 +99,7 @@ class DockerClient:
         self._connections = connections or EngineConnections()
         self._fixed_version = api_version
         self._api_version: str | None = api_version
-        self._negotiating: asyncio.Lock = asyncio.Lock()
+        self._negotiation: asyncio.Future[str] | None = None
         self.system = SystemAPI(self)
         self.containers = ContainersAPI(self)
         self.images = ImagesAPI(self)
@@ -118,6 +118,8 @@ class DockerClient:
         self._api_version = self._fixed_version
 
     async def aclose(self) -> None:
+        if self._negotiation is not None:
+            self._negotiation.cancel()
         if self._owns_connections:
             await self._connections.aclose()
 
@@ -137,17 +139,29 @@ class DockerClient:
     async def _ensure_version(self, timeout: float | None) -> str:
         if self._api_version is not None:
             return self._api_version
-        async with self._negotiating:
-            if self._api_version is None:
-                ping = await self.system.ping(timeout=timeout)
-                if ping.api_version:
-                    version = negotiate_version(ping.api_version)
-                else:
-                    # Very old daemons and some proxies omit the header; /version always has it.
-                    info = await self.system.version(versioned=False, timeout=timeout)
-                    version = negotiate_version(info.api_version or None, info.min_api_version or None)
-                self._api_version = version
-            return self._api_version
+        # Concurrent first requests share one negotiation, and one failure: a hung daemon
+        # costs one timeout, not one per waiting request.
+        task = self._negotiation
+        if task is None:
+            task = self._negotiation = asyncio.ensure_future(self._negotiate(timeout))
+            task.add_done_callback(self._negotiation_done)
+        return await asyncio.shield(task)
+
+    def _negotiation_done(self, task: asyncio.Future[str]) -> None:
+        self._negotiation = None
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an unawaited failure is not reported twice
+
+    async def _negotiate(self, timeout: float | None) -> str:
+        ping = await self.system.ping(timeout=timeout)
+        if ping.api_version:
+            version = negotiate_version(ping.api_version)
+        else:
+            # Very old daemons and some proxies omit the header; /version always has it.
+            info = await self.system.version(versioned=False, timeout=timeout)
+            version = negotiate_version(info.api_version or None, info.min_api_version or None)
+        self._api_version = version
+        return version
 
     # -- requests ------------------------------------------------------------------
 
@@ -247,6 +261,12 @@ class DockerClient:
         try:
             return msgspec.json.decode(body, type=type_)
         except msgspec.ValidationError as exc:
+            try:  # typed decoding stops at the first mismatch; is the JSON itself valid?
+                msgspec.json.decode(body)
+            except msgspec.DecodeError as bad:
+                raise EngineProtocolError(
+                    f"invalid JSON from {self._describe(method, path)}: {bad}", url=self.endpoint.url
+                ) from bad
             raise EngineProtocolError(
                 f"unexpected answer shape from {self._describe(method, path)}: {exc}", url=self.endpoint.url
             ) from exc

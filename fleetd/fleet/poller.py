@@ -116,6 +116,7 @@ class Poller:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         for w in workers:
+            await w.client.aclose()  # cancels a pending version negotiation; pools are shared
             for fut in w.waiters:
                 if not fut.done():
                     fut.cancel()

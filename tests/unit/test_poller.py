@@ -1,0 +1,289 @@
+"""The poller against fake Engines: versions, faults, isolation, staleness, actions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import structlog
+
+from fleetd.config.model import HostSettings, PollSettings
+from fleetd.dockerapi import EngineConnections
+from fleetd.fleet.models import HostStatus
+from fleetd.fleet.poller import Poller
+from fleetd.fleet.state import FleetState
+from tests.fakes import FakeEngines
+from tests.fakes.behaviour import Fault, docker_20_10, docker_29, podman
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+class Harness:
+    def __init__(self, poll: PollSettings) -> None:
+        self.state = FleetState()
+        self.connections = EngineConnections(keepalive=30)
+        self.poll = poll
+        self.poller = Poller(self.state, poll, self.connections)
+
+    def host(self, name: str, url: str, **kw: object) -> HostSettings:
+        return HostSettings(
+            name=name,
+            url=url,
+            interval=float(kw.pop("interval", self.poll.interval)),  # type: ignore[arg-type]
+            timeout=float(kw.pop("timeout", self.poll.timeout)),  # type: ignore[arg-type]
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def status(self, name: str) -> HostStatus:
+        rec = self.state.get(name)
+        assert rec is not None
+        return rec.status
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    h = Harness(PollSettings(interval=1.0, timeout=0.5, concurrency=50, max_backoff=1.0))
+    try:
+        yield h
+    finally:
+        await h.poller.aclose()
+        await h.connections.aclose()
+
+
+async def test_docker_20_10_is_polled_at_its_own_api_version(
+    harness: Harness, fake_engine: FakeEngines
+) -> None:
+    eng = await fake_engine(docker_20_10(containers=7))
+    await harness.poller.start([harness.host("old", eng.url)])
+    await wait_until(lambda: harness.status("old") is HostStatus.UP)
+    rec = harness.state.get("old")
+    assert rec is not None and rec.facts is not None
+    assert rec.facts.api_version == "1.41"
+    assert rec.facts.server_version == "20.10.24+dfsg1"
+    assert len(rec.containers) == 7
+    assert [c.name for c in rec.containers] == sorted(c.name for c in rec.containers)
+    paths = eng.paths()
+    assert paths[0] == "/_ping"
+    assert all(p.startswith("/v1.41/") for p in paths[1:])
+    assert any(p.startswith("/v1.41/containers/json") and "all=1" in p for p in paths)
+    assert not any("size" in p for p in paths)
+
+
+async def test_docker_29_gets_our_newest_version_not_below_its_minimum(
+    harness: Harness, fake_engine: FakeEngines
+) -> None:
+    eng = await fake_engine(docker_29(containers=3))
+    await harness.poller.start([harness.host("new", eng.url)])
+    await wait_until(lambda: harness.status("new") is HostStatus.UP)
+    assert all(p.startswith("/v1.51/") for p in eng.paths()[1:])
+
+
+async def test_podman_compat_api(harness: Harness, fake_engine: FakeEngines) -> None:
+    eng = await fake_engine(podman(containers=2))
+    await harness.poller.start([harness.host("pod", eng.url)])
+    await wait_until(lambda: harness.status("pod") is HostStatus.UP)
+    rec = harness.state.get("pod")
+    assert rec is not None and len(rec.containers) == 2
+
+
+async def test_missing_api_version_header_falls_back_to_version_endpoint(
+    harness: Harness, fake_engine: FakeEngines
+) -> None:
+    eng = await fake_engine(docker_29(containers=1, ping_api_version_header=None))
+    await harness.poller.start([harness.host("nohdr", eng.url)])
+    await wait_until(lambda: harness.status("nohdr") is HostStatus.UP)
+    paths = eng.paths()
+    assert paths[:2] == ["/_ping", "/version"]
+    assert all(p.startswith("/v1.51/") for p in paths[2:])
+
+
+async def test_too_old_api_version_is_an_error_with_a_reason(
+    harness: Harness, fake_engine: FakeEngines
+) -> None:
+    eng = await fake_engine(api_version="1.12", min_api_version="1.12")
+    await harness.poller.start([harness.host("ancient", eng.url)])
+    await wait_until(lambda: harness.status("ancient") is HostStatus.ERROR)
+    rec = harness.state.get("ancient")
+    assert rec is not None and rec.last_error is not None
+    assert "1.12" in rec.last_error and "1.24" in rec.last_error
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "words"),
+    [
+        (Fault.STATUS_500, HostStatus.ERROR, "HTTP 500"),
+        (Fault.INVALID_JSON, HostStatus.ERROR, "invalid JSON"),
+        (Fault.WRONG_SHAPE, HostStatus.ERROR, "unexpected answer shape"),
+        (Fault.CLOSE_CONNECTION, HostStatus.DOWN, "closed the connection"),
+        (Fault.HANG, HostStatus.DOWN, "no answer within 0.5s"),
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["info", "containers"])
+async def test_faults_are_classified_and_explained(
+    harness: Harness, fake_engine: FakeEngines, fault: Fault, status: HostStatus, words: str, endpoint: str
+) -> None:
+    bad = await fake_engine(containers=2)
+    bad.behaviour.faults[endpoint] = fault  # type: ignore[index]
+    await harness.poller.start([harness.host("bad", bad.url)])
+    await wait_until(lambda: harness.status("bad") is status, timeout=3)
+    rec = harness.state.get("bad")
+    assert rec is not None and rec.last_error is not None
+    assert words in rec.last_error, rec.last_error
+    assert rec.consecutive_failures >= 1
+    assert rec.first_poll_done
+
+
+async def test_connection_refused_is_down(harness: Harness, fake_engine: FakeEngines) -> None:
+    eng = await fake_engine(containers=1)
+    url = eng.url
+    await eng.aclose()
+    await harness.poller.start([harness.host("gone", url)])
+    await wait_until(lambda: harness.status("gone") is HostStatus.DOWN)
+    rec = harness.state.get("gone")
+    assert rec is not None and rec.last_error is not None and "connection refused" in rec.last_error
+
+
+async def test_a_hanging_host_never_delays_the_others(fake_engine: FakeEngines) -> None:
+    h = Harness(PollSettings(interval=5.0, timeout=3.0, concurrency=10))
+    try:
+        hung = await fake_engine(containers=1)
+        hung.behaviour.faults["*"] = Fault.HANG
+        healthy = [await fake_engine(containers=3, latency=0.02) for _ in range(5)]
+        started = time.monotonic()
+        await h.poller.start(
+            [h.host("hung", hung.url)] + [h.host(f"ok{i}", e.url) for i, e in enumerate(healthy)]
+        )
+        await wait_until(lambda: all(h.status(f"ok{i}") is HostStatus.UP for i in range(5)), timeout=2.5)
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.5, elapsed  # far less than the 3 s the hung host holds its own poll
+        assert h.status("hung") is HostStatus.UNKNOWN
+        assert not h.state.is_ready()  # readiness waits for the hung host's first attempt...
+        await wait_until(lambda: h.status("hung") is HostStatus.DOWN, timeout=5)
+        assert h.state.is_ready()  # ...which ends with its timeout
+    finally:
+        await h.poller.aclose()
+        await h.connections.aclose()
+
+
+async def test_failure_keeps_last_data_as_stale_and_recovery_clears_it(
+    harness: Harness, fake_engine: FakeEngines
+) -> None:
+    eng = await fake_engine(containers=4)
+    await harness.poller.start([harness.host("flaky", eng.url)])
+    await wait_until(lambda: harness.status("flaky") is HostStatus.UP)
+    rec = harness.state.get("flaky")
+    assert rec is not None
+    seen = rec.last_seen
+    eng.behaviour.faults["containers"] = Fault.STATUS_500
+    await wait_until(lambda: harness.status("flaky") is HostStatus.ERROR, timeout=3)
+    assert len(rec.containers) == 4 and rec.last_seen == seen
+    assert rec.is_stale(time.time())
+    from fleetd.fleet.state import ContainerQuery
+
+    listed = harness.state.containers(ContainerQuery(hosts=("flaky",)))
+    assert len(listed) == 4 and all(c.stale for c in listed)
+    eng.behaviour.faults.clear()
+    await wait_until(lambda: harness.status("flaky") is HostStatus.UP, timeout=4)
+    assert rec.consecutive_failures == 0 and rec.last_error is None
+    assert not rec.is_stale(time.time())
+
+
+async def test_state_changes_are_logged_once_not_per_failed_poll(
+    harness: Harness, fake_engine: FakeEngines
+) -> None:
+    eng = await fake_engine(containers=1)
+    with structlog.testing.capture_logs() as logs:
+        await harness.poller.start([harness.host("noisy", eng.url, interval=0.2, timeout=0.1)])
+        await wait_until(lambda: harness.status("noisy") is HostStatus.UP)
+        eng.behaviour.faults["info"] = Fault.STATUS_500
+        rec = harness.state.get("noisy")
+        assert rec is not None
+        await wait_until(lambda: rec.consecutive_failures >= 3, timeout=5)
+        eng.behaviour.faults.clear()
+        await wait_until(lambda: harness.status("noisy") is HostStatus.UP, timeout=5)
+    events = [e["event"] for e in logs if e.get("host") == "noisy"]
+    assert events == ["host up", "host error", "host recovered"], events
+
+
+async def test_duplicate_engine_ids_are_both_kept(harness: Harness, fake_engine: FakeEngines) -> None:
+    a = await fake_engine(engine_id="CLONED-VM", containers=2)
+    b = await fake_engine(engine_id="CLONED-VM", containers=3)
+    await harness.poller.start([harness.host("vm-a", a.url), harness.host("vm-b", b.url)])
+    await wait_until(
+        lambda: harness.status("vm-a") is HostStatus.UP and harness.status("vm-b") is HostStatus.UP
+    )
+    assert harness.state.duplicate_engine_ids() == {"CLONED-VM": ["vm-a", "vm-b"]}
+    from fleetd.fleet.state import ContainerQuery
+
+    assert len(harness.state.containers(ContainerQuery())) == 5
+
+
+async def test_images_are_listed_every_nth_poll(fake_engine: FakeEngines) -> None:
+    h = Harness(PollSettings(interval=0.2, timeout=0.1, images_every=3, jitter=0.0))
+    try:
+        eng = await fake_engine(containers=1)
+        await h.poller.start([h.host("img", eng.url)])
+        rec = h.state.get("img")
+        assert rec is not None
+        await wait_until(lambda: rec.polls >= 6, timeout=5)
+        await h.poller.aclose()
+        info_calls = sum(1 for p in eng.paths() if p.endswith("/info"))
+        image_calls = sum(1 for p in eng.paths() if "/images/json" in p)
+        assert rec.images is not None
+        assert image_calls == -(-info_calls // 3), (info_calls, image_calls)
+    finally:
+        await h.poller.aclose()
+        await h.connections.aclose()
+
+
+async def test_refresh_discards_a_poll_that_started_before_the_action(
+    harness: Harness, fake_engine: FakeEngines
+) -> None:
+    eng = await fake_engine(containers=2)
+    await harness.poller.start([harness.host("act", eng.url, interval=0.9, timeout=0.8)])
+    await wait_until(lambda: harness.status("act") is HostStatus.UP)
+    rec = harness.state.get("act")
+    assert rec is not None
+    before = rec.polls
+    # Make the next poll slow, start it, then "act" while it is in flight.
+    eng.behaviour.latency = 0.3
+    infos = sum(1 for p in eng.paths() if p.endswith("/info"))
+    harness.poller._workers["act"].wake.set()
+    await wait_until(lambda: sum(1 for p in eng.paths() if p.endswith("/info")) > infos)
+    seen_before = rec.last_seen
+    eng.behaviour.latency = 0.0
+    await harness.poller.refresh("act")
+    # The in-flight poll was discarded and a new one, started after the action, was applied.
+    assert rec.polls >= before + 2
+    assert rec.last_seen is not None and seen_before is not None and rec.last_seen > seen_before
+
+
+async def test_a_request_times_out_from_its_slot_not_from_the_queue(fake_engine: FakeEngines) -> None:
+    # One slot, three hosts each answering in 0.3 s with a 0.5 s timeout: queued hosts wait
+    # longer than 0.5 s in total, yet none of them times out.
+    h = Harness(PollSettings(interval=5.0, timeout=0.5, concurrency=1))
+    try:
+        engines = [await fake_engine(containers=1, latency=0.3) for _ in range(3)]
+        await h.poller.start([h.host(f"q{i}", e.url) for i, e in enumerate(engines)])
+        await wait_until(lambda: all(r.first_poll_done for r in h.state.records()), timeout=5)
+        assert [h.status(f"q{i}") for i in range(3)] == [HostStatus.UP] * 3
+    finally:
+        await h.poller.aclose()
+        await h.connections.aclose()
+
+
+async def test_unix_socket_host(harness: Harness, fake_engine: FakeEngines, tmp_path: object) -> None:
+    import pathlib
+
+    sock = pathlib.Path(str(tmp_path)) / "d.sock"
+    await fake_engine(docker_20_10(containers=2), unix_path=sock)
+    await harness.poller.start([harness.host("sock", f"unix://{sock}")])
+    await wait_until(lambda: harness.status("sock") is HostStatus.UP)
