@@ -1,0 +1,179 @@
+"""YAML loading that keeps a line number for every mapping key and value.
+
+``yaml.compose`` gives nodes with marks; they are turned into small immutable records (:class:`Scalar`,
+:class:`Seq`, :class:`Map`) so the validators can say ``file:line`` for anything they reject.
+Problems found here (unreadable file, invalid YAML, duplicate keys) go to a :class:`Problems`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+import yaml
+from yaml.constructor import SafeConstructor
+
+from fleetd.config.errors import Problems
+
+__all__ = ["Entry", "Map", "Node", "Scalar", "Seq", "join_field", "load_mapping"]
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True, slots=True)
+class Scalar:
+    value: object  # as YAML resolves it: str, int, float, bool, None (or a date, bytes...)
+    text: str  # as written in the file
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Seq:
+    items: tuple[Node, ...]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    key_line: int
+    value: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Map:
+    entries: Mapping[str, Entry]
+    line: int
+
+
+Node: TypeAlias = Scalar | Seq | Map
+
+
+def join_field(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def load_mapping(
+    path: Path,
+    display: str,
+    problems: Problems,
+    *,
+    what: str,
+    read_error_at: tuple[str, int, str] | None = None,
+) -> Map | None:
+    """Read *path* and return its top-level mapping, or None after reporting why there is none.
+
+    *display* is how the file is named in problems; *what* names it in messages ("config file").
+    A file that cannot be read is reported at *read_error_at* (file, line, field) when given: the
+    place that referred to it.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        if read_error_at is None:
+            problems.add(display, 0, "", f"cannot read {what}: {exc.strerror or exc}")
+        else:
+            problems.add(*read_error_at, f"cannot read {what} {display}: {exc.strerror or exc}")
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        problems.add(display, line, "", f"{what} is not valid UTF-8")
+        return None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        if exc.context == "expected a single document in the stream":
+            detail = "only one YAML document is allowed; a second one starts here"
+        else:
+            detail = exc.problem or exc.context or "syntax error"
+            if exc.context and exc.problem and exc.context_mark is not None:
+                detail += f" ({exc.context} at line {exc.context_mark.line + 1})"
+        problems.add(display, line, "", f"invalid YAML: {detail}")
+        return None
+    except yaml.YAMLError as exc:
+        problems.add(display, 0, "", f"invalid YAML: {exc}")
+        return None
+    if root is None:
+        problems.add(display, 1, "", f"{what} is empty; expected a mapping of settings")
+        return None
+    node = _Converter(display, problems).convert(root, "")
+    if not isinstance(node, Map):
+        kind = "a list" if isinstance(node, Seq) else "a single value"
+        problems.add(display, node.line, "", f"{what} must be a mapping of settings at the top, not {kind}")
+        return None
+    return node
+
+
+class _Converter:
+    def __init__(self, file: str, problems: Problems) -> None:
+        self._file = file
+        self._problems = problems
+        self._constructor = SafeConstructor()
+        self._open: set[int] = set()  # collection nodes being converted: an alias back to one is a cycle
+
+    def convert(self, node: yaml.Node, field: str) -> Node:
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, field, line)
+        if id(node) in self._open:
+            self._problems.add(self._file, line, field, "recursive YAML alias")
+            return Scalar(None, "", line)
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return Seq(tuple(self.convert(n, f"{field}[{i}]") for i, n in enumerate(node.value)), line)
+            assert isinstance(node, yaml.MappingNode)
+            return Map(self._entries(node, field), line)
+        finally:
+            self._open.discard(id(node))
+
+    def _scalar(self, node: yaml.ScalarNode, field: str, line: int) -> Scalar:
+        try:
+            value: object = self._constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            self._problems.add(self._file, line, field, f"invalid value: {problem}")
+            value = node.value
+        return Scalar(value, str(node.value), line)
+
+    def _entries(self, node: yaml.MappingNode, field: str) -> dict[str, Entry]:
+        entries: dict[str, Entry] = {}
+        merges: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE_TAG:
+                merges.append(value_node)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._problems.add(self._file, key_line, field, "mapping keys must be plain strings")
+                continue
+            key = str(key_node.value)
+            first = entries.get(key)
+            if first is not None:
+                self._problems.add(
+                    self._file,
+                    key_line,
+                    join_field(field, key),
+                    f"duplicate key '{key}' (first given at line {first.key_line})",
+                )
+                continue
+            entries[key] = Entry(key, key_line, self.convert(value_node, join_field(field, key)))
+        # YAML merge keys ("<<: *defaults"): keys given explicitly win, then earlier merged mappings.
+        for merge in merges:
+            sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
+            for source in sources:
+                merged = self.convert(source, field)
+                if not isinstance(merged, Map):
+                    self._problems.add(
+                        self._file, merged.line, field, "'<<' needs a mapping or a list of mappings"
+                    )
+                    continue
+                for key, entry in merged.entries.items():
+                    entries.setdefault(key, entry)
+        return entries
