@@ -1,0 +1,116 @@
+"""Reload: added hosts start, removed hosts leave, changed hosts reconnect, unchanged hosts keep state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from fleetd.api.app import create_app
+from fleetd.api.keys import CONFIG, STATE
+from fleetd.config import load_config
+from fleetd.fleet.models import HostStatus
+from fleetd.service.reload import ReloadFailed, reload_app
+from tests.fakes import FakeEngines
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def write(cfg: Path, hosts: dict[str, str], *, interval: str = "1s", extra: str = "") -> None:
+    lines = [
+        "listen: 127.0.0.1:8080",
+        f"poll: {{interval: {interval}, timeout: 500ms}}",
+        "snapshots: {enabled: false}",
+        "hosts:",
+    ]
+    lines += [f"  - {{name: {n}, url: '{u}'}}" for n, u in hosts.items()]
+    cfg.write_text("\n".join(lines) + "\n" + extra)
+
+
+async def test_reload_applies_inventory_changes_without_a_gap(
+    tmp_path: Path, fake_engine: FakeEngines
+) -> None:
+    keep, drop, move_from, move_to, new = [await fake_engine(containers=2) for _ in range(5)]
+    cfg = tmp_path / "fleetd.yaml"
+    write(cfg, {"keep": keep.url, "drop": drop.url, "moved": move_from.url}, interval="30s")
+    app = create_app(load_config(cfg))
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        state = app[STATE]
+        await wait_until(lambda: state.is_ready())
+        kept = state.get("keep")
+        assert kept is not None and kept.status is HostStatus.UP
+        seen, polls, requests = kept.last_seen, kept.polls, len(keep.requests)
+
+        write(cfg, {"keep": keep.url, "moved": move_to.url, "added": new.url}, interval="30s")
+        report = await reload_app(app, cfg)
+        assert report.added == ("added",) and report.removed == ("drop",)
+        assert report.reconnected == ("moved",) and report.unchanged == ("keep",)
+
+        await wait_until(lambda: (r := state.get("added")) is not None and r.status is HostStatus.UP)
+        await wait_until(lambda: len(move_to.requests) > 0)
+        assert state.get("drop") is None
+        hosts = [h["name"] for h in (await (await client.get("/api/v1/hosts")).json())["hosts"]]
+        assert hosts == ["keep", "moved", "added"]
+        # The unchanged host kept its record, its data and its schedule: no reset, no extra poll.
+        assert state.get("keep") is kept
+        assert kept.last_seen == seen and kept.polls == polls and len(keep.requests) == requests
+        assert (await client.get("/readyz")).status == 200
+        drop_requests = len(drop.requests)
+        await asyncio.sleep(0.2)
+        assert len(drop.requests) == drop_requests  # the removed host is no longer polled
+    finally:
+        await client.close()
+
+
+async def test_invalid_new_config_is_rejected_and_the_old_one_keeps_running(
+    tmp_path: Path, fake_engine: FakeEngines
+) -> None:
+    eng = await fake_engine(containers=1)
+    cfg = tmp_path / "fleetd.yaml"
+    write(cfg, {"one": eng.url})
+    app = create_app(load_config(cfg))
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        await wait_until(lambda: app[STATE].is_ready())
+        cfg.write_text("hosts:\n  - name: one\n    url: ftp://nowhere\n")
+        with pytest.raises(ReloadFailed) as info:
+            await reload_app(app, cfg)
+        assert f"{cfg}:3: hosts[0].url" in info.value.problems[0]
+        assert app[CONFIG].last_reload_ok is False
+        record = app[STATE].get("one")
+        assert record is not None and record.settings.url == eng.url
+        metrics = await (await client.get("/metrics")).text()
+        assert "fleetd_config_last_reload_successful 0.0" in metrics
+        write(cfg, {"one": eng.url})
+        await reload_app(app, cfg)
+        assert app[CONFIG].last_reload_ok is True
+    finally:
+        await client.close()
+
+
+async def test_listen_address_cannot_change_on_reload(tmp_path: Path, fake_engine: FakeEngines) -> None:
+    eng = await fake_engine(containers=1)
+    cfg = tmp_path / "fleetd.yaml"
+    write(cfg, {"one": eng.url})
+    app = create_app(load_config(cfg))
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        cfg.write_text(cfg.read_text().replace("127.0.0.1:8080", "127.0.0.1:9090"))
+        await reload_app(app, cfg)
+        assert app[CONFIG].current.listen_port == 8080
+    finally:
+        await client.close()
