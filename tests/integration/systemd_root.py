@@ -6,12 +6,18 @@ way /work/shared/LAB.md describes (SYS_ADMIN, unconfined seccomp/apparmor, tmpfs
 
 Typical use from a test::
 
-    tarball = ensure_root_tarball()                       # minutes the first time, then cached
+    tarball = ensure_root_tarball()                       # about a minute the first time, then cached
+    wheels = build_wheelhouse(REPO, tmp_path / "wh")     # pip inside the root has no network trust set up
     with Dockerd.start(tmp_path / "d") as dockerd:         # a private daemon, stopped by pid
         import_image(dockerd.host, tarball)
-        with SystemdContainer.start(dockerd.host, "sysd", volumes={src: "/src"}) as box:
+        volumes = {REPO: "/src:ro", wheels: "/wh:ro", dockerd.socket_path: "/run/docker.sock"}
+        with SystemdContainer.start(dockerd.host, "sysd", volumes=volumes) as box:
             box.wait_running()
-            box.exec("systemctl", "start", "fleetd")
+            box.exec("bash", "/src/deploy/install.sh", "--source", "/src", "--wheelhouse", "/wh")
+            box.exec("chgrp", "docker", "/run/docker.sock")  # the root's docker gid is not the host's
+
+Installing inside the root goes through ``--wheelhouse``: the wheels are built on the host, whose pip is
+configured for this machine's network, so the container itself needs no package index.
 
 Command-line (build the cache ahead of time): ``python tests/integration/systemd_root.py [--rebuild]``.
 """
@@ -41,6 +47,7 @@ __all__ = [
     "Dockerd",
     "SystemdContainer",
     "booted",
+    "build_wheelhouse",
     "cache_dir",
     "debian_mirror",
     "ensure_root_tarball",
@@ -60,6 +67,7 @@ PACKAGES: tuple[str, ...] = (
     "python3-pip",
     "curl",
     "ca-certificates",
+    "procps",  # /bin/kill, which the unit's ExecReload= uses (minbase leaves it out)
 )
 IMAGE = "fleet/debian-systemd:test"
 KEY_LABEL = "org.fleetd.test.root-key"
@@ -139,7 +147,12 @@ def _run(
     argv: Sequence[str], *, log: Path | None = None, check: bool = True, timeout: float | None = None
 ) -> subprocess.CompletedProcess[str]:
     if log is None:
-        return subprocess.run(list(argv), check=check, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
+        return done
     with log.open("a") as out:
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
@@ -205,7 +218,32 @@ def ensure_root_tarball(
             partial = target.with_suffix(".tar.part")
             _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(partial), "."], log=log)
             partial.rename(target)
+        for stale in directory.glob(f"debian-systemd-{SUITE}-*.tar"):
+            if stale != target:
+                stale.unlink()
+                stale.with_suffix(".log").unlink(missing_ok=True)
     return target
+
+
+_NOT_SOURCE = (".git", ".venv", "build", "__pycache__", "*.egg-info", ".*_cache")
+
+
+def build_wheelhouse(source: Path, dest: Path) -> Path:
+    """Wheels for fleetd (from a copy of ``source``), its dependencies and its build backend, in ``dest``.
+
+    For ``install.sh --wheelhouse``: pip runs here, with this machine's index and certificate settings.
+    The copy keeps the build from leaving ``build/`` and ``*.egg-info`` in the work tree.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fleetd-src-") as tmp:
+        copy = Path(tmp) / "src"
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns(*_NOT_SOURCE), symlinks=True)
+        _run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+             "--wheel-dir", str(dest), str(copy), "setuptools", "wheel"],
+            timeout=900,
+        )  # fmt: skip
+    return dest
 
 
 def _docker(
@@ -301,7 +339,12 @@ class Dockerd:
     def remove(self) -> None:
         """Stop and delete the daemon's roots (container layers included)."""
         self.stop()
-        _run(["umount", "-R", str(self.root / "exec")], check=False)
+        # dockerd leaves mounts behind (exec/netns/default, sometimes data/); deepest first.
+        prefix = str(self.root.resolve()) + "/"
+        with open("/proc/self/mounts") as mounts:
+            points = [line.split()[1] for line in mounts]
+        for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+            _run(["umount", "-l", point], check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Dockerd:
