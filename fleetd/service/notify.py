@@ -21,7 +21,12 @@ __all__ = ["TEST_BLOCK_LOOP_ENV", "Notifier", "watchdog_loop"]
 TEST_BLOCK_LOOP_ENV = "FLEETD_TEST_BLOCK_LOOP_FILE"
 _STATUS_TICK = 5.0  # seconds between checks of the status text
 
-_log = structlog.get_logger("fleetd.service.notify")
+
+def _log() -> structlog.typing.FilteringBoundLogger:
+    # Looked up per use: these messages are rare, and a module-level logger cached on first use would
+    # keep whatever configuration was current then (tests reconfigure logging).
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("fleetd.service.notify")
+    return logger
 
 
 def _parse_address(value: str | None) -> str | None:
@@ -110,7 +115,9 @@ class Notifier:
         if self._address is None:
             if self._unsupported is not None and not self._error_logged:
                 self._error_logged = True
-                _log.warning("sd_notify disabled: unsupported NOTIFY_SOCKET", notify_socket=self._unsupported)
+                _log().warning(
+                    "sd_notify disabled: unsupported NOTIFY_SOCKET", notify_socket=self._unsupported
+                )
             return
         try:
             if self._sock is None:
@@ -120,7 +127,7 @@ class Notifier:
         except OSError as exc:
             if not self._error_logged:
                 self._error_logged = True
-                _log.warning("sd_notify failed", error=str(exc), message=message.split("\n", 1)[0])
+                _log().warning("sd_notify failed", error=str(exc), message=message.split("\n", 1)[0])
 
     def close(self) -> None:
         if self._sock is not None:
@@ -139,7 +146,7 @@ class Notifier:
 def _block_if_asked(path: str) -> None:
     """Test switch: block the calling (event-loop) thread for an hour once ``path`` exists."""
     if os.path.exists(path):
-        _log.warning("blocking the event loop on purpose (test switch)", file=path)
+        _log().warning("blocking the event loop on purpose (test switch)", file=path)
         time.sleep(3600)
 
 
@@ -178,7 +185,7 @@ async def watchdog_loop(notifier: Notifier, status: Callable[[], str] | None = N
             except Exception:
                 if not status_failed:
                     status_failed = True
-                    _log.exception("status callback failed")
+                    _log().exception("status callback failed")
             else:
                 if text != last_status:
                     notifier.status(text)
