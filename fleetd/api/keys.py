@@ -13,9 +13,22 @@ from fleetd.fleet.poller import Poller
 from fleetd.fleet.state import FleetState
 
 if TYPE_CHECKING:
+    from fleetd.api.auth import AuthGuard
     from fleetd.metrics import FleetMetrics
+    from fleetd.ops.audit import Auditor
+    from fleetd.ops.findings import FindingsWatch
 
-__all__ = ["CONFIG", "CONNECTIONS", "METRICS", "POLLER", "STATE", "ConfigHolder"]
+__all__ = [
+    "AUDITOR",
+    "AUTH",
+    "CONFIG",
+    "CONNECTIONS",
+    "FINDINGS",
+    "METRICS",
+    "POLLER",
+    "STATE",
+    "ConfigHolder",
+]
 
 
 class ConfigHolder:
@@ -32,3 +45,6 @@ STATE = web.AppKey("state", FleetState)
 POLLER = web.AppKey("poller", Poller)
 CONNECTIONS = web.AppKey("connections", EngineConnections)
 METRICS: web.AppKey[FleetMetrics] = web.AppKey("metrics")
+AUTH: web.AppKey[AuthGuard] = web.AppKey("auth")
+AUDITOR: web.AppKey[Auditor] = web.AppKey("auditor")
+FINDINGS: web.AppKey[FindingsWatch] = web.AppKey("findings")

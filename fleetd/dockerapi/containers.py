@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -91,8 +91,11 @@ class ContainersAPI:
         timestamps: bool = False,
         tty: bool = False,
         timeout: float | None = None,
-    ) -> AsyncIterator[LogLine]:
-        """Log lines of a stopped or running container (no follow), demultiplexed."""
+    ) -> AsyncGenerator[LogLine, None]:
+        """Log lines of a stopped or running container (no follow), demultiplexed.
+
+        Before API 1.42 the daemon labels both kinds of stream ``raw-stream``, so the caller must
+        say whether the container has a TTY (``Config.Tty`` of :meth:`inspect`)."""
         params: dict[str, str | int] = {"stdout": 1, "stderr": 1, "timestamps": int(timestamps)}
         if tail is not None:
             params["tail"] = tail
@@ -101,8 +104,12 @@ class ContainersAPI:
         async with self._client._stream(
             "GET", f"/containers/{container_id}/logs", params=params, timeout=timeout
         ) as resp:
-            raw = resp.headers.get("Content-Type", "") != "application/vnd.docker.multiplexed-stream"
-            async for line in demux_log_stream(resp.content, tty=tty or raw):
+            kind = resp.headers.get("Content-Type", "")
+            if kind == "application/vnd.docker.multiplexed-stream":
+                tty = False
+            elif kind == "application/vnd.docker.raw-stream" and _at_least(self._client.api_version, 1, 42):
+                tty = True
+            async for line in demux_log_stream(resp.content, tty=tty):
                 yield line
 
 
@@ -111,3 +118,10 @@ def _grace(timeout: float | None, t: int | None) -> float | None:
     if t is None:
         return None if timeout is None else timeout + 10
     return (timeout or 5.0) + t
+
+
+def _at_least(version: str | None, major: int, minor: int) -> bool:
+    if not version:
+        return False
+    head, _, tail = version.partition(".")
+    return (int(head), int(tail or 0)) >= (major, minor)

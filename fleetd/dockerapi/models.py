@@ -99,12 +99,18 @@ class ContainerState(msgspec.Struct, frozen=True):
     Health: ContainerHealth | None = None
 
 
+class ContainerConfig(msgspec.Struct, frozen=True):
+    Tty: bool = False
+    Image: str = ""
+
+
 class ContainerInspect(msgspec.Struct, frozen=True):
     Id: str
     Name: str = ""
     Created: str = ""
     Image: str = ""
     State: ContainerState | None = None
+    Config: ContainerConfig | None = None
 
 
 class CreateResult(msgspec.Struct, frozen=True):

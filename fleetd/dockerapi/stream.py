@@ -26,6 +26,7 @@ class ProgressEvent(msgspec.Struct, frozen=True):
     progress: str = ""
     error: str = ""
     message: str = ""
+    stream: str = ""  # image load: "Loaded image: name:tag\n"
 
 
 async def demux_log_stream(content: aiohttp.StreamReader, *, tty: bool) -> AsyncIterator[LogLine]:

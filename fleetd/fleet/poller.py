@@ -67,6 +67,7 @@ class _Worker:
     epoch: int = 0  # bumped by every action; a poll started in an older epoch is discarded
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    images_due: bool = False  # an image action happened: list images on the next poll
 
 
 def _failure_status(errors: list[DockerError]) -> HostStatus:
@@ -145,12 +146,14 @@ class Poller:
         worker = self._workers.get(name)
         return worker.client if worker is not None else None
 
-    async def refresh(self, name: str) -> None:
+    async def refresh(self, name: str, *, images: bool = False) -> None:
         """Poll ``name`` now; any poll already in flight is discarded, not applied, so an
-        action's effect cannot be overwritten by a poll that started before it."""
+        action's effect cannot be overwritten by a poll that started before it.
+        ``images``: that poll lists images too, whatever ``poll.images_every`` says."""
         worker = self._workers.get(name)
         if worker is None:
             return
+        worker.images_due = worker.images_due or images
         worker.epoch += 1
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         worker.waiters.append(fut)
@@ -244,7 +247,7 @@ class Poller:
         epoch = worker.epoch
         started = time.monotonic()
         record.last_attempt = time.time()
-        want_images = record.polls % max(1, self.poll.images_every) == 0
+        want_images = worker.images_due or record.polls % max(1, self.poll.images_every) == 0
         info_r: tuple[SystemInfo, msgspec.Raw] | BaseException
         cont_r: list[ContainerSummary] | BaseException
         img_r: list[ImageSummary] | BaseException | None = None
@@ -278,6 +281,8 @@ class Poller:
             self._fail(record, client, errors)
         elif not isinstance(info_r, BaseException) and not isinstance(cont_r, BaseException):
             images = img_r if isinstance(img_r, list) else None
+            if images is not None:
+                worker.images_due = False
             self._succeed(record, client, info_r[0], info_r[1], cont_r, images)
         record.first_poll_done = True
         self.state.touch()

@@ -1,0 +1,331 @@
+"""Who may call what: bearer tokens, roles and one central policy table.
+
+Every route is listed in :data:`POLICY` as (method, route template) → the lowest role that may call it,
+or ``PUBLIC``. :func:`auth_middleware` is the only place that decides; handlers never check roles.
+
+- Tokens are compared as SHA-256 digests with :func:`hmac.compare_digest` against every configured
+  digest (no early exit), and never logged.
+- Without tokens, reads are open only while fleetd listens on loopback (or ``auth.anonymous_read``)
+  and every operation answers 403 saying how to enable it.
+- Wrong tokens are rate-limited per client address (a token bucket); a blocked address gets 429.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import ipaddress
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from fleetd.api.errors import ApiError, Forbidden, Unauthorized
+from fleetd.api.keys import AUTH, CONFIG
+from fleetd.api.render import json_response
+from fleetd.config.model import AuthSettings, Role, Settings
+
+__all__ = [
+    "POLICY",
+    "PRINCIPAL",
+    "Access",
+    "AuthGuard",
+    "FailureLimiter",
+    "Principal",
+    "Rule",
+    "auth_middleware",
+    "exposure_problem",
+    "is_loopback",
+    "rule_for",
+    "template_key",
+]
+
+log = structlog.get_logger("fleetd.auth")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Access(enum.IntEnum):
+    """The lowest role a route needs; ordered so that ``role >= needed`` is the check."""
+
+    PUBLIC = 0
+    VIEWER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+
+ROLE_ACCESS: dict[Role, Access] = {
+    "viewer": Access.VIEWER,
+    "operator": Access.OPERATOR,
+    "admin": Access.ADMIN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    access: Access
+    action: str  # the audit log's name for the call
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str  # the token's name, or "anonymous"
+    role: Role | None  # None for anonymous callers
+
+
+ANONYMOUS = Principal("anonymous", None)
+
+_P, _V, _O, _A = Access.PUBLIC, Access.VIEWER, Access.OPERATOR, Access.ADMIN
+
+#: (method, route template) → rule. Variable names in templates do not matter (see template_key).
+POLICY: dict[tuple[str, str], Rule] = {
+    ("GET", "/healthz"): Rule(_P, "health.live"),
+    ("GET", "/readyz"): Rule(_P, "health.ready"),
+    ("GET", "/metrics"): Rule(_P, "metrics"),
+    ("GET", "/api/v1/openapi.json"): Rule(_V, "openapi"),
+    ("GET", "/api/v1/summary"): Rule(_V, "summary"),
+    ("GET", "/api/v1/hosts"): Rule(_V, "hosts.list"),
+    ("GET", "/api/v1/hosts/{host}"): Rule(_V, "hosts.get"),
+    ("GET", "/api/v1/containers"): Rule(_V, "containers.list"),
+    ("GET", "/api/v1/containers/{host}/{ref}"): Rule(_V, "containers.get"),
+    ("GET", "/api/v1/images"): Rule(_V, "images.list"),
+    ("GET", "/api/v1/images/search"): Rule(_V, "images.search"),
+    ("GET", "/api/v1/hosts/{host}/images"): Rule(_V, "images.host"),
+    ("GET", "/api/v1/snapshots"): Rule(_V, "snapshots.list"),
+    ("POST", "/api/v1/snapshots"): Rule(_V, "snapshot.take"),
+    ("GET", "/api/v1/snapshots/latest"): Rule(_V, "snapshots.latest"),
+    ("GET", "/api/v1/snapshots/{id}"): Rule(_V, "snapshots.get"),
+    ("GET", "/api/v1/snapshots/{id}/diff"): Rule(_V, "snapshots.diff"),
+    # Container logs are reads, but they routinely carry credentials: operators only.
+    ("GET", "/api/v1/containers/{host}/{ref}/logs"): Rule(_O, "container.logs"),
+    ("POST", "/api/v1/hosts/{host}/containers"): Rule(_O, "container.create"),
+    ("POST", "/api/v1/containers/{host}/{ref}/start"): Rule(_O, "container.start"),
+    ("POST", "/api/v1/containers/{host}/{ref}/stop"): Rule(_O, "container.stop"),
+    ("POST", "/api/v1/containers/{host}/{ref}/restart"): Rule(_O, "container.restart"),
+    ("POST", "/api/v1/containers/{host}/{ref}/kill"): Rule(_O, "container.kill"),
+    ("DELETE", "/api/v1/containers/{host}/{ref}"): Rule(_O, "container.remove"),
+    ("POST", "/api/v1/hosts/{host}/images/pull"): Rule(_O, "image.pull"),
+    ("POST", "/api/v1/hosts/{host}/images/load"): Rule(_O, "image.load"),
+    ("POST", "/api/v1/actions"): Rule(_O, "batch"),
+    ("DELETE", "/api/v1/snapshots/{id}"): Rule(_A, "snapshot.delete"),
+    ("POST", "/api/v1/snapshots/prune"): Rule(_A, "snapshots.prune"),
+    ("POST", "/api/v1/reload"): Rule(_A, "config.reload"),
+    ("GET", "/api/v1/audit"): Rule(_A, "audit.list"),
+}
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_VARIABLE = re.compile(r"\{[^}]*\}")
+
+
+def template_key(method: str, template: str) -> tuple[str, str]:
+    """``("HEAD", "/a/{name}")`` → ``("GET", "/a/{}")``: HEAD is GET, variable names are irrelevant."""
+    method = method.upper()
+    return ("GET" if method == "HEAD" else method), _VARIABLE.sub("{}", template)
+
+
+_RULES: dict[tuple[str, str], Rule] = {template_key(m, t): r for (m, t), r in POLICY.items()}
+
+
+def rule_for(method: str, template: str) -> Rule | None:
+    return _RULES.get(template_key(method, template))
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name could resolve to anything: treat as exposed
+
+
+def exposure_problem(settings: Settings) -> str | None:
+    """Why fleetd must not start with these settings, or None. Called by ``fleetd run``/``check-config``."""
+    auth = settings.auth
+    if auth.tokens or auth.anonymous_read or is_loopback(settings.listen_host):
+        return None
+    return (
+        f"{settings.path}: auth: refusing to listen on {settings.listen_host}:{settings.listen_port} "
+        "(not a loopback address) without API tokens; add auth.tokens (name, token_sha256 or token_file, "
+        "role) to the config, or set auth.anonymous_read: true to allow unauthenticated reads there"
+    )
+
+
+class FailureLimiter:
+    """A token bucket per client address, spent by failed authentications.
+
+    ``burst`` failures are allowed at once, refilled at ``per_minute``; an empty bucket blocks the
+    address (every request presenting a token gets 429) until it refills one unit. At most
+    ``max_clients`` addresses are tracked; the least recently failing ones are forgotten first.
+    """
+
+    def __init__(
+        self,
+        *,
+        burst: int = 10,
+        per_minute: float = 10.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.rate = per_minute / 60.0
+        self.max_clients = max_clients
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # addr → (level, at)
+
+    def _level(self, addr: str, now: float) -> float:
+        level, at = self._buckets.get(addr, (float(self.burst), now))
+        return min(float(self.burst), level + (now - at) * self.rate)
+
+    def retry_after(self, addr: str) -> float | None:
+        """Seconds until ``addr`` may try again, or None when it is not blocked."""
+        if addr not in self._buckets:
+            return None
+        level = self._level(addr, self.clock())
+        return None if level >= 1.0 else (1.0 - level) / self.rate
+
+    def fail(self, addr: str) -> bool:
+        """Spend one unit; True when this failure blocked the address."""
+        now = self.clock()
+        level = self._level(addr, now) - 1.0
+        self._buckets[addr] = (level, now)
+        self._buckets.move_to_end(addr)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return level < 1.0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class AuthGuard:
+    """Per-app authentication state: the token digests in force and the failure limiter."""
+
+    def __init__(self, limiter: FailureLimiter | None = None) -> None:
+        self.limiter = limiter or FailureLimiter()
+        self._for: AuthSettings | None = None
+        self._digests: list[tuple[bytes, Principal]] = []
+
+    def _tokens(self, auth: AuthSettings) -> list[tuple[bytes, Principal]]:
+        if auth is not self._for:  # the config was reloaded
+            self._digests = [(bytes.fromhex(t.token_sha256), Principal(t.name, t.role)) for t in auth.tokens]
+            self._for = auth
+        return self._digests
+
+    def verify(self, auth: AuthSettings, token: str) -> Principal | None:
+        """The principal whose digest matches; every digest is compared, whatever matched first."""
+        presented = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        found: Principal | None = None
+        for digest, principal in self._tokens(auth):
+            if hmac.compare_digest(presented, digest) and found is None:
+                found = principal
+        return found
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+RULE = web.RequestKey("rule", Rule)
+
+_HOW_TO_ENABLE = (
+    "fleet operations are disabled because no API tokens are configured; add auth.tokens "
+    "(name, token_sha256 or token_file, role: operator or admin) to fleetd's config and reload"
+)
+
+
+def _refuse(exc: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response(exc.body(), status=exc.status, headers=headers)
+
+
+def _challenge(message: str, *, invalid: bool) -> web.Response:
+    value = 'Bearer realm="fleetd"' + (', error="invalid_token"' if invalid else "")
+    return _refuse(Unauthorized(message), {"WWW-Authenticate": value})
+
+
+def _bearer(header: str) -> str | None:
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token and " " not in token else None
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _authorize(request: web.Request, rule: Rule, settings: Settings) -> web.Response | Principal:
+    auth = settings.auth
+    needed = rule.access
+    if needed is Access.PUBLIC:
+        if not auth.protect_health:
+            return ANONYMOUS
+        needed = Access.VIEWER
+    header = request.headers.get("Authorization")
+    if header is None:
+        reads_open = auth.anonymous_read or (not auth.tokens and is_loopback(settings.listen_host))
+        if needed is Access.VIEWER and reads_open:
+            return ANONYMOUS
+        if not auth.tokens:
+            if needed is Access.VIEWER:
+                return _refuse(
+                    Forbidden(
+                        "reads without a token are open only while fleetd listens on loopback; "
+                        "add auth.tokens to the config or set auth.anonymous_read: true",
+                        code="auth_not_configured",
+                    )
+                )
+            return _refuse(Forbidden(_HOW_TO_ENABLE, code="operations_disabled"))
+        return _challenge("this endpoint needs a bearer token: Authorization: Bearer <token>", invalid=False)
+    guard = request.app[AUTH]
+    addr = client_address(request)
+    wait = guard.limiter.retry_after(addr)
+    if wait is not None:
+        retry = max(1, int(wait + 0.999))
+        exc = ApiError(
+            f"too many failed authentications from {addr}; retry in {retry}s", code="too_many_failures"
+        )
+        exc.status = 429
+        return _refuse(exc, {"Retry-After": str(retry)})
+    token = _bearer(header)
+    principal = guard.verify(auth, token) if token is not None else None
+    if principal is None:
+        blocked = guard.limiter.fail(addr)
+        reason = "unknown token" if token is not None else "malformed Authorization header"
+        log.warning("authentication failed", client=addr, reason=reason, path=request.path, blocked=blocked)
+        message = "invalid bearer token" if token is not None else "expected Authorization: Bearer <token>"
+        return _challenge(message, invalid=True)
+    request[PRINCIPAL] = principal  # known even when refused, for the audit log
+    if principal.role is None or ROLE_ACCESS[principal.role] < needed:
+        return _refuse(
+            Forbidden(
+                f"token '{principal.name}' has role {principal.role}; {request.method} {request.path} "
+                f"needs {needed.name.lower()}",
+                code="insufficient_role",
+            )
+        )
+    return principal
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route
+    if request.match_info.http_exception is not None or route.resource is None:
+        return await handler(request)  # no such route: the router's 404/405 tells nothing secret
+    rule = rule_for(request.method, route.resource.canonical)
+    if rule is None:
+        if request.method not in SAFE_METHODS:
+            return _refuse(
+                Forbidden(
+                    f"no access policy for {request.method} {route.resource.canonical}; refused",
+                    code="no_policy",
+                )
+            )
+        rule = Rule(Access.VIEWER, "read")
+    request[RULE] = rule
+    decided = _authorize(request, rule, request.app[CONFIG].current)
+    if isinstance(decided, web.Response):
+        return decided
+    request[PRINCIPAL] = decided
+    return await handler(request)

@@ -1,0 +1,119 @@
+"""``POST /api/v1/actions``: one action on every container a selector matches, across the fleet.
+
+    {"action": "stop", "selector": {"label": ["app=web"], "host": ["h1", "h2"]},
+     "dry_run": false, "t": 10}
+
+Answers synchronously with every target and its outcome; one failing host never aborts the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import msgspec
+from aiohttp import web
+
+from fleetd.api.audit import audit_note
+from fleetd.api.errors import BadRequest, engine_error
+from fleetd.api.keys import POLLER, STATE
+from fleetd.api.params import check_known
+from fleetd.api.render import json_response
+from fleetd.dockerapi import DockerError
+from fleetd.ops.batch import TargetResult, run_batch
+from fleetd.ops.containers import ActionOptions
+from fleetd.ops.selector import Selector, SelectorError, Target, resolve, validate
+from fleetd.ops.targets import HostUnavailable, client_for, settle
+
+__all__ = ["BatchRequest", "routes"]
+
+routes = web.RouteTableDef()
+
+#: At most this many per-target errors are copied into the audit entry's detail.
+AUDIT_ERRORS = 50
+
+
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    action: Literal["start", "stop", "restart", "remove"]
+    selector: Selector | None = None
+    dry_run: bool = False
+    force: bool = False
+    t: int | None = None
+    allow_empty: bool = False
+
+
+_decoder = msgspec.json.Decoder(BatchRequest)
+
+
+def _parse(body: bytes) -> BatchRequest:
+    if not body.strip():
+        raise BadRequest('send a JSON body: {"action": ..., "selector": {...}}', code="bad_body")
+    try:
+        req = _decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise BadRequest(f"invalid batch request: {exc}", code="bad_body") from None
+    if req.t is not None and (req.action not in ("stop", "restart") or not 0 <= req.t <= 86_400):
+        raise BadRequest("'t' (0 to 86400 seconds) applies to stop and restart only", code="bad_body")
+    if req.force and req.action != "remove":
+        raise BadRequest("'force' applies to remove only", code="bad_body")
+    return req
+
+
+def _target_view(t: Target) -> dict[str, Any]:
+    return {"host": t.host, "id": t.id, "name": t.name, "state": t.state, "stale": t.stale}
+
+
+def _error_view(host: str, error: DockerError | HostUnavailable) -> dict[str, Any]:
+    if isinstance(error, HostUnavailable):
+        status = {"unknown": 404, "disabled": 409}.get(error.kind, 503)
+        return {"code": f"host_{error.kind}", "message": error.message, "status": status}
+    api = engine_error(host, error)
+    return {"code": api.code, "message": api.message, "status": api.status}
+
+
+def _result_view(r: TargetResult) -> dict[str, Any]:
+    view = _target_view(r.target)
+    if r.error is None:
+        view.update(outcome="ok", changed=r.changed)
+    else:
+        view.update(outcome="failed", error=_error_view(r.target.host, r.error), attempted=r.attempted)
+    return view
+
+
+@routes.post("/api/v1/actions")
+async def batch_action(request: web.Request) -> web.Response:
+    check_known(request.query, ())
+    req = _parse(await request.read())
+    fleet, poller = request.app[STATE], request.app[POLLER]
+    try:
+        selector = validate(req.selector, fleet)
+    except SelectorError as exc:
+        raise BadRequest(str(exc), code="bad_selector") from None
+    targets = resolve(fleet, selector)
+    note = audit_note(request)
+    note.detail.update(selector=msgspec.to_builtins(selector), dry_run=req.dry_run, batch_action=req.action)
+    for t in targets:
+        note.target(t.host, t.id, t.name)
+    if not targets and not req.allow_empty:
+        raise BadRequest(
+            "the selector matches no container; nothing was done (set allow_empty: true to accept that)",
+            code="no_match",
+            details={"selector": msgspec.to_builtins(selector)},
+        )
+    base = {"action": req.action, "dry_run": req.dry_run, "selector": selector}
+    if req.dry_run:
+        views = [dict(_target_view(t), outcome="dry_run") for t in targets]
+        return json_response({**base, "targets": views, "summary": {"targets": len(targets)}})
+
+    options = ActionOptions(t=req.t, force=req.force)
+    results = await run_batch(targets, req.action, options, lambda host: client_for(fleet, poller, host))
+    acted = sorted({r.target.host for r in results if r.attempted})
+    await asyncio.gather(*(settle(fleet, poller, host) for host in acted))
+    failed = [r for r in results if not r.ok]
+    summary = {"targets": len(results), "ok": len(results) - len(failed), "failed": len(failed)}
+    note.detail.update(summary)
+    note.detail["errors"] = [
+        {"host": r.target.host, "name": r.target.name, "error": str(r.error)} for r in failed[:AUDIT_ERRORS]
+    ]
+    note.outcome = "ok" if not failed else ("failed" if len(failed) == len(results) else "partial")
+    return json_response({**base, "targets": [_result_view(r) for r in results], "summary": summary})

@@ -1,0 +1,136 @@
+"""The audit trail of mutating calls: one structlog event and one database row per call.
+
+:class:`Auditor` writes entries (the log always, the ``audit`` table when fleetd has a database)
+and keeps the in-flight calls, so shutdown can let them finish and be audited within the grace
+period instead of abandoning them half-done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+from fleetd.store.audit import (
+    AuditEntry,
+    AuditQuery,
+    SqlRunner,
+    insert_entry,
+    prune_entries,
+    query_entries,
+)
+
+__all__ = ["AuditRetention", "AuditUnavailable", "Auditor"]
+
+log = structlog.get_logger("fleetd.audit")
+
+T = TypeVar("T")
+
+
+class AuditUnavailable(Exception):
+    """fleetd runs without a database: the audit trail exists only in the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRetention:
+    max_age: float = 365 * 86400.0
+    keep_last: int = 1_000_000
+    every: float = 3600.0  # how often old entries are pruned
+
+
+class Auditor:
+    def __init__(self, database: SqlRunner | None = None, *, retention: AuditRetention | None = None) -> None:
+        self.database = database  # attached at start-up when snapshots.enabled (the shared database)
+        self.retention = retention or AuditRetention()
+        self._inflight: set[asyncio.Task[Any]] = set()
+
+    # -- entries -----------------------------------------------------------------------------
+
+    async def record(self, entry: AuditEntry) -> None:
+        """Log the entry and store it; a storage failure is logged, never raised (the call happened)."""
+        log.info(
+            "audit",
+            actor=entry.actor,
+            role=entry.role,
+            action=entry.action,
+            method=entry.method,
+            path=entry.path,
+            targets=[f"{t.host}/{t.name or t.id}" if (t.name or t.id) else t.host for t in entry.targets],
+            outcome=entry.outcome,
+            status=entry.status,
+            client=entry.client,
+        )
+        db = self.database
+        if db is None:
+            return
+        try:
+            await db.run(insert_entry, entry)
+        except Exception as exc:  # the database is full, locked, gone: the log still has it
+            log.error("audit entry not stored", action=entry.action, error=str(exc))
+
+    async def query(self, q: AuditQuery) -> tuple[list[AuditEntry], int]:
+        db = self.database
+        if db is None:
+            raise AuditUnavailable(
+                "the audit log is not stored: fleetd runs without a database (snapshots.enabled is "
+                "false), so audit events go to fleetd's log only"
+            )
+        return await db.run(query_entries, q)
+
+    async def prune(self, now: float | None = None) -> int:
+        db = self.database
+        if db is None:
+            return 0
+        now = time.time() if now is None else now
+        r = self.retention
+        deleted = await db.run(prune_entries, now - r.max_age, r.keep_last)
+        if deleted:
+            log.info("audit entries pruned", deleted=deleted)
+        return deleted
+
+    async def prune_forever(self) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception as exc:
+                log.error("pruning the audit log failed", error=str(exc))
+            await asyncio.sleep(self.retention.every)
+
+    # -- in-flight calls -----------------------------------------------------------------------
+
+    def start(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` as a task that outlives its request's cancellation until :meth:`drain`."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here: the request that awaited it may be gone
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    async def drain(self, grace: float) -> int:
+        """Wait up to ``grace`` seconds for in-flight calls, then cancel the rest; returns how many."""
+        pending = set(self._inflight)
+        if pending:
+            log.info("waiting for in-flight operations", count=len(pending), grace=grace)
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            if still:
+                log.warning("in-flight operations cancelled at shutdown", count=len(still))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2.0):  # let them audit their cancellation
+                        await asyncio.gather(*still, return_exceptions=True)
+            return len(still)
+        return 0

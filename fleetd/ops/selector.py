@@ -1,0 +1,86 @@
+"""Selecting containers across the fleet for a batch action, from the aggregate.
+
+Fields combine with AND. ``name`` matches a container name exactly or as a glob
+(:func:`fnmatch.fnmatchcase`: ``web-*``, ``db-?``), never as a substring: ``web`` does not select
+``webhook``. Stale containers of hosts that are down are selected too; acting on them reports the
+host's error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+import msgspec
+
+from fleetd.fleet.state import FleetState, label_matches
+
+__all__ = ["CONTAINER_STATES", "Selector", "SelectorError", "Target", "resolve", "validate"]
+
+CONTAINER_STATES = frozenset({"created", "restarting", "running", "removing", "paused", "exited", "dead"})
+
+
+class SelectorError(ValueError):
+    pass
+
+
+class Selector(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    host: list[str] | None = None
+    label: list[str] | None = None
+    name: str | None = None
+    state: str | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.host or self.label or self.name or self.state)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    host: str
+    id: str
+    name: str
+    state: str
+    stale: bool
+
+
+def validate(selector: Selector | None, state: FleetState) -> Selector:
+    if selector is None or selector.is_empty():
+        raise SelectorError(
+            "a selector is required and must name at least one of host, label, name, state "
+            '(to act on every container say so: {"name": "*"})'
+        )
+    for host in selector.host or ():
+        if host not in state:
+            raise SelectorError(f"selector.host: no host named {host!r} in the inventory")
+    for sel in selector.label or ():
+        if not sel.partition("=")[0]:
+            raise SelectorError(f"selector.label: {sel!r} must be 'key' or 'key=value'")
+    if selector.state is not None and selector.state not in CONTAINER_STATES:
+        raise SelectorError(
+            f"selector.state must be one of {', '.join(sorted(CONTAINER_STATES))}; got {selector.state!r}"
+        )
+    if selector.name is not None and not selector.name:
+        raise SelectorError("selector.name must not be empty")
+    return selector
+
+
+def resolve(state: FleetState, selector: Selector, now: float | None = None) -> list[Target]:
+    """Every container the selector matches, by host then name."""
+    now = state.clock() if now is None else now
+    hosts = set(selector.host or ())
+    out: list[Target] = []
+    for record in state.sorted_records():
+        if hosts and record.name not in hosts:
+            continue
+        stale = record.is_stale(now)
+        for c in record.containers:
+            if selector.state is not None and c.state != selector.state:
+                continue
+            if selector.label and not label_matches(c.labels, selector.label):
+                continue
+            if selector.name is not None and not any(
+                fnmatchcase(n, selector.name) for n in (c.names or [c.name])
+            ):
+                continue
+            out.append(Target(host=record.name, id=c.id, name=c.name, state=c.state, stale=stale))
+    return out
