@@ -19,6 +19,11 @@ def _check_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
+    from fleetd.api.auth import exposure_problem
+
+    if exposed := exposure_problem(settings):
+        print(exposed, file=sys.stderr)
+        return 2
     enabled = sum(1 for h in settings.hosts if h.enabled)
     print(f"{settings.path}: ok ({len(settings.hosts)} hosts, {enabled} enabled)")
     return 0

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from fleetd.api.keys import STATE
 from fleetd.api.render import json_response
+from fleetd.ops.findings import security_summary
 from fleetd.timefmt import rfc3339
 
 __all__ = ["routes"]
@@ -19,6 +20,7 @@ async def summary(request: web.Request) -> web.Response:
     now = fleet.clock()
     data = fleet.summary(now)
     data["generated_at"] = rfc3339(now)
+    data["security"] = security_summary(fleet.records())
     return json_response(data)
 
 

@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from fleetd.api.app import create_app
+from fleetd.api.auth import exposure_problem
 from fleetd.api.keys import CONFIG, STATE
 from fleetd.config import ConfigError, load_config
 from fleetd.config.model import Settings
@@ -47,6 +48,10 @@ def run_service(config_path: Path) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"fleetd: not started: {len(exc.problems)} problem(s) in the configuration", file=sys.stderr)
+        return 2
+    if exposed := exposure_problem(settings):
+        print(exposed, file=sys.stderr)
+        print("fleetd: not started: the API would be open to the network", file=sys.stderr)
         return 2
     configure_logging(settings.log.level, settings.log.format)
     try:
