@@ -83,6 +83,8 @@ async def _record(
 ) -> None:
     principal = request.get(PRINCIPAL)
     rule = request.get(RULE)
+    if not note.targets and "host" in request.match_info:  # refused before the handler named it
+        note.target(request.match_info["host"], name=request.match_info.get("ref"))
     detail = dict(note.detail)
     if error is not None:
         detail.setdefault("error", error)

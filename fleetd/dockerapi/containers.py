@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 __all__ = ["ContainersAPI"]
 
 _LIST = list[ContainerSummary]
+#: What dockerd waits before SIGKILL when neither ``t`` nor the container's StopTimeout says otherwise.
+DEFAULT_STOP_WAIT = 10
 
 
 class ContainersAPI:
@@ -59,16 +61,21 @@ class ContainersAPI:
         )
         return status != 304
 
+    def _grace(self, timeout: float | None, t: int | None) -> float:
+        """Stopping waits up to ``t`` seconds inside the daemon; the request must outlive that."""
+        base = timeout if timeout is not None else self._client.timeouts.total
+        return base + (t if t is not None else DEFAULT_STOP_WAIT)
+
     async def start(self, container_id: str, *, timeout: float | None = None) -> bool:
         return await self._action(container_id, "start", {}, timeout)
 
     async def stop(self, container_id: str, *, t: int | None = None, timeout: float | None = None) -> bool:
         params: dict[str, str | int] = {"t": t} if t is not None else {}
-        return await self._action(container_id, "stop", params, _grace(timeout, t))
+        return await self._action(container_id, "stop", params, self._grace(timeout, t))
 
     async def restart(self, container_id: str, *, t: int | None = None, timeout: float | None = None) -> bool:
         params: dict[str, str | int] = {"t": t} if t is not None else {}
-        return await self._action(container_id, "restart", params, _grace(timeout, t))
+        return await self._action(container_id, "restart", params, self._grace(timeout, t))
 
     async def kill(
         self, container_id: str, *, signal: str | None = None, timeout: float | None = None
@@ -111,13 +118,6 @@ class ContainersAPI:
                 tty = True
             async for line in demux_log_stream(resp.content, tty=tty):
                 yield line
-
-
-def _grace(timeout: float | None, t: int | None) -> float | None:
-    """Stopping waits up to ``t`` seconds inside the daemon; the request must outlive that."""
-    if t is None:
-        return None if timeout is None else timeout + 10
-    return (timeout or 5.0) + t
 
 
 def _at_least(version: str | None, major: int, minor: int) -> bool:

@@ -80,7 +80,7 @@ class Auditor:
                 "the audit log is not stored: fleetd runs without a database (snapshots.enabled is "
                 "false), so audit events go to fleetd's log only"
             )
-        return await db.run(query_entries, q)
+        return await db.read(query_entries, q)
 
     async def prune(self, now: float | None = None) -> int:
         db = self.database

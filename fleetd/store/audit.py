@@ -1,8 +1,8 @@
 """The ``audit`` table of fleetd's database: insert, query, retention.
 
-Plain functions of a :class:`sqlite3.Connection`, meant to run in the database's worker thread
-(``await db.run(insert_entry, entry)``), never on the event loop. The table itself is created by
-the database's migration 1::
+Plain functions of a :class:`sqlite3.Connection`, meant to run in the database's threads
+(``await db.run(insert_entry, entry)``, ``await db.read(query_entries, q)``), never on the event
+loop. The table itself is created by the database's migration 1::
 
     audit(id INTEGER PRIMARY KEY, ts REAL NOT NULL, actor TEXT NOT NULL, role TEXT,
           action TEXT NOT NULL, method TEXT, path TEXT, targets TEXT /*JSON*/,
@@ -32,9 +32,12 @@ T = TypeVar("T")
 
 
 class SqlRunner(Protocol):
-    """What the audit log needs of fleetd's database: run ``fn(conn, *args)`` in its thread."""
+    """What the audit log needs of fleetd's database (:class:`fleetd.store.db.Database`):
+    ``run`` calls ``fn(conn, *args)`` on its writer thread, ``read`` on its reader thread."""
 
     async def run(self, fn: Callable[..., T], /, *args: Any) -> T: ...
+
+    async def read(self, fn: Callable[..., T], /, *args: Any) -> T: ...
 
 
 class AuditTarget(msgspec.Struct, frozen=True, omit_defaults=True):

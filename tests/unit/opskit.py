@@ -1,0 +1,127 @@
+"""Helpers for the operations tests: an app with tokens over fake Engines, and an audit database."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from fleetd.api.app import create_app
+from fleetd.api.keys import AUDITOR
+from fleetd.config.model import (
+    AuthSettings,
+    HostSettings,
+    PollSettings,
+    Role,
+    Settings,
+    SnapshotSettings,
+    TokenSettings,
+)
+
+T = TypeVar("T")
+
+# The same table as the database's migration 1 (fleetd/store/schema.py).
+AUDIT_DDL = """CREATE TABLE audit (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, actor TEXT NOT NULL, role TEXT, action TEXT NOT NULL,
+    method TEXT, path TEXT, targets TEXT, outcome TEXT NOT NULL, status INTEGER, detail TEXT, client TEXT
+)"""
+
+
+class ThreadDatabase:
+    """A stand-in for fleetd.store.db.Database: one sqlite file, calls run in a worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, check_same_thread=False)
+        self.conn.execute(AUDIT_DDL)
+        self.lock = threading.Lock()
+        self.calls = 0
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        assert threading.current_thread() is not threading.main_thread(), "sqlite on the event loop"
+        with self.lock:
+            self.calls += 1
+            return fn(self.conn, *args)
+
+    async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
+        return await asyncio.to_thread(self._call, fn, args)
+
+    async def read(self, fn: Callable[..., T], /, *args: Any) -> T:
+        return await asyncio.to_thread(self._call, fn, args)
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self.lock:
+            cur = self.conn.execute("SELECT * FROM audit ORDER BY id")
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Tokens:
+    """Random tokens by role; the settings hold only their SHA-256."""
+
+    def __init__(self, **roles: Role) -> None:
+        self.by_name = {name: f"fleetd-{secrets.token_urlsafe(24)}" for name in roles}
+        self.roles = roles
+
+    def auth(self, **flags: bool) -> AuthSettings:
+        tokens = tuple(
+            TokenSettings(name=n, token_sha256=hashlib.sha256(t.encode()).hexdigest(), role=self.roles[n])
+            for n, t in self.by_name.items()
+        )
+        return AuthSettings(tokens=tokens, **flags)
+
+    def header(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.by_name[name]}"}
+
+
+def host(name: str, url: str, **kw: Any) -> HostSettings:
+    return HostSettings(
+        name=name, url=url, interval=kw.pop("interval", 30.0), timeout=kw.pop("timeout", 1.0), **kw
+    )
+
+
+def settings(
+    tmp_path: Path, hosts: list[HostSettings], auth: AuthSettings | None = None, **kw: Any
+) -> Settings:
+    return Settings(
+        path=tmp_path / "fleetd.yaml",
+        poll=PollSettings(interval=30.0, timeout=1.0, max_backoff=1.0, images_every=1000),
+        hosts=tuple(hosts),
+        snapshots=SnapshotSettings(enabled=False),
+        auth=auth or AuthSettings(),
+        **kw,
+    )
+
+
+async def start_client(
+    cfg: Settings, *, db: ThreadDatabase | None = None, ready: bool = True
+) -> TestClient[web.Request, web.Application]:
+    app = create_app(cfg)
+    app[AUDITOR].database = db
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    if ready:
+        deadline = time.monotonic() + 5
+        while (await client.get("/readyz")).status != 200:
+            assert time.monotonic() < deadline, "fleetd never became ready"
+            await asyncio.sleep(0.02)
+    return client
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
