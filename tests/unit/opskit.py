@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,3 +126,61 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+EngineHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ScriptedEngine:
+    """A minimal Engine on a loopback port whose answers the test writes, for what FakeEngine lacks
+    (logs, image load, registry failures). Polls get an empty host; ``on`` adds or overrides routes."""
+
+    def __init__(self, api_version: str = "1.41") -> None:
+        self.api_version = api_version
+        self.requests: list[tuple[str, str]] = []
+        self._routes: list[tuple[str, re.Pattern[str], EngineHandler]] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        empty = web.json_response
+        self.on("GET", "/_ping", lambda r: _answer(web.Response(text="OK")))
+        self.on("GET", "/info", lambda r: _answer(empty({"ID": "scripted", "ServerVersion": "20.10.24"})))
+        self.on("GET", "/containers/json", lambda r: _answer(empty([])))
+        self.on("GET", "/images/json", lambda r: _answer(empty([])))
+
+    def on(self, method: str, pattern: str, handler: EngineHandler) -> None:
+        self._routes.insert(0, (method, re.compile(pattern + "$"), handler))
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.path_qs))
+        path = re.sub(r"^/v[0-9]+\.[0-9]+", "", request.path)
+        for method, pattern, handler in self._routes:
+            if method == request.method and pattern.match(path):
+                response = await handler(request)
+                if not response.prepared:
+                    response.headers["Api-Version"] = self.api_version
+                return response
+        return web.json_response({"message": "page not found"}, status=404)
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> ScriptedEngine:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def _answer(response: web.StreamResponse) -> web.StreamResponse:
+    return response
