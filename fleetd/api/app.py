@@ -8,7 +8,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from fleetd.api import containers, hosts, operations, summary
+from fleetd.api import containers, hosts, operations, snapshots, summary
 from fleetd.api import metrics as metrics_routes
 from fleetd.api.errors import ApiError
 from fleetd.api.keys import CONFIG, CONNECTIONS, METRICS, POLLER, STATE, ConfigHolder
@@ -81,4 +81,5 @@ def create_app(
     app.add_routes(summary.routes)
     app.add_routes(metrics_routes.routes)
     operations.install(app)  # audit + auth middlewares (after error_middleware), operation routes
+    snapshots.install(app, settings)  # database + snapshot service (first cleanup ctx), routes
     return app

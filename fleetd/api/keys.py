@@ -17,15 +17,19 @@ if TYPE_CHECKING:
     from fleetd.metrics import FleetMetrics
     from fleetd.ops.audit import Auditor
     from fleetd.ops.findings import FindingsWatch
+    from fleetd.snapshot.service import SnapshotService
+    from fleetd.store.db import Database
 
 __all__ = [
     "AUDITOR",
     "AUTH",
     "CONFIG",
     "CONNECTIONS",
+    "DATABASE",
     "FINDINGS",
     "METRICS",
     "POLLER",
+    "SNAPSHOTS",
     "STATE",
     "ConfigHolder",
 ]
@@ -48,3 +52,5 @@ METRICS: web.AppKey[FleetMetrics] = web.AppKey("metrics")
 AUTH: web.AppKey[AuthGuard] = web.AppKey("auth")
 AUDITOR: web.AppKey[Auditor] = web.AppKey("auditor")
 FINDINGS: web.AppKey[FindingsWatch] = web.AppKey("findings")
+DATABASE: web.AppKey[Database] = web.AppKey("database")  # opened at start-up when snapshots.enabled
+SNAPSHOTS: web.AppKey[SnapshotService] = web.AppKey("snapshots")

@@ -1,0 +1,297 @@
+"""``/api/v1/snapshots``: the inventory's history — take, list, read (JSON/YAML/CSV), diff, delete, prune.
+
+:func:`install` puts the database and the snapshot service behind their AppKeys and registers
+:func:`snapshots_ctx` *first* among the cleanup contexts: the database is opened (and checked: a file
+that is not fleetd's, or from a newer schema, stops fleetd from starting) before the poller starts,
+and closed after everything else, once a snapshot being written is finished or the grace period is over.
+With ``snapshots.enabled: false`` nothing is opened and every endpoint answers 503 saying so.
+
+Access (the auth policy table): taking and reading snapshots is for viewers (it changes nothing on
+any host); deleting and pruning are for admins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Final, cast
+
+import structlog
+from aiohttp import web
+from multidict import MultiMapping
+
+from fleetd.api.errors import BadRequest, NotFound, ServiceUnavailable
+from fleetd.api.keys import AUDITOR, CONFIG, DATABASE, SNAPSHOTS, STATE
+from fleetd.api.params import check_known, get_choice, get_int, get_one
+from fleetd.api.render import json_response
+from fleetd.config.durations import parse_duration
+from fleetd.config.model import Settings
+from fleetd.snapshot.diff import diff_snapshots
+from fleetd.snapshot.export import FORMATS, MEDIA_TYPES, Format, dumps
+from fleetd.snapshot.model import Snapshot, Trigger, fleetd_version
+from fleetd.snapshot.service import SnapshotService, SnapshotServiceClosed
+from fleetd.store.db import Database
+from fleetd.store.errors import StoreError
+from fleetd.store.retention import RetentionPolicy
+from fleetd.store.snapshots import ListQuery, SnapshotStore
+from fleetd.timefmt import parse_rfc3339
+
+__all__ = ["install", "routes", "snapshots_ctx"]
+
+log = structlog.get_logger("fleetd.snapshots")
+
+routes = web.RouteTableDef()
+
+BASE: Final = "/api/v1/snapshots"
+MAX_LIMIT: Final = 1000
+DEFAULT_LIMIT: Final = 100
+
+
+# -- wiring ----------------------------------------------------------------------------------------
+
+
+def install(app: web.Application, settings: Settings) -> None:
+    db = Database(settings.snapshots.path, created_by=f"fleetd {fleetd_version()}")
+    app[DATABASE] = db
+    app[SNAPSHOTS] = SnapshotService(app[STATE], SnapshotStore(db), enabled=settings.snapshots.enabled)
+    app.cleanup_ctx.insert(0, snapshots_ctx)
+    app.add_routes(routes)
+
+
+async def snapshots_ctx(app: web.Application) -> AsyncIterator[None]:
+    service = app[SNAPSHOTS]
+    if not service.enabled:
+        yield
+        return
+    db = app[DATABASE]
+    try:
+        await db.open()
+    except StoreError as exc:
+        log.error("fleetd cannot start: the snapshot database is unusable", error=str(exc))
+        raise
+    auditor = app.get(AUDITOR)
+    if auditor is not None:
+        auditor.database = db  # the audit log lives in the same database
+    try:
+        service.start_schedule(
+            settings=lambda: app[CONFIG].current.snapshots,
+            ready=app[STATE].is_ready,
+            last_taken_at=await service.store.latest_taken_at(),
+        )
+        yield
+    finally:
+        try:
+            await service.aclose(app[CONFIG].current.shutdown_grace)
+        finally:
+            if auditor is not None:
+                auditor.database = None
+            await db.aclose()
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _service(request: web.Request) -> SnapshotService:
+    service = request.app[SNAPSHOTS]
+    if not service.enabled:
+        config = request.app[CONFIG].current.path
+        raise ServiceUnavailable(
+            f"snapshots are disabled: set `snapshots: {{enabled: true}}` in {config} and restart fleetd",
+            code="snapshots_disabled",
+        )
+    return service
+
+
+def _unavailable(exc: Exception) -> ServiceUnavailable:
+    if isinstance(exc, SnapshotServiceClosed):
+        return ServiceUnavailable(str(exc), code="shutting_down")
+    return ServiceUnavailable(f"the snapshot database failed: {exc}", code="snapshot_store_error")
+
+
+def _time(query: MultiMapping[str], name: str) -> float | None:
+    raw = get_one(query, name)
+    if not raw:
+        return None
+    try:
+        return parse_rfc3339(raw)
+    except ValueError:
+        raise BadRequest(
+            f"parameter {name!r} must be an RFC 3339 time such as 2025-11-30T10:00:00Z, got {raw!r}",
+            code="bad_parameter",
+        ) from None
+
+
+def _id(raw: str, what: str, *, latest: bool = True) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 1:
+        choices = "a snapshot id (a positive integer)" + (" or 'latest'" if latest else "")
+        raise BadRequest(f"{what} must be {choices}, got {raw!r}", code="bad_snapshot_id")
+    return value
+
+
+async def _resolve(service: SnapshotService, raw: str, what: str = "the snapshot id") -> int:
+    if raw == "latest":
+        latest = await service.store.latest_id()
+        if latest is None:
+            raise NotFound("there are no snapshots yet", code="no_snapshots")
+        return latest
+    return _id(raw, what)
+
+
+def _not_found(snapshot_id: int) -> NotFound:
+    return NotFound(f"no snapshot with id {snapshot_id}", code="unknown_snapshot")
+
+
+def _export(snapshot: Snapshot, fmt: Format, body: bytes) -> web.Response:
+    content_type, charset = MEDIA_TYPES[fmt]
+    headers = {}
+    if fmt != "json":
+        headers["Content-Disposition"] = f'inline; filename="fleetd-snapshot-{snapshot.id}.{fmt}"'
+    return web.Response(body=body, content_type=content_type, charset=charset, headers=headers)
+
+
+# -- routes (prune and latest before {id}: the router tries them in order) --------------------------
+
+
+@routes.post(BASE)
+async def take_snapshot(request: web.Request) -> web.Response:
+    check_known(request.query, ())
+    service = _service(request)
+    try:
+        info = await service.take(Trigger.ON_DEMAND)
+    except (StoreError, sqlite3.Error, SnapshotServiceClosed) as exc:
+        raise _unavailable(exc) from None
+    return json_response(info, status=201, headers={"Location": f"{BASE}/{info.id}"})
+
+
+@routes.get(BASE)
+async def list_snapshots(request: web.Request) -> web.Response:
+    q = request.query
+    check_known(q, {"limit", "offset", "before", "since", "until"})
+    service = _service(request)
+    limit = get_int(q, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
+    offset = get_int(q, "offset", 0) or 0
+    before = get_int(q, "before", None, minimum=1)
+    since, until = _time(q, "since"), _time(q, "until")
+    if since is not None and until is not None and since > until:
+        raise BadRequest("'since' is after 'until'", code="bad_parameter")
+    query = ListQuery(since=since, until=until, before=before, limit=limit, offset=offset)
+    try:
+        page = await service.store.list(query)
+    except (StoreError, sqlite3.Error) as exc:
+        raise _unavailable(exc) from None
+    following = None
+    if len(page.items) == limit:
+        keep = {k: v for k, v in q.items() if k in ("since", "until")}
+        keep.update(before=str(page.items[-1].id), limit=str(limit))
+        following = str(request.rel_url.with_query(keep))
+    return json_response(
+        {
+            "snapshots": page.items,
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+            "next": following,
+        }
+    )
+
+
+@routes.post(f"{BASE}/prune")
+async def prune_snapshots(request: web.Request) -> web.Response:
+    q = request.query
+    check_known(q, {"last", "max_age"})
+    service = _service(request)
+    keep = request.app[CONFIG].current.snapshots.keep
+    last = get_int(q, "last", keep.last, minimum=1)
+    raw_age = get_one(q, "max_age")
+    max_age = keep.max_age
+    if raw_age:
+        try:
+            max_age = parse_duration(raw_age)
+        except ValueError as exc:
+            raise BadRequest(f"parameter 'max_age': {exc}", code="bad_parameter") from None
+    try:
+        result = await service.prune(RetentionPolicy(last=last, max_age=max_age))
+    except (StoreError, sqlite3.Error) as exc:
+        raise _unavailable(exc) from None
+    return json_response(
+        {
+            "deleted": result.deleted,
+            "versions_deleted": result.versions_deleted,
+            "remaining": result.remaining,
+            "policy": {"last": last, "max_age": max_age},
+        }
+    )
+
+
+async def _get(request: web.Request, raw: str) -> web.Response:
+    q = request.query
+    check_known(q, {"format"})
+    service = _service(request)
+    fmt = cast(Format, get_choice(q, "format", FORMATS) or "json")  # get_choice checked it
+    snapshot_id = await _resolve(service, raw)
+    try:
+        snapshot = await service.store.get(snapshot_id)
+    except (StoreError, sqlite3.Error) as exc:
+        raise _unavailable(exc) from None
+    if snapshot is None:
+        raise _not_found(snapshot_id)
+    body = await asyncio.to_thread(dumps, snapshot, fmt)  # 40,000 containers take a while to encode
+    return _export(snapshot, fmt, body)
+
+
+@routes.get(f"{BASE}/latest")
+async def get_latest(request: web.Request) -> web.Response:
+    return await _get(request, "latest")
+
+
+@routes.get(BASE + "/{id}")
+async def get_snapshot(request: web.Request) -> web.Response:
+    return await _get(request, request.match_info["id"])
+
+
+@routes.delete(BASE + "/{id}")
+async def delete_snapshot(request: web.Request) -> web.Response:
+    check_known(request.query, ())
+    service = _service(request)
+    snapshot_id = _id(request.match_info["id"], "the snapshot id", latest=False)
+    try:
+        deleted = await service.store.delete(snapshot_id)
+    except (StoreError, sqlite3.Error) as exc:
+        raise _unavailable(exc) from None
+    if not deleted:
+        raise _not_found(snapshot_id)
+    return json_response({"deleted": snapshot_id})
+
+
+@routes.get(BASE + "/{id}/diff")
+async def diff_snapshot(request: web.Request) -> web.Response:
+    q = request.query
+    check_known(q, {"against"})
+    service = _service(request)
+    new_id = await _resolve(service, request.match_info["id"])
+    raw_against = get_one(q, "against")
+    if raw_against:
+        old_id = await _resolve(service, raw_against, "parameter 'against'")
+    else:
+        previous = await service.store.previous_id(new_id)
+        if previous is None:
+            raise NotFound(
+                f"snapshot {new_id} has no earlier snapshot to compare with; give ?against=ID",
+                code="no_earlier_snapshot",
+            )
+        old_id = previous
+    try:
+        old, new = await service.store.pair(old_id, new_id)
+    except (StoreError, sqlite3.Error) as exc:
+        raise _unavailable(exc) from None
+    if new is None:
+        raise _not_found(new_id)
+    if old is None:
+        raise _not_found(old_id)
+    diff = await asyncio.to_thread(diff_snapshots, old, new)
+    return json_response(diff)

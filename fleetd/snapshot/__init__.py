@@ -1,0 +1,1 @@
+"""Inventory snapshots: the record (model), diffs, exports, the service that takes them on schedule."""

@@ -1,0 +1,132 @@
+"""The snapshot service: takes snapshots (on demand and on schedule) and owns the writes in flight.
+
+    service = SnapshotService(state, SnapshotStore(db))
+    info = await service.take(Trigger.ON_DEMAND)    # capture in the loop, build + write in the db thread
+    service.start_schedule(settings=lambda: holder.current.snapshots, ready=state.is_ready)
+    ...
+    await service.aclose(grace=10.0)                # waits for a write in progress, at most ``grace``
+
+A write runs as a task of its own, shielded from its caller: a request that is cancelled (client gone,
+server stopping) does not abandon a half-taken snapshot. :meth:`aclose` waits for those tasks, and
+only when the grace period is over interrupts the statement running on the writer, which rolls the
+snapshot back: it is then not stored at all, never half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from fleetd.config.model import SnapshotSettings
+from fleetd.fleet.state import FleetState
+from fleetd.snapshot.model import FleetCapture, SnapshotInfo, Trigger, capture_fleet
+from fleetd.snapshot.scheduler import run_schedule
+from fleetd.store.retention import PruneResult, RetentionPolicy
+from fleetd.store.snapshots import SnapshotStore
+
+__all__ = ["SnapshotService", "SnapshotServiceClosed"]
+
+log = structlog.get_logger("fleetd.snapshots")
+
+INTERRUPTED_WAIT = 5.0  # after interrupting the writer, how long to wait for it to give up
+
+
+class SnapshotServiceClosed(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("fleetd is shutting down: no new snapshots are taken")
+
+
+class SnapshotService:
+    def __init__(self, state: FleetState, store: SnapshotStore, *, enabled: bool = True) -> None:
+        self.state = state
+        self.store = store
+        self.enabled = enabled
+        self._inflight: set[asyncio.Task[SnapshotInfo]] = set()
+        self._schedule: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    async def take(self, trigger: Trigger) -> SnapshotInfo:
+        if self._closing:
+            raise SnapshotServiceClosed()
+        capture = capture_fleet(self.state, trigger)  # synchronous: a consistent point in time
+        task = asyncio.get_running_loop().create_task(self._write(capture))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+        return await asyncio.shield(task)
+
+    async def _write(self, capture: FleetCapture) -> SnapshotInfo:
+        started = time.monotonic()
+        try:
+            info = await self.store.save(capture)
+        except Exception as exc:
+            log.error("snapshot not stored", trigger=capture.trigger.value, error=str(exc) or repr(exc))
+            raise
+        log.info(
+            "snapshot stored",
+            id=info.id,
+            trigger=capture.trigger.value,
+            hosts=info.counts.hosts,
+            containers=info.counts.containers,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return info
+
+    def _done(self, task: asyncio.Task[SnapshotInfo]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved (and logged by _write): the caller that awaited it may be gone
+
+    async def prune(self, policy: RetentionPolicy) -> PruneResult:
+        result = await self.store.prune(policy, time.time())
+        if result.deleted:
+            log.info(
+                "snapshots pruned",
+                deleted=result.deleted,
+                versions_deleted=result.versions_deleted,
+                remaining=result.remaining,
+            )
+        return result
+
+    def start_schedule(
+        self, *, settings: Callable[[], SnapshotSettings], ready: Callable[[], bool], last_taken_at: float | None
+    ) -> None:
+        if self._schedule is not None:
+            raise RuntimeError("the snapshot schedule is already running")
+        self._schedule = asyncio.get_running_loop().create_task(
+            run_schedule(
+                settings=settings,
+                take=self.take,
+                prune=self.prune,
+                last_taken_at=last_taken_at,
+                ready=ready,
+                clock=self.state.clock,
+            ),
+            name="snapshot-schedule",
+        )
+
+    async def aclose(self, grace: float) -> None:
+        """Stop the schedule, wait up to ``grace`` for writes in flight; safe to call twice."""
+        self._closing = True
+        if self._schedule is not None:
+            self._schedule.cancel()
+            await asyncio.gather(self._schedule, return_exceptions=True)
+        pending = set(self._inflight)
+        if not pending:
+            return
+        log.info("waiting for the snapshot being written", grace=grace)
+        try:
+            _, still = await asyncio.wait(pending, timeout=grace)
+        except asyncio.CancelledError:
+            self.store.db.interrupt()  # shutdown ran out of time elsewhere: roll the write back
+            raise
+        if still:
+            log.warning("snapshot not finished within the grace period: rolled back, not stored", grace=grace)
+            self.store.db.interrupt()
+            await asyncio.wait(still, timeout=INTERRUPTED_WAIT)
