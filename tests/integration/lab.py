@@ -13,6 +13,11 @@ Every daemon has its own data root, exec root, pidfile, unix socket and TCP port
 and no bridge. Each gets the ``fleet/busybox:test`` image (imported from busybox-static) and the containers
 of :data:`LAYOUT`. Daemons start in parallel; dockerd 20.10 shares /etc/docker/key.json between them, so
 when that file does not exist yet the first dockerd creates it before the others start.
+
+Observed with Debian 12's dockerd 20.10.24 and podman 4.3.1: every dockerd reports the same ``ID`` in /info
+(kept across restarts); podman's ``ID`` is a fresh UUID each time its service starts, and its containers
+keep running while the service is down. Running containers on dockerd have ``--restart unless-stopped``,
+so ``stop()``/``start()`` brings them back; ``--stop-timeout 1`` keeps a daemon stop at about 2 seconds.
 """
 
 from __future__ import annotations
@@ -492,7 +497,7 @@ class Daemon:
             process.kill()
             process.wait()
         if self.kind == "docker":  # its containerd goes down with it; wait so a restart finds the socket free
-            self._wait_gone(self.root / "exec", 10.0)
+            self._wait_gone(f"{self.root / 'exec'}/", 10.0)
 
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)
@@ -516,9 +521,9 @@ class Daemon:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def _wait_gone(self, marker: Path, timeout: float) -> None:
+    def _wait_gone(self, marker: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while _processes_mentioning(str(marker)) and time.monotonic() < deadline:
+        while _processes_mentioning(marker) and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def _kill(self) -> None:
@@ -537,12 +542,12 @@ class Daemon:
             self.stop()
         except Exception as exc:  # keep cleaning up whatever else is there
             problems.append(f"{self.name}: stop: {exc}")
-        leftovers = _processes_mentioning(str(self.root))
+        leftovers = _processes_mentioning(f"{self.root}/")
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if leftovers:
-            self._wait_gone(self.root, 5.0)
+            self._wait_gone(f"{self.root}/", 5.0)
         for point in _mountpoints_under(self.root):
             subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
         for attempt in range(3):
