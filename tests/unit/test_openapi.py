@@ -1,0 +1,69 @@
+"""The OpenAPI description stays true: every route of the app is described, with the role it needs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fleetd.api.app import create_app
+from fleetd.api.auth import POLICY, rule_for, template_key
+from fleetd.api.openapi import OPERATIONS, build_spec
+from tests.unit.opskit import settings, start_client
+
+
+def _described() -> set[tuple[str, str]]:
+    spec = build_spec()
+    return {template_key(method, path) for path, ops in spec["paths"].items() for method in ops}
+
+
+def test_every_route_of_the_app_is_described(tmp_path: Path) -> None:
+    app = create_app(settings(tmp_path, []))
+    routes = {
+        template_key(r.method, r.resource.canonical)
+        for r in app.router.routes()
+        if r.resource is not None and r.method != "HEAD"
+    }
+    assert len(routes) > 20
+    missing = sorted(f"{m} {p}" for m, p in routes - _described())
+    assert missing == [], f"routes missing from fleetd/api/openapi.py: {missing}"
+
+
+def test_the_description_and_the_policy_table_cover_the_same_routes() -> None:
+    policy = {template_key(m, p) for m, p in POLICY}
+    assert _described() == policy
+    assert len(OPERATIONS) == len(POLICY)
+
+
+def test_operations_carry_their_role_parameters_and_errors() -> None:
+    spec = build_spec()
+    assert spec["openapi"].startswith("3.1")
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            rule = rule_for(method, path)
+            assert rule is not None
+            assert op["x-fleetd-role"] == rule.access.name.lower()
+            declared = {p["name"] for p in op["parameters"] if p["in"] == "path"}
+            assert declared == set(re.findall(r"\{([^}]+)\}", path)), (method, path)
+            if op["x-fleetd-role"] != "public":
+                assert {"401", "403", "429"} <= set(op["responses"]), (method, path)
+                assert op["security"] == [{"bearer": []}]
+            else:
+                assert op["security"] == []
+    stop = spec["paths"]["/api/v1/containers/{host}/{ref}/stop"]["post"]
+    assert stop["x-fleetd-role"] == "operator" and {"404", "409", "502", "503", "504"} <= set(
+        stop["responses"]
+    )
+    assert [p["name"] for p in stop["parameters"] if p["in"] == "query"] == ["t"]
+    assert spec["paths"]["/api/v1/audit"]["get"]["x-fleetd-role"] == "admin"
+    search = spec["paths"]["/api/v1/images/search"]["get"]
+    assert {p["name"] for p in search["parameters"]} == {"term", "host", "limit"}
+
+
+async def test_served_at_api_v1_openapi_json(tmp_path: Path) -> None:
+    client = await start_client(settings(tmp_path, []))
+    try:
+        resp = await client.get("/api/v1/openapi.json")
+        assert resp.status == 200 and resp.content_type == "application/json"
+        assert await resp.json() == build_spec()
+    finally:
+        await client.close()
