@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fleetd.cli_snapshot import add_commands as add_snapshot_commands
+
 __all__ = ["main"]
 
 
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a config file; exit 2 on problems")
     p.add_argument("--config", "-c", default="/etc/fleetd/fleetd.yaml")
     p.set_defaults(func=_check_config)
+
+    add_snapshot_commands(sub)  # snapshot, diff
     return parser
 
 

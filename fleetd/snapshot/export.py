@@ -27,6 +27,7 @@ __all__ = [
     "csv_rows",
     "detect_format",
     "dumps",
+    "format_from_name",
     "loads",
 ]
 
@@ -236,12 +237,20 @@ def loads(data: bytes, fmt: Format) -> Snapshot:
         raise SnapshotFormatError(f"not a fleetd snapshot in {fmt.upper()}: {exc}") from None
 
 
-def detect_format(name: str, data: bytes) -> Format:
-    """By file extension, else by the first bytes."""
+def format_from_name(name: str) -> Format | None:
+    """``.json``, ``.yaml``/``.yml`` or ``.csv``; None for anything else."""
     lower = name.lower()
     for ext, fmt in _EXTENSIONS:
         if lower.endswith(ext):
             return fmt
+    return None
+
+
+def detect_format(name: str, data: bytes) -> Format:
+    """By file extension, else by the first bytes."""
+    by_name = format_from_name(name)
+    if by_name is not None:
+        return by_name
     head = data.lstrip()[:64]
     if head.startswith(b"{"):
         return "json"
