@@ -167,7 +167,7 @@ OPERATIONS: tuple[Op, ...] = (
         "/api/v1/snapshots",
         "Stored snapshots, newest first",
         "snapshots",
-        ("since", "until", "limit", "offset"),
+        ("since", "until", "before", "limit", "offset"),
     ),
     Op("POST", "/api/v1/snapshots", "Take a snapshot now", "snapshots", ok=201, errors=(503,)),
     Op("GET", "/api/v1/snapshots/latest", "The newest snapshot", "snapshots", ("format",), errors=(404,)),
@@ -188,7 +188,7 @@ OPERATIONS: tuple[Op, ...] = (
         errors=(404,),
     ),
     Op("DELETE", "/api/v1/snapshots/{id}", "Delete a snapshot", "snapshots", errors=(404,)),
-    Op("POST", "/api/v1/snapshots/prune", "Apply snapshot retention now", "snapshots"),
+    Op("POST", "/api/v1/snapshots/prune", "Apply snapshot retention now", "snapshots", ("last", "max_age")),
     Op(
         "GET",
         "/api/v1/audit",
@@ -227,6 +227,9 @@ PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "format": (_S, "json (default), yaml or csv"),
     "against": (_I, "the snapshot to compare with (default: the one before)"),
     "actor": (_S, "the token name (or anonymous)"),
+    "before": (_I, "only snapshots with a smaller id (the next page)"),
+    "last": (_I, "keep at most this many snapshots"),
+    "max_age": (_S, "delete snapshots older than this duration, e.g. 90d"),
     "action": (_S, "e.g. container.stop, batch"),
 }
 

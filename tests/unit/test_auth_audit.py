@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fleetd.api.keys import AUDITOR
+from fleetd.config.model import SnapshotSettings
 from fleetd.ops.audit import Auditor, AuditRetention
 from fleetd.store.audit import AuditEntry, AuditQuery, AuditTarget, insert_entry, query_entries
 from tests.fakes import FakeEngines
@@ -165,3 +169,29 @@ async def test_without_database_audit_goes_to_the_log_only(tmp_path: Path) -> No
         assert err["code"] == "audit_unavailable" and "log" in err["message"]
     finally:
         await client.close()
+
+
+async def test_audit_lives_in_fleetds_database_and_snapshot_roles(tmp_path: Path) -> None:
+    tokens = Tokens(watcher="viewer", ci="operator", root="admin")
+    cfg = dataclasses.replace(
+        settings(tmp_path, [], tokens.auth()),
+        snapshots=SnapshotSettings(enabled=True, path=tmp_path / "fleetd.db"),
+    )
+    client = await start_client(cfg)
+    try:
+        resp = await client.post("/api/v1/snapshots", headers=tokens.header("watcher"))
+        assert resp.status == 201  # taking a snapshot is a viewer's right
+        assert (await client.post("/api/v1/snapshots/prune", headers=tokens.header("ci"))).status == 403
+        assert (await client.post("/api/v1/snapshots/prune", headers=tokens.header("root"))).status == 200
+        resp = await client.get("/api/v1/audit", headers=tokens.header("root"))
+        body = await resp.json()
+        assert resp.status == 200
+        assert [(e["action"], e["actor"], e["outcome"]) for e in body["entries"]] == [
+            ("snapshots.prune", "root", "ok"),
+            ("snapshots.prune", "ci", "denied"),
+            ("snapshot.take", "watcher", "ok"),
+        ]
+    finally:
+        await client.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "fleetd.db")) as conn:  # stored, not only served
+        assert conn.execute("SELECT count(*) FROM audit").fetchone()[0] == 3
