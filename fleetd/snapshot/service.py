@@ -84,7 +84,7 @@ class SnapshotService:
             task.exception()  # retrieved (and logged by _write): the caller that awaited it may be gone
 
     async def prune(self, policy: RetentionPolicy) -> PruneResult:
-        result = await self.store.prune(policy, time.time())
+        result = await self.store.prune(policy, self.state.clock())  # the clock taken_at comes from
         if result.deleted:
             log.info(
                 "snapshots pruned",

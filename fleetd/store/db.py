@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -47,12 +48,39 @@ __all__ = ["Database", "read_transaction", "transaction"]
 T = TypeVar("T")
 
 
+PROGRESS_STEPS = 1000  # SQLite VM steps between two checks of the abort flag
+
+
+class _WriterConnection(sqlite3.Connection):
+    """The writer's connection, which :meth:`Database.interrupt` can tell to give up.
+
+    ``sqlite3_interrupt`` alone only stops a statement that is running at that instant; a write made
+    of many short statements (or Python work between them) would carry on. The flag stays set until
+    the current call returns: the progress handler fails every statement meanwhile, and
+    :func:`transaction` refuses to commit.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.abort = threading.Event()
+        self.set_progress_handler(self._should_abort, PROGRESS_STEPS)
+
+    def _should_abort(self) -> int:
+        return 1 if self.abort.is_set() else 0
+
+
+def _aborted(conn: sqlite3.Connection) -> bool:
+    return isinstance(conn, _WriterConnection) and conn.abort.is_set()
+
+
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back if the block raises."""
+    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back if the block raises or the writer was interrupted."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        if _aborted(conn):
+            raise sqlite3.OperationalError("interrupted")
     except BaseException:
         conn.rollback()
         raise
@@ -107,6 +135,9 @@ class _Owner:
             if conn.in_transaction:
                 conn.rollback()
             raise
+        finally:
+            if isinstance(conn, _WriterConnection):
+                conn.abort.clear()  # an interrupt ends with the call it interrupted
         if conn.in_transaction:
             conn.rollback()
             name = getattr(fn, "__qualname__", repr(fn))
@@ -115,7 +146,8 @@ class _Owner:
 
     def interrupt(self) -> None:
         conn = self.conn
-        if conn is not None:
+        if isinstance(conn, _WriterConnection):
+            conn.abort.set()
             conn.interrupt()  # documented as safe to call from another thread
 
     async def close(self) -> None:
@@ -144,7 +176,7 @@ def _open_writer(
     if not path.parent.is_dir():
         raise StoreError(f"{path}: directory {path.parent} does not exist")
     try:
-        conn = sqlite3.connect(path, timeout=busy_timeout)
+        conn = sqlite3.connect(path, timeout=busy_timeout, factory=_WriterConnection)
     except sqlite3.Error as exc:
         raise _wrap(path, exc) from None
     try:
@@ -258,7 +290,7 @@ class Database:
         return await self._reader.call(fn, args, kwargs)
 
     def interrupt(self) -> None:
-        """Abort whatever statement the writer is running (its transaction rolls back)."""
+        """Make the writer's current call fail with ``OperationalError("interrupted")`` and roll back."""
         if self._writer is not None:
             self._writer.interrupt()
 
