@@ -26,6 +26,11 @@ def _check_config(args: argparse.Namespace) -> int:
     if exposed := exposure_problem(settings):
         print(exposed, file=sys.stderr)
         return 2
+    from fleetd.store.schema import file_problem
+
+    if settings.snapshots.enabled and (unusable := file_problem(settings.snapshots.path)):
+        print(unusable, file=sys.stderr)  # the database `fleetd run` would refuse
+        return 2
     enabled = sum(1 for h in settings.hosts if h.enabled)
     print(f"{settings.path}: ok ({len(settings.hosts)} hosts, {enabled} enabled)")
     return 0

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from fleetd.store.errors import NotFleetdDatabase, SchemaTooNew, SchemaTooOld
+from fleetd.store.errors import NotFleetdDatabase, SchemaTooNew, SchemaTooOld, StoreError
 from fleetd.timefmt import rfc3339
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Migration",
     "check_identity",
     "current_version",
+    "file_problem",
     "migrate",
     "require_current",
 ]
@@ -133,6 +135,30 @@ def check_identity(
     if version > known:
         raise SchemaTooNew(path, version, known)
     return version
+
+
+def file_problem(path: Path, migrations: tuple[Migration, ...] = MIGRATIONS) -> str | None:
+    """Why fleetd could not use the database file at ``path``, or None (also when it does not exist yet).
+
+    Synchronous and read-only (``fleetd check-config``): it never creates, migrates or converts the file.
+    """
+    if not path.parent.is_dir():
+        return f"{path}: directory {path.parent} does not exist"
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return f"{path}: {exc}"
+    try:
+        check_identity(conn, path, migrations)
+    except StoreError as exc:
+        return str(exc)
+    except sqlite3.Error as exc:
+        return f"{path}: {exc}"
+    finally:
+        conn.close()
+    return None
 
 
 def require_current(version: int, path: Path, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
