@@ -7,8 +7,8 @@ way /work/shared/LAB.md describes (SYS_ADMIN, unconfined seccomp/apparmor, tmpfs
 Typical use from a test::
 
     tarball = ensure_root_tarball()                       # about a minute the first time, then cached
-    wheels = build_wheelhouse(REPO, tmp_path / "wh")     # pip inside the root has no network trust set up
-    with Dockerd.start(tmp_path / "d") as dockerd:         # a private daemon, stopped by pid
+    wheels = dependency_wheelhouse(REPO)                  # pip inside the root has no network trust set up
+    with cached_dockerd(tmp_path / "d") as dockerd:         # a private daemon, stopped by pid
         import_image(dockerd.host, tarball)
         volumes = {REPO: "/src:ro", wheels: "/wh:ro", dockerd.socket_path: "/run/docker.sock"}
         with SystemdContainer.start(dockerd.host, "sysd", volumes=volumes) as box:
@@ -17,7 +17,9 @@ Typical use from a test::
             box.exec("chgrp", "docker", "/run/docker.sock")  # the root's docker gid is not the host's
 
 Installing inside the root goes through ``--wheelhouse``: the wheels are built on the host, whose pip is
-configured for this machine's network, so the container itself needs no package index.
+configured for this machine's network, so the container itself needs no package index. The tarball, the
+dependency wheels and (with :func:`cached_dockerd`) the imported image are all cached under
+``/var/cache/fleetd-test``, so after the first run a test pays only for booting and installing.
 
 Command-line (build the cache ahead of time): ``python tests/integration/systemd_root.py [--rebuild]``.
 """
@@ -29,30 +31,39 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 __all__ = [
     "IMAGE",
     "PACKAGES",
+    "REQUIRE_DOCKER",
     "SUITE",
     "Dockerd",
     "SystemdContainer",
     "booted",
     "build_wheelhouse",
     "cache_dir",
+    "cached_dockerd",
     "debian_mirror",
+    "dependency_wheelhouse",
     "ensure_root_tarball",
+    "free_loopback_port",
     "import_image",
     "root_key",
+    "skip_or_fail",
     "unavailable_reason",
 ]
 
@@ -75,6 +86,8 @@ KEY_LABEL = "org.fleetd.test.root-key"
 _RECIPE_VERSION = 1
 
 _DEFAULT_CACHE = Path("/var/cache/fleetd-test")
+# CI sets this: a test that needs dockerd (or this root) fails instead of skipping when it is missing.
+REQUIRE_DOCKER = "FLEETD_REQUIRE_DOCKER"
 
 
 def cache_dir() -> Path:
@@ -102,6 +115,32 @@ def unavailable_reason() -> str | None:
     if not tarball_path().exists() and shutil.which("debootstrap") is None:
         return "debootstrap not installed and no cached root"
     return None
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the calling test with ``reason``, or fail it when ``FLEETD_REQUIRE_DOCKER`` is set."""
+    import pytest  # only tests call this; the module also runs as a script without pytest
+
+    if os.environ.get(REQUIRE_DOCKER, "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{reason} (failing instead of skipping because {REQUIRE_DOCKER}=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_loopback_port(low: int = 30000, high: int = 32000) -> int:
+    """A port in [low, high) that 127.0.0.1 can bind right now.
+
+    Fixed ranges stay below 32768, where Linux hands out ephemeral ports, and away from the docker lab's
+    23000-29999. For a listener in *another* process (a daemon, or a container on the host network), so a
+    race with someone else is possible but unlikely.
+    """
+    for port in random.sample(range(low, high), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in [{low}, {high})")
 
 
 _SOURCES_LIST = Path("/etc/apt/sources.list")
@@ -246,6 +285,53 @@ def build_wheelhouse(source: Path, dest: Path) -> Path:
     return dest
 
 
+def _install_requirements(source: Path) -> list[str]:
+    """What ``pip install SOURCE`` needs besides SOURCE: its dependencies and its build backend."""
+    with (source / "pyproject.toml").open("rb") as fh:
+        meta = tomllib.load(fh)
+    return sorted({*meta["project"]["dependencies"], *meta["build-system"]["requires"], "wheel"})
+
+
+def dependency_wheelhouse(source: Path, directory: Path | None = None) -> Path:
+    """A cached wheelhouse with everything ``install.sh --wheelhouse`` needs except fleetd itself.
+
+    install.sh builds fleetd from its source tree, so only the dependencies and the build backend must be
+    wheels. Keyed by those requirements and this Python's version and machine (the root's Python 3.11 takes
+    the same cp311 manylinux wheels), so it is built once per machine and again when pyproject.toml's
+    requirements change. Built into a temporary directory and renamed, under the cache lock.
+    """
+    requirements = _install_requirements(source)
+    recipe = {
+        "requirements": requirements,
+        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "machine": os.uname().machine,
+    }
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    directory = directory or cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"wheelhouse-{key}"
+    # Its own lock: a first run builds this while ensure_root_tarball() runs debootstrap.
+    with (directory / ".wheelhouse.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_dir():
+            return target
+        tmp = Path(tempfile.mkdtemp(dir=directory, prefix="wheelhouse-build-"))
+        try:
+            _run(
+                [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                 "--wheel-dir", str(tmp), *requirements],
+                timeout=900,
+            )  # fmt: skip
+            tmp.chmod(0o755)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for stale in directory.glob("wheelhouse-*"):
+            if stale != target and not stale.name.startswith("wheelhouse-build-"):
+                shutil.rmtree(stale, ignore_errors=True)
+    return target
+
+
 def _docker(
     host: str, *args: str, check: bool = True, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
@@ -279,11 +365,16 @@ def import_image(docker_host: str, tarball: Path | None = None, tag: str = IMAGE
 
 @dataclass
 class Dockerd:
-    """A private dockerd (LAB.md recipe): own roots, pidfile and socket, no bridge, no iptables."""
+    """A private dockerd (LAB.md recipe): own roots, pidfile and socket, no bridge, no iptables.
+
+    ``data_root`` (images, containers) defaults to ``root/data`` and is deleted with ``root``; one given
+    explicitly is kept, so a cached image survives (see :func:`cached_dockerd`).
+    """
 
     root: Path
     process: subprocess.Popen[bytes]
     tcp_port: int | None = None
+    data_root: Path | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -294,7 +385,9 @@ class Dockerd:
         return f"unix://{self.socket_path}"
 
     @classmethod
-    def start(cls, root: Path, *, tcp_port: int | None = None, timeout: float = 60) -> Dockerd:
+    def start(
+        cls, root: Path, *, tcp_port: int | None = None, data_root: Path | None = None, timeout: float = 60
+    ) -> Dockerd:
         """Start dockerd under ``root``; ``tcp_port`` (below 32768, loopback only) is optional."""
         root.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -302,7 +395,7 @@ class Dockerd:
             "--host",
             f"unix://{root / 'docker.sock'}",
             "--data-root",
-            str(root / "data"),
+            str(data_root or root / "data"),
             "--exec-root",
             str(root / "exec"),
             "--pidfile",
@@ -314,7 +407,7 @@ class Dockerd:
             argv += ["--host", f"tcp://127.0.0.1:{tcp_port}"]
         with (root / "log").open("ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        daemon = cls(root=root, process=proc, tcp_port=tcp_port)
+        daemon = cls(root=root, process=proc, tcp_port=tcp_port, data_root=data_root)
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
@@ -337,13 +430,15 @@ class Dockerd:
                 self.process.wait()
 
     def remove(self) -> None:
-        """Stop and delete the daemon's roots (container layers included)."""
+        """Stop, unmount what dockerd left behind, delete ``root`` (and the data root unless it was given)."""
         self.stop()
         # dockerd leaves mounts behind (exec/netns/default, sometimes data/); deepest first.
-        prefix = str(self.root.resolve()) + "/"
+        prefixes = [str(self.root.resolve()) + "/"]
+        if self.data_root is not None:
+            prefixes.append(str(self.data_root.resolve()) + "/")
         with open("/proc/self/mounts") as mounts:
             points = [line.split()[1] for line in mounts]
-        for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        for point in sorted((p for p in points if p.startswith(tuple(prefixes))), key=len, reverse=True):
             _run(["umount", "-l", point], check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -354,6 +449,37 @@ class Dockerd:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.remove()
+
+
+@contextlib.contextmanager
+def cached_dockerd(root: Path, *, tcp_port: int | None = None) -> Iterator[Dockerd]:
+    """A private dockerd whose data root lives in the cache, so the imported root image is kept.
+
+    Importing the 200 MB root costs 5-15 s; with the cached data root it happens once per machine. One
+    session at a time owns the cached data root (a lock file); a concurrent one gets a fresh data root
+    under ``root``. Containers left over from an interrupted run are removed first; a data root dockerd
+    cannot start from is wiped and started afresh.
+    """
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "dockerd-data.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with Dockerd.start(root, tcp_port=tcp_port) as daemon:
+                yield daemon
+            return
+        data_root = directory / "dockerd-data"
+        try:
+            daemon = Dockerd.start(root, tcp_port=tcp_port, data_root=data_root)
+        except (RuntimeError, TimeoutError):
+            shutil.rmtree(data_root, ignore_errors=True)
+            daemon = Dockerd.start(root, tcp_port=tcp_port, data_root=data_root)
+        with daemon:
+            leftovers = _docker(daemon.host, "ps", "-aq").stdout.split()
+            if leftovers:
+                _docker(daemon.host, "rm", "-f", *leftovers)
+            yield daemon
 
 
 @dataclass
@@ -438,6 +564,20 @@ class SystemdContainer:
 
     def unit_property(self, unit: str, prop: str) -> str:
         return self.systemctl("show", "-P", prop, unit).stdout.strip()
+
+    def unit_properties(self, unit: str, *props: str) -> dict[str, str]:
+        """``systemctl show -p A,B,...`` as a dict (systemd prints them in its own order)."""
+        out = self.systemctl("show", "-p", ",".join(props), unit).stdout
+        return dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
+
+    def write_file(self, dest: str, text: str, *, mode: str = "0644", owner: str = "root:root") -> None:
+        """Put ``text`` at ``dest`` inside the container with the given mode and owner."""
+        with tempfile.TemporaryDirectory(prefix="fleetd-put-") as tmp:
+            src = Path(tmp) / "file"
+            src.write_text(text)
+            self.copy_in(src, dest)
+        self.exec("chown", owner, dest)
+        self.exec("chmod", mode, dest)
 
     def journal(self, unit: str | None = None, *extra: str) -> str:
         args = ["journalctl", "--no-pager", "-o", "cat", *extra]
