@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from fleetd.api import containers, hosts, operations, snapshots, summary
 from fleetd.api import metrics as metrics_routes
+from fleetd.api import reload as reload_routes
 from fleetd.api.errors import ApiError
 from fleetd.api.keys import CONFIG, CONNECTIONS, METRICS, POLLER, STATE, ConfigHolder
 from fleetd.api.render import json_response
@@ -80,6 +81,7 @@ def create_app(
     app.add_routes(containers.routes)
     app.add_routes(summary.routes)
     app.add_routes(metrics_routes.routes)
+    app.add_routes(reload_routes.routes)
     operations.install(app)  # audit + auth middlewares (after error_middleware), operation routes
     snapshots.install(app, settings)  # database + snapshot service (first cleanup ctx), routes
     return app

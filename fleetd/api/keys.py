@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from fleetd.metrics import FleetMetrics
     from fleetd.ops.audit import Auditor
     from fleetd.ops.findings import FindingsWatch
+    from fleetd.service.notify import Notifier
     from fleetd.snapshot.service import SnapshotService
     from fleetd.store.db import Database
 
@@ -54,3 +55,4 @@ AUDITOR: web.AppKey[Auditor] = web.AppKey("auditor")
 FINDINGS: web.AppKey[FindingsWatch] = web.AppKey("findings")
 DATABASE: web.AppKey[Database] = web.AppKey("database")  # opened at start-up when snapshots.enabled
 SNAPSHOTS: web.AppKey[SnapshotService] = web.AppKey("snapshots")
+NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")  # set by the service runner only

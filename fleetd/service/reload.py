@@ -34,6 +34,7 @@ async def reload_app(
     holder = app[CONFIG]
     if notifier is not None:
         notifier.reloading()
+    cancelled = False
     try:
         try:
             new = await asyncio.to_thread(load_config, config_path)
@@ -67,8 +68,11 @@ async def reload_app(
             unchanged=len(report.unchanged),
         )
         return report
+    except asyncio.CancelledError:
+        cancelled = True  # shutting down: STOPPING=1 follows, never READY=1 after it
+        raise
     finally:
-        if notifier is not None:
+        if notifier is not None and not cancelled:
             notifier.ready()
 
 

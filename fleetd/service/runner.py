@@ -19,7 +19,7 @@ from aiohttp import web
 
 from fleetd.api.app import create_app
 from fleetd.api.auth import exposure_problem
-from fleetd.api.keys import CONFIG, STATE
+from fleetd.api.keys import CONFIG, NOTIFIER, STATE
 from fleetd.config import ConfigError, load_config
 from fleetd.config.model import Settings
 from fleetd.fleet.models import HostStatus
@@ -73,6 +73,7 @@ async def _serve(settings: Settings, config_path: Path) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     app = create_app(settings)
+    app[NOTIFIER] = notifier
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace
     )

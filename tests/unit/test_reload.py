@@ -114,3 +114,43 @@ async def test_listen_address_cannot_change_on_reload(tmp_path: Path, fake_engin
         assert app[CONFIG].current.listen_port == 8080
     finally:
         await client.close()
+
+
+async def test_post_reload_needs_admin_and_reports_the_outcome(
+    tmp_path: Path, fake_engine: FakeEngines
+) -> None:
+    import hashlib
+
+    one, two = await fake_engine(containers=1), await fake_engine(containers=1)
+    admin, viewer = "admin-token-" + "a" * 40, "viewer-token-" + "v" * 40
+    auth = (
+        "auth:\n  tokens:\n"
+        f"    - {{name: ops, role: admin, token_sha256: {hashlib.sha256(admin.encode()).hexdigest()}}}\n"
+        f"    - {{name: dash, role: viewer, token_sha256: {hashlib.sha256(viewer.encode()).hexdigest()}}}\n"
+    )
+    cfg = tmp_path / "fleetd.yaml"
+    write(cfg, {"one": one.url}, extra=auth)
+    app = create_app(load_config(cfg))
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        write(cfg, {"one": one.url, "two": two.url}, extra=auth)
+        denied = await client.post("/api/v1/reload", headers={"Authorization": f"Bearer {viewer}"})
+        assert denied.status == 403
+        assert app[STATE].get("two") is None
+        assert (await client.post("/api/v1/reload")).status == 401
+
+        ok = await client.post("/api/v1/reload", headers={"Authorization": f"Bearer {admin}"})
+        assert ok.status == 200, await ok.text()
+        assert (await ok.json())["added"] == ["two"]
+        assert app[STATE].get("two") is not None
+
+        cfg.write_text(cfg.read_text().replace("interval: 1s", "interval: banana"))
+        bad = await client.post("/api/v1/reload", headers={"Authorization": f"Bearer {admin}"})
+        assert bad.status == 400
+        body = await bad.json()
+        assert body["error"]["code"] == "invalid_config"
+        assert any(f"{cfg}:2: poll.interval" in p for p in body["error"]["problems"])
+        assert app[STATE].get("two") is not None  # nothing lost
+    finally:
+        await client.close()

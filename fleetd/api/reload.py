@@ -1,0 +1,43 @@
+"""``POST /api/v1/reload`` (admin): the same reload as SIGHUP, with the outcome in the answer."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from fleetd.api.audit import audit_note
+from fleetd.api.errors import BadRequest
+from fleetd.api.keys import CONFIG, NOTIFIER
+from fleetd.api.render import json_response
+from fleetd.service.reload import ReloadFailed, reload_app
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/reload")
+async def reload(request: web.Request) -> web.Response:
+    app = request.app
+    path = app[CONFIG].current.path
+    note = audit_note(request)
+    note.detail["config"] = str(path)
+    try:
+        report = await reload_app(app, path, app.get(NOTIFIER))
+    except ReloadFailed as exc:
+        note.detail["problems"] = exc.problems
+        raise BadRequest(
+            "the new configuration was rejected; the previous one stays in force",
+            code="invalid_config",
+            details={"problems": exc.problems},
+        ) from None
+    return json_response(
+        {
+            "reloaded": True,
+            "config": str(path),
+            "added": report.added,
+            "removed": report.removed,
+            "reconnected": report.reconnected,
+            "updated": report.updated,
+            "unchanged": len(report.unchanged),
+        }
+    )
