@@ -95,7 +95,6 @@ async def _serve(settings: Settings, config_path: Path) -> int:
         config=str(settings.path),
     )
     notifier.ready()
-    notifier.status(fleet_status_line(app[STATE]))
 
     reloads: set[asyncio.Task[None]] = set()
 
