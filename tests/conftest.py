@@ -1,22 +1,17 @@
 """Fixtures shared by every test: fake Docker Engines on loopback ports.
 
-The repository root is put on ``sys.path`` so tests import helpers as ``tests.fakes`` (``tests`` has no
-``__init__.py`` and the editable install only maps the ``fleetd`` package).
+Tests import helpers as ``tests.fakes``: ``tests`` has no ``__init__.py`` and the editable install only
+maps the ``fleetd`` package, so pyproject.toml's ``pythonpath = ["."]`` puts the repository root on
+``sys.path``.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.fakes import FakeEngines  # noqa: E402
+from tests.fakes import FakeEngines
 
 
 @pytest.fixture
