@@ -77,6 +77,17 @@ def negotiate_version(daemon_max: str | None, daemon_min: str | None = None) -> 
     return f"{chosen[0]}.{chosen[1]}"
 
 
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class DockerClient:
     """A client for one daemon. Without ``connections`` it creates and owns its own pool."""
 
@@ -175,6 +186,18 @@ class DockerClient:
             return EngineTimeout(f"no answer within {timeout:g}s to {where}", url=url)
         if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError)):
             return EngineTLSError(f"TLS handshake with {url} failed: {exc}", url=url)
+        tls_cause = _ssl_cause(exc)
+        if tls_cause is not None:
+            # TLS 1.3 finishes the handshake before the server checks our certificate, so a
+            # refused client certificate shows up as an alert on the first request.
+            reason = tls_cause.reason or str(tls_cause)
+            if reason in ("SSLV3_ALERT_BAD_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
+                return EngineTLSError(
+                    f"{url} rejected fleetd's TLS client certificate ({reason}): check this host's "
+                    "tls.cert and tls.key and that the daemon's --tlscacert signed them",
+                    url=url,
+                )
+            return EngineTLSError(f"TLS error talking to {url} during {where}: {tls_cause}", url=url)
         if isinstance(exc, aiohttp.ClientConnectorError):
             err = exc.os_error
             reason = os.strerror(err.errno).lower() if err.errno else str(err)

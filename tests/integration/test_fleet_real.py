@@ -262,6 +262,7 @@ async def test_mutual_tls_and_what_a_misconfigured_tls_host_says(
     assert tls.tcp_url in message and re.search(r"\b(TLS|SSL)\b", message), message
     assert "certificate" in message.lower(), message
     assert not re.search(r"refused|closed the connection|no answer within", message), message
+    assert "rejected fleetd's TLS client certificate" in message and "tls.cert" in message, message
 
     untrusted = hosts["unknown-ca"]  # the system CAs cannot verify the lab's server certificate
     assert untrusted["state"] == "down", untrusted
