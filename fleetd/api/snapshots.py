@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from typing import Final, cast
 
+import msgspec
 import structlog
 from aiohttp import web
 from multidict import MultiMapping
@@ -140,6 +141,10 @@ async def _resolve(service: SnapshotService, raw: str, what: str = "the snapshot
             raise NotFound("there are no snapshots yet", code="no_snapshots")
         return latest
     return _id(raw, what)
+
+
+def _diff_body(old: Snapshot, new: Snapshot) -> bytes:
+    return msgspec.json.encode(diff_snapshots(old, new))
 
 
 def _not_found(snapshot_id: int) -> NotFound:
@@ -293,5 +298,5 @@ async def diff_snapshot(request: web.Request) -> web.Response:
         raise _not_found(new_id)
     if old is None:
         raise _not_found(old_id)
-    diff = await asyncio.to_thread(diff_snapshots, old, new)
-    return json_response(diff)
+    body = await asyncio.to_thread(_diff_body, old, new)  # a diff of a whole fleet can be large
+    return web.Response(body=body, content_type="application/json")

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal, get_args
 
 import msgspec
 
 from fleetd.fleet.models import EngineFacts, HostStatus, PortRecord
-from fleetd.snapshot.model import Snapshot, SnapshotContainer, SnapshotHost, Trigger, count_hosts
+from fleetd.snapshot.model import (
+    Snapshot,
+    SnapshotContainer,
+    SnapshotHost,
+    Trigger,
+    count_hosts,
+    yield_gil,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -125,6 +132,7 @@ def _host_cells(snapshot: Snapshot, h: SnapshotHost) -> list[str]:
 def csv_rows(snapshot: Snapshot) -> Iterable[list[str]]:
     yield list(CSV_COLUMNS)
     for h in snapshot.hosts:
+        yield_gil()
         host = _host_cells(snapshot, h)
         if not h.containers:
             yield host + [""] * len(_CONTAINER_COLUMNS)
@@ -146,11 +154,43 @@ def csv_rows(snapshot: Snapshot) -> Iterable[list[str]]:
             ]
 
 
-def dumps(snapshot: Snapshot, fmt: Format) -> bytes:
-    if fmt == "json":
+def _without_hosts(snapshot: Snapshot, encode: Callable[[Any], bytes], empty: bytes) -> bytes:
+    """The document up to its host list (``hosts`` is the record's last field)."""
+    head = encode(msgspec.structs.replace(snapshot, hosts=()))
+    if not head.endswith(empty):
+        raise AssertionError(f"unexpected encoding of an empty host list: {head[-40:]!r}")
+    return head[: -len(empty)]
+
+
+def _json_chunked(snapshot: Snapshot) -> bytes:
+    """Host by host, yielding the GIL in between: byte for byte what one ``encode`` call gives."""
+    if not snapshot.hosts:
         return _json.encode(snapshot)
+    parts = [_without_hosts(snapshot, _json.encode, b"[]}"), b"["]
+    for i, host in enumerate(snapshot.hosts):
+        parts.append(b"," + _json.encode(host) if i else _json.encode(host))
+        yield_gil()
+    parts.append(b"]}")
+    return b"".join(parts)
+
+
+def _yaml_chunked(snapshot: Snapshot) -> bytes:
+    """As :func:`_json_chunked`; PyYAML writes ``hosts`` as an indentless block sequence."""
+    if not snapshot.hosts:
+        return msgspec.yaml.encode(snapshot)
+    parts = [_without_hosts(snapshot, msgspec.yaml.encode, b" []\n"), b"\n"]
+    for host in snapshot.hosts:
+        parts.append(msgspec.yaml.encode([host]))  # PyYAML's C dumper when available
+        yield_gil()
+    return b"".join(parts)
+
+
+def dumps(snapshot: Snapshot, fmt: Format) -> bytes:
+    """The snapshot in ``fmt``; meant for a worker thread, it lets the event loop run between hosts."""
+    if fmt == "json":
+        return _json_chunked(snapshot)
     if fmt == "yaml":
-        return msgspec.yaml.encode(snapshot)  # PyYAML's C dumper when available
+        return _yaml_chunked(snapshot)
     buf = io.StringIO()
     csv.writer(buf).writerows(csv_rows(snapshot))  # RFC 4180: CRLF line ends, quoted as needed
     return buf.getvalue().encode()

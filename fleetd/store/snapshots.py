@@ -37,6 +37,7 @@ from fleetd.snapshot.model import (
     SnapshotInfo,
     Trigger,
     build_snapshot,
+    yield_gil,
 )
 from fleetd.store.db import Database, read_transaction, transaction
 from fleetd.store.retention import PruneResult, RetentionPolicy, delete_snapshots, prune
@@ -98,7 +99,10 @@ def _info(row: tuple[Any, ...]) -> SnapshotInfo:
 
 
 def _save(conn: sqlite3.Connection, snapshot: Snapshot) -> SnapshotInfo:
-    prepared = [(h, *content_digest(h.content())) for h in snapshot.hosts]  # outside the write lock
+    prepared = []
+    for h in snapshot.hosts:  # before the transaction: the write lock is held only for the inserts
+        prepared.append((h, *content_digest(h.content())))
+        yield_gil()
     c = snapshot.counts
     with transaction(conn):
         cur = conn.execute(
@@ -260,6 +264,7 @@ class SnapshotStore:
                 body = conn.execute("SELECT body FROM host_versions WHERE id = ?", (vid,)).fetchone()[0]
                 content = _decoder.decode(zlib.decompress(body))
                 self._cache.put(vid, content)
+                yield_gil()
             hosts.append(
                 SnapshotHost.from_content(
                     content,

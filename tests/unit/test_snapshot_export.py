@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import msgspec
 import pytest
 import yaml
 
@@ -21,7 +22,7 @@ from fleetd.snapshot.export import (
     loads,
 )
 from fleetd.snapshot.model import Snapshot, Trigger, build_snapshot, capture_fleet
-from tests.unit.snapshotkit import Clock, add_host, container
+from tests.unit.snapshotkit import Clock, add_host, container, fleet
 
 
 @pytest.fixture
@@ -146,3 +147,10 @@ def test_formats_are_recognised_by_name_then_content() -> None:
     assert detect_format("snap", b'  {"id": 1}') == "json"
     assert detect_format("snap", b"snapshot_id,taken_at") == "csv"
     assert detect_format("snap", b"id: 1\n") == "yaml"
+
+
+@pytest.mark.parametrize("hosts", [0, 1, 5])
+def test_host_by_host_encoding_is_byte_for_byte_one_call(hosts: int) -> None:
+    snap = build_snapshot(capture_fleet(fleet(hosts, 3), Trigger.SCHEDULE), snapshot_id=7)
+    assert dumps(snap, "json") == msgspec.json.encode(snap)
+    assert dumps(snap, "yaml") == msgspec.yaml.encode(snap)
