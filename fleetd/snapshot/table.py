@@ -18,7 +18,7 @@ from fleetd.snapshot.diff import DiffSide, SnapshotDiff
 __all__ = ["diff_rows", "format_diff"]
 
 HEADER: Final = ("HOST", "CONTAINER", "CHANGE", "FIELD", "OLD", "NEW")
-WIDTH: Final = 60  # longest cell; longer values are cut with "…" (the JSON output has them whole)
+WIDTH: Final = 40  # longest cell; longer values are cut with "…" (the JSON output has them whole)
 _LONG_ID: Final = re.compile(r"^(sha256:)?([0-9a-f]{12})[0-9a-f]{52}$")
 
 
