@@ -112,11 +112,14 @@ async def start_client(
     app[AUDITOR].database = db
     client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
     await client.start_server()
-    if ready:
-        deadline = time.monotonic() + 5
-        while (await client.get("/readyz")).status != 200:
+    try:
+        deadline = time.monotonic() + 10
+        while ready and (await client.get("/readyz")).status != 200:
             assert time.monotonic() < deadline, "fleetd never became ready"
             await asyncio.sleep(0.02)
+    except BaseException:
+        await client.close()
+        raise
     return client
 
 
