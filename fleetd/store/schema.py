@@ -191,6 +191,13 @@ def migrate(
                     [("application", "fleetd"), ("created_by", created_by), ("created_at", rfc3339(time.time()) or "")],
                 )
             conn.execute(f"PRAGMA user_version = {int(m.version)}")
+            conn.executemany(  # for people reading the file with sqlite3; the PRAGMA is what counts
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("schema_version", str(m.version)),
+                    (f"migration.{m.version}", f"{rfc3339(time.time())} by {created_by}: {m.description}"),
+                ],
+            )
             conn.commit()
         except BaseException:
             conn.rollback()

@@ -185,9 +185,6 @@ class SnapshotStore:
         """Build the snapshot from a capture and store it, both on the writer thread."""
         return await self.db.run(_save_capture, capture)
 
-    async def save_snapshot(self, snapshot: Snapshot) -> SnapshotInfo:
-        return await self.db.run(_save, snapshot)
-
     async def delete(self, snapshot_id: int) -> bool:
         """Delete one snapshot (and the host versions only it used); False if there was none."""
         result = await delete_snapshots(self.db, [snapshot_id])

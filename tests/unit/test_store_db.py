@@ -52,6 +52,8 @@ async def test_a_new_database_is_created_migrated_and_marked_as_fleetd_s(tmp_pat
         assert db.version == len(MIGRATIONS) == 1
         meta = dict(await db.read(lambda c: c.execute("SELECT key, value FROM meta").fetchall()))
         assert meta["application"] == "fleetd" and meta["created_by"] == "fleetd test"
+        assert meta["schema_version"] == "1"
+        assert meta["migration.1"].endswith("by fleetd test: snapshots and the audit log")
         assert await db.run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
         assert await db.run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
         assert await db.run(lambda c: c.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2  # incremental
@@ -140,6 +142,8 @@ async def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -
     good = (*MIGRATIONS, Migration(2, "extra table", ("CREATE TABLE extra (a)",)))
     async with Database(path, migrations=good) as db:
         assert db.version == 2
+        meta = dict(await db.read(lambda c: c.execute("SELECT key, value FROM meta").fetchall()))
+        assert meta["schema_version"] == "2" and "migration.1" in meta and "extra table" in meta["migration.2"]
     assert "extra" in tables(path)
 
 
