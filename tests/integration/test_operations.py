@@ -228,3 +228,39 @@ async def test_load_a_docker_save_tarball_onto_another_daemon(
     finally:
         for daemon in (d1, d2):
             await daemon.adocker("rmi", ref, check=False)
+
+
+@pytest.mark.podman
+async def test_create_start_logs_stop_remove_on_podman(
+    podman_daemon: Daemon, tmp_path: Path, uid: str
+) -> None:
+    client = await start_client(settings(tmp_path, [lab_host(podman_daemon)], TOKENS.auth()))
+    name = f"ops-pod-{uid}"
+    try:
+        body = {
+            "Image": BUSYBOX_IMAGE,
+            "Cmd": ["sh", "-c", "echo to-stdout; echo to-stderr >&2; exec sleep 1000"],
+            "HostConfig": {"NetworkMode": "none"},
+        }
+        resp = await client.post(
+            "/api/v1/hosts/podman/containers", params={"name": name}, json=body, headers=OP
+        )
+        assert resp.status == 201, await resp.text()
+        assert (await client.post(f"/api/v1/containers/podman/{name}/start", headers=OP)).status == 200
+        assert state_of(podman_daemon, name) == "running"
+        assert [c["state"] for c in await fleet_view(client, name)] == ["running"]
+        await wait_until(
+            lambda: "to-stderr" in podman_daemon.docker("logs", name, tcp=True).stderr, timeout=10
+        )
+        logs = await (await client.get(f"/api/v1/containers/podman/{name}/logs", headers=OP)).json()
+        assert {"stream": "stdout", "line": "to-stdout"} in logs["lines"], logs
+        assert {"stream": "stderr", "line": "to-stderr"} in logs["lines"], logs
+        resp = await client.post(f"/api/v1/containers/podman/{name}/stop", params={"t": "1"}, headers=OP)
+        assert resp.status == 200, await resp.text()
+        assert state_of(podman_daemon, name) == "exited"
+        resp = await client.delete(f"/api/v1/containers/podman/{name}", headers=OP)
+        assert resp.status == 200, await resp.text()
+        assert state_of(podman_daemon, name) == "absent"
+    finally:
+        await client.close()
+        podman_daemon.docker("rm", "--force", name, check=False, tcp=True)
