@@ -74,13 +74,17 @@ async def _audited(request: web.Request, handler: Handler, note: AuditNote) -> w
         note.outcome, error = "cancelled", "cancelled at shutdown before it finished"
         raise
     finally:
-        if status != 429:  # a blocked client's flood is not worth a row each
-            await _record(request, note, started, status, error)
+        await _record(request, note, started, status, error)
 
 
 async def _record(
     request: web.Request, note: AuditNote, started: float, status: int, error: str | None
 ) -> None:
+    auditor = request.app[AUDITOR]
+    outcome = note.outcome or _outcome(status)
+    client = client_address(request)
+    if status == 429 or (outcome == "denied" and not auditor.admit_denied(client)):
+        return  # a flood of refusals is not worth a row each
     principal = request.get(PRINCIPAL)
     rule = request.get(RULE)
     if not note.targets and "host" in request.match_info:  # refused before the handler named it
@@ -97,12 +101,12 @@ async def _record(
         method=request.method,
         path=request.path,
         targets=note.targets,
-        outcome=note.outcome or _outcome(status),
+        outcome=outcome,
         status=status,
         detail=detail,
-        client=client_address(request),
+        client=client,
     )
-    await request.app[AUDITOR].record(entry)
+    await auditor.record(entry)
 
 
 @web.middleware

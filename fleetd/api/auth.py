@@ -17,8 +17,6 @@ import hashlib
 import hmac
 import ipaddress
 import re
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -29,16 +27,20 @@ from fleetd.api.errors import ApiError, Forbidden, Unauthorized
 from fleetd.api.keys import AUTH, CONFIG
 from fleetd.api.render import json_response
 from fleetd.config.model import AuthSettings, Role, Settings
+from fleetd.ops.ratelimit import ClientBuckets
 
 __all__ = [
+    "ANONYMOUS",
     "POLICY",
     "PRINCIPAL",
+    "RULE",
+    "SAFE_METHODS",
     "Access",
     "AuthGuard",
-    "FailureLimiter",
     "Principal",
     "Rule",
     "auth_middleware",
+    "client_address",
     "exposure_problem",
     "is_loopback",
     "rule_for",
@@ -156,58 +158,12 @@ def exposure_problem(settings: Settings) -> str | None:
     )
 
 
-class FailureLimiter:
-    """A token bucket per client address, spent by failed authentications.
-
-    ``burst`` failures are allowed at once, refilled at ``per_minute``; an empty bucket blocks the
-    address (every request presenting a token gets 429) until it refills one unit. At most
-    ``max_clients`` addresses are tracked; the least recently failing ones are forgotten first.
-    """
-
-    def __init__(
-        self,
-        *,
-        burst: int = 10,
-        per_minute: float = 10.0,
-        max_clients: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.burst = burst
-        self.rate = per_minute / 60.0
-        self.max_clients = max_clients
-        self.clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # addr → (level, at)
-
-    def _level(self, addr: str, now: float) -> float:
-        level, at = self._buckets.get(addr, (float(self.burst), now))
-        return min(float(self.burst), level + (now - at) * self.rate)
-
-    def retry_after(self, addr: str) -> float | None:
-        """Seconds until ``addr`` may try again, or None when it is not blocked."""
-        if addr not in self._buckets:
-            return None
-        level = self._level(addr, self.clock())
-        return None if level >= 1.0 else (1.0 - level) / self.rate
-
-    def fail(self, addr: str) -> bool:
-        """Spend one unit; True when this failure blocked the address."""
-        now = self.clock()
-        level = self._level(addr, now) - 1.0
-        self._buckets[addr] = (level, now)
-        self._buckets.move_to_end(addr)
-        while len(self._buckets) > self.max_clients:
-            self._buckets.popitem(last=False)
-        return level < 1.0
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-
 class AuthGuard:
     """Per-app authentication state: the token digests in force and the failure limiter."""
 
-    def __init__(self, limiter: FailureLimiter | None = None) -> None:
-        self.limiter = limiter or FailureLimiter()
+    def __init__(self, limiter: ClientBuckets | None = None) -> None:
+        # 10 wrong tokens at once, then one more every 6 s.
+        self.limiter = limiter or ClientBuckets(burst=10, per_minute=10.0)
         self._for: AuthSettings | None = None
         self._digests: list[tuple[bytes, Principal]] = []
 
@@ -291,7 +247,7 @@ def _authorize(request: web.Request, rule: Rule, settings: Settings) -> web.Resp
     token = _bearer(header)
     principal = guard.verify(auth, token) if token is not None else None
     if principal is None:
-        blocked = guard.limiter.fail(addr)
+        blocked = guard.limiter.spend(addr)
         reason = "unknown token" if token is not None else "malformed Authorization header"
         log.warning("authentication failed", client=addr, reason=reason, path=request.path, blocked=blocked)
         message = "invalid bearer token" if token is not None else "expected Authorization: Bearer <token>"

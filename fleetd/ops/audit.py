@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from fleetd.ops.ratelimit import ClientBuckets
 from fleetd.store.audit import (
     AuditEntry,
     AuditQuery,
@@ -44,9 +45,19 @@ class AuditRetention:
 
 
 class Auditor:
-    def __init__(self, database: SqlRunner | None = None, *, retention: AuditRetention | None = None) -> None:
+    def __init__(
+        self,
+        database: SqlRunner | None = None,
+        *,
+        retention: AuditRetention | None = None,
+        denied_budget: ClientBuckets | None = None,
+    ) -> None:
         self.database = database  # attached at start-up when snapshots.enabled (the shared database)
         self.retention = retention or AuditRetention()
+        # Refused calls cost the caller nothing, so they get a budget per address: a flood of them
+        # is counted, not stored row by row.
+        self.denied_budget = denied_budget or ClientBuckets(burst=60, per_minute=60.0)
+        self.suppressed = 0
         self._inflight: set[asyncio.Task[Any]] = set()
 
     # -- entries -----------------------------------------------------------------------------
@@ -72,6 +83,15 @@ class Auditor:
             await db.run(insert_entry, entry)
         except Exception as exc:  # the database is full, locked, gone: the log still has it
             log.error("audit entry not stored", action=entry.action, error=str(exc))
+
+    def admit_denied(self, client: str) -> bool:
+        """Whether a refused call from ``client`` is recorded (False once its budget is spent)."""
+        if self.denied_budget.retry_after(client) is not None:
+            self.suppressed += 1
+            return False
+        if self.denied_budget.spend(client):
+            log.warning("too many refused calls; recording no more of them for a while", client=client)
+        return True
 
     async def query(self, q: AuditQuery) -> tuple[list[AuditEntry], int]:
         db = self.database

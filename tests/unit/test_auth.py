@@ -15,7 +15,6 @@ from fleetd.api.auth import (
     POLICY,
     Access,
     AuthGuard,
-    FailureLimiter,
     exposure_problem,
     is_loopback,
     rule_for,
@@ -23,6 +22,7 @@ from fleetd.api.auth import (
 )
 from fleetd.cli import main as cli_main
 from fleetd.config.model import AuthSettings, TokenSettings
+from fleetd.ops.ratelimit import ClientBuckets
 from tests.unit.opskit import Tokens, settings, start_client
 
 # Every mutating endpoint, with a body that would pass validation, so only auth can refuse it.
@@ -186,14 +186,14 @@ async def test_failed_attempts_are_rate_limited_per_client(tmp_path: Path) -> No
 
 def test_failure_limiter_refills_and_isolates_addresses() -> None:
     now = [1000.0]
-    limiter = FailureLimiter(burst=3, per_minute=6.0, max_clients=2, clock=lambda: now[0])
-    assert [limiter.fail("a") for _ in range(3)] == [False, False, True]
+    limiter = ClientBuckets(burst=3, per_minute=6.0, max_clients=2, clock=lambda: now[0])
+    assert [limiter.spend("a") for _ in range(3)] == [False, False, True]
     assert limiter.retry_after("a") == pytest.approx(10.0)  # one unit every 10 s
     assert limiter.retry_after("b") is None
     now[0] += 10.0
     assert limiter.retry_after("a") is None
-    limiter.fail("b")
-    limiter.fail("c")  # over max_clients: the least recent ("a") is forgotten
+    limiter.spend("b")
+    limiter.spend("c")  # over max_clients: the least recent ("a") is forgotten
     assert len(limiter) == 2 and limiter.retry_after("a") is None
 
 

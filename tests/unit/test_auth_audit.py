@@ -15,6 +15,7 @@ import pytest
 from fleetd.api.keys import AUDITOR
 from fleetd.config.model import SnapshotSettings
 from fleetd.ops.audit import Auditor, AuditRetention
+from fleetd.ops.ratelimit import ClientBuckets
 from fleetd.store.audit import AuditEntry, AuditQuery, AuditTarget, insert_entry, query_entries
 from tests.fakes import FakeEngines
 from tests.fakes.behaviour import Fault
@@ -195,3 +196,22 @@ async def test_audit_lives_in_fleetds_database_and_snapshot_roles(tmp_path: Path
         await client.close()
     with contextlib.closing(sqlite3.connect(tmp_path / "fleetd.db")) as conn:  # stored, not only served
         assert conn.execute("SELECT count(*) FROM audit").fetchone()[0] == 3
+
+
+async def test_a_flood_of_refused_calls_is_counted_not_stored_row_by_row(
+    tmp_path: Path, db: ThreadDatabase
+) -> None:
+    tokens = Tokens(ci="operator")
+    client = await start_client(settings(tmp_path, [], tokens.auth()), db=db)
+    try:
+        assert client.app is not None
+        auditor = client.app[AUDITOR]
+        auditor.denied_budget = ClientBuckets(burst=5, per_minute=1.0)
+        for _ in range(20):
+            assert (await client.post("/api/v1/actions", json={})).status == 401
+        assert (await client.post("/api/v1/actions", json={}, headers=tokens.header("ci"))).status == 400
+    finally:
+        await client.close()
+    rows = db.rows()
+    assert [r["outcome"] for r in rows] == ["denied"] * 5 + ["failed"]  # operators are always recorded
+    assert auditor.suppressed == 15
