@@ -4,12 +4,15 @@ with a viewer's, and nothing changes on the daemons; the tokens never reach flee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
+import re
 import secrets
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from fleetd.api.auth import POLICY, Access, template_key
 from tests.integration.lab import BUSYBOX_IMAGE, Daemon, DockerLab
 
 pytestmark = pytest.mark.docker
@@ -96,6 +100,16 @@ async def fleetd(docker_lab: DockerLab, tmp_path: Path) -> AsyncIterator[Fleetd]
         running.log = out.decode() + err.decode()
 
 
+def _template(method: str, path: str) -> str:
+    """The route template of the policy table that a concrete path of this test hits."""
+    path = path.partition("?")[0]
+    for m, template in POLICY:
+        pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
+        if m == method and re.fullmatch(pattern, path):
+            return template
+    raise AssertionError(f"no route for {method} {path}")
+
+
 def _daemon_state(daemon: Daemon) -> tuple[list[str], list[str]]:
     containers = daemon.docker(
         "ps", "--all", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.State}}"
@@ -132,35 +146,46 @@ async def test_every_mutating_endpoint_refuses_and_nothing_changes(
             "/api/v1/actions",
             {"json": {"action": "remove", "selector": {"label": ["app=web"]}, "force": True}},
         ),
+        ("DELETE", "/api/v1/snapshots/1", {}),
+        ("POST", "/api/v1/snapshots/prune?last=1", {}),
+        ("POST", "/api/v1/reload", {}),
     ]
+    # Every mutating route above viewer level is tried (taking a snapshot is a viewer's right).
+    operations = {
+        template_key(m, t) for (m, t), r in POLICY.items() if m != "GET" and r.access > Access.VIEWER
+    }
+    assert {template_key(m, _template(m, p)) for m, p, _ in calls} == operations
     wrong = {"Authorization": "Bearer " + secrets.token_urlsafe(32)}
-    expected = [("none", {}, 401), ("wrong", wrong, 401), ("viewer", fleetd.auth("dashboard"), 403)]
+    # Wrong tokens last: after ten of them the address is blocked (429), whatever token it presents.
+    rounds = [("none", {}, 401), ("viewer", fleetd.auth("dashboard"), 403), ("wrong", wrong, 401)]
+    guesses = 0
     async with aiohttp.ClientSession() as http:
-        for method, path, kwargs in calls:
-            for who, headers, status in expected:
-                if "data" in kwargs:
-                    kwargs = {"data": io.BytesIO(tarball)}
-                async with http.request(method, fleetd.base + path, headers=headers, **kwargs) as resp:
-                    body = await resp.json()
-                    assert resp.status == status, (who, method, path, body)
-                    if status == 401:
-                        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
-        # The operator could have: a dry run lists the targets the refused batch named.
+        # The operator could: a dry run lists the targets the refused batch names.
         batch = {"action": "remove", "selector": {"label": ["app=web"]}, "dry_run": True}
         async with http.post(
             f"{fleetd.base}/api/v1/actions", json=batch, headers=fleetd.auth("ci-bot")
         ) as resp:
             names = sorted(t["name"] for t in (await resp.json())["targets"])
         assert names == ["tls1", "web1", "web2"]
-        async with http.get(f"{fleetd.base}/api/v1/audit?limit=1000", headers=fleetd.auth("root")) as resp:
-            entries = (await resp.json())["entries"]
+        for who, headers, status in rounds:
+            for method, path, kwargs in calls:
+                if "data" in kwargs:
+                    kwargs = {"data": io.BytesIO(tarball)}
+                if who == "wrong":
+                    guesses += 1
+                    status = 401 if guesses <= 10 else 429
+                async with http.request(method, fleetd.base + path, headers=headers, **kwargs) as resp:
+                    body = await resp.json()
+                    assert resp.status == status, (who, method, path, body)
+                    if status == 401:
+                        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+                    if status == 429:
+                        assert int(resp.headers["Retry-After"]) >= 1
+    assert guesses == len(calls) > 10
 
     after = {d.name: await asyncio.to_thread(_daemon_state, d) for d in docker_lab.docker_daemons()}
     assert after == before
     assert not any(ref in line for line in after["d2"][1])
-    refused = [e for e in entries if e["outcome"] == "denied"]
-    assert len(refused) == 3 * len(calls)
-    assert {e["actor"] for e in refused} == {"anonymous", "dashboard"}
     assert d1.docker("inspect", "--format", "{{.State.Status}}", "web1").stdout.strip() == "running"
     assert d2.docker("inspect", "--format", "{{.State.Status}}", "db2").stdout.strip() == "running"
 
@@ -168,8 +193,14 @@ async def test_every_mutating_endpoint_refuses_and_nothing_changes(
     out, err = await asyncio.wait_for(fleetd.process.communicate(), 30)
     fleetd.log = out.decode() + err.decode()
     assert fleetd.process.returncode == 0
+    with contextlib.closing(sqlite3.connect(tmp_path / "fleetd.db")) as db:  # what fleetd stored
+        rows = db.execute("SELECT actor, outcome, status FROM audit ORDER BY id").fetchall()
+    refused = [r for r in rows if r[1] == "denied"]
+    assert len(refused) == 3 * len(calls) - (guesses - 10)  # 429 answers are not stored
+    assert {r[0] for r in refused} == {"anonymous", "dashboard"}
+    assert rows[0] == ("ci-bot", "ok", 200)  # the dry run
     events = [json.loads(line) for line in fleetd.log.splitlines() if line.startswith("{")]
-    assert sum(1 for e in events if e.get("event") == "audit") == len(entries)
+    assert sum(1 for e in events if e.get("event") == "audit") == len(rows)
     secrets_seen = [*fleetd.tokens.values(), wrong["Authorization"].split()[1]]
     secrets_seen += [hashlib.sha256(t.encode()).hexdigest() for t in fleetd.tokens.values()]
     for secret in secrets_seen:
