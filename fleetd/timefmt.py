@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 __all__ = ["parse_rfc3339", "rfc3339"]
@@ -11,6 +12,8 @@ def rfc3339(ts: float | None) -> str | None:
     """``1764496800.0`` → ``"2025-11-30T10:00:00Z"`` (milliseconds kept when present)."""
     if ts is None:
         return None
+    if type(ts) is int:  # whole seconds (e.g. every container's Created): twice as fast this way
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
     dt = datetime.fromtimestamp(ts, UTC)
     if dt.microsecond:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

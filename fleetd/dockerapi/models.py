@@ -3,6 +3,9 @@
 Only the fields fleetd uses are declared; unknown fields are ignored, so newer daemons and
 podman's compatible API decode as well. A field of the wrong type is a wrong shape and
 raises :class:`~fleetd.dockerapi.errors.EngineProtocolError` in the client.
+
+The records decoded on every poll are ``gc=False`` with tuples for arrays: decoded JSON cannot
+form reference cycles, and untracked objects keep the cyclic garbage collector's work small.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class VersionInfo(msgspec.Struct, frozen=True, rename="pascal"):
     kernel_version: str = ""
 
 
-class SystemInfo(msgspec.Struct, frozen=True):
+class SystemInfo(msgspec.Struct, frozen=True, gc=False):
     ID: str = ""
     Name: str = ""
     ServerVersion: str = ""
@@ -55,36 +58,36 @@ class SystemInfo(msgspec.Struct, frozen=True):
     Images: int = 0
 
 
-class Port(msgspec.Struct, frozen=True):
+class Port(msgspec.Struct, frozen=True, gc=False):
     PrivatePort: int = 0
     Type: str = "tcp"
     IP: str | None = None
     PublicPort: int | None = None
 
 
-class ContainerHealth(msgspec.Struct, frozen=True):
+class ContainerHealth(msgspec.Struct, frozen=True, gc=False):
     Status: str = ""
     FailingStreak: int = 0
 
 
-class ContainerSummary(msgspec.Struct, frozen=True):
+class ContainerSummary(msgspec.Struct, frozen=True, gc=False):
     Id: str
-    Names: list[str] | None = None
+    Names: tuple[str, ...] | None = None
     Image: str = ""
     ImageID: str = ""
     Command: str = ""
     Created: int = 0
     State: str = ""
     Status: str = ""
-    Ports: list[Port] | None = None
+    Ports: tuple[Port, ...] | None = None
     Labels: dict[str, str] | None = None
     Health: ContainerHealth | None = None
 
 
-class ImageSummary(msgspec.Struct, frozen=True):
+class ImageSummary(msgspec.Struct, frozen=True, gc=False):
     Id: str
-    RepoTags: list[str] | None = None
-    RepoDigests: list[str] | None = None
+    RepoTags: tuple[str, ...] | None = None
+    RepoDigests: tuple[str, ...] | None = None
     Created: int = 0
     Size: int = 0
     Labels: dict[str, str] | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import msgspec
@@ -14,6 +15,8 @@ from fleetd.timefmt import rfc3339
 
 __all__ = [
     "ContainerRecord",
+    "ContainerRecords",
+    "ContainerTally",
     "EngineFacts",
     "HostRecord",
     "HostStatus",
@@ -32,14 +35,16 @@ class HostStatus(enum.StrEnum):
     DISABLED = "disabled"  # in the inventory with enabled: false
 
 
-class PortRecord(msgspec.Struct, frozen=True):
+# Records are gc=False: they never form reference cycles, and tens of thousands of tracked
+# instances would make every pass of the cyclic garbage collector walk them all.
+class PortRecord(msgspec.Struct, frozen=True, gc=False):
     private_port: int
     type: str
     ip: str | None = None
     public_port: int | None = None
 
 
-class ContainerRecord(msgspec.Struct, frozen=True):
+class ContainerRecord(msgspec.Struct, frozen=True, gc=False):
     host: str
     id: str
     name: str
@@ -57,7 +62,7 @@ class ContainerRecord(msgspec.Struct, frozen=True):
     stale: bool = False
 
 
-class ImageRecord(msgspec.Struct, frozen=True):
+class ImageRecord(msgspec.Struct, frozen=True, gc=False):
     id: str
     tags: list[str]
     digests: list[str]
@@ -66,7 +71,7 @@ class ImageRecord(msgspec.Struct, frozen=True):
     labels: dict[str, str]
 
 
-class EngineFacts(msgspec.Struct, frozen=True):
+class EngineFacts(msgspec.Struct, frozen=True, gc=False):
     engine_id: str
     name: str
     server_version: str
@@ -122,7 +127,7 @@ def container_record(host: str, c: ContainerSummary, observed_at: str | None) ->
         status=c.Status,
         health=_health(c),
         created=rfc3339(c.Created) if c.Created else None,
-        labels=dict(c.Labels or {}),
+        labels=c.Labels if c.Labels is not None else {},  # shared: both records are immutable
         ports=[
             PortRecord(private_port=p.PrivatePort, type=p.Type, ip=p.IP, public_port=p.PublicPort)
             for p in (c.Ports or [])
@@ -130,6 +135,41 @@ def container_record(host: str, c: ContainerSummary, observed_at: str | None) ->
         observed_at=observed_at,
     )
 
+
+
+class ContainerRecords:
+    """Builds one host's container records poll after poll, reusing the record of every
+    container whose summary has not changed since the previous poll (only ``observed_at``
+    moves). Most containers are unchanged between polls, so this saves most of the work and
+    keeps new long-lived objects, and with them the garbage collector's work, to a minimum."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[ContainerSummary, ContainerRecord]] = {}
+
+    def build(
+        self, host: str, containers: list[ContainerSummary], observed_at: str | None
+    ) -> tuple[ContainerRecord, ...]:
+        """The records of ``containers``, ordered by name."""
+        seen = self._seen
+        fresh: dict[str, tuple[ContainerSummary, ContainerRecord]] = {}
+        records: list[ContainerRecord] = []
+        for c in containers:
+            hit = seen.get(c.Id)
+            if hit is not None and hit[0] == c:
+                summary, record = hit[0], msgspec.structs.replace(hit[1], observed_at=observed_at)
+            else:
+                summary, record = c, container_record(host, c, observed_at)
+            fresh[c.Id] = (summary, record)
+            records.append(record)
+        self._seen = fresh
+        records.sort(key=_by_name)
+        return tuple(records)
+
+
+def _by_name(c: ContainerRecord) -> str:
+    return c.name
 
 def image_record(i: ImageSummary) -> ImageRecord:
     return ImageRecord(
@@ -140,6 +180,19 @@ def image_record(i: ImageSummary) -> ImageRecord:
         created=rfc3339(i.Created) if i.Created else None,
         labels=dict(i.Labels or {}),
     )
+
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerTally:
+    """One host's containers counted by state and by image (for summaries)."""
+
+    by_state: Counter[str]
+    by_image: Counter[str]
+
+    @classmethod
+    def of(cls, containers: tuple[ContainerRecord, ...]) -> ContainerTally:
+        return cls(Counter(c.state for c in containers), Counter(c.image for c in containers))
 
 
 @dataclass(slots=True, eq=False)
@@ -162,6 +215,8 @@ class HostRecord:
     first_poll_done: bool = False
     changed_at: float | None = None  # when status last changed
     extra: dict[str, object] = field(default_factory=dict)
+    _tally: ContainerTally | None = field(default=None, init=False, repr=False)
+    _tallied: tuple[ContainerRecord, ...] | None = field(default=None, init=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -178,6 +233,13 @@ class HostRecord:
             return True
         return now - self.last_seen > self.stale_after()
 
+    def tally(self) -> ContainerTally:
+        """Counts of the current containers, computed once per poll result and only when asked."""
+        if self._tally is None or self._tallied is not self.containers:
+            self._tally = ContainerTally.of(self.containers)
+            self._tallied = self.containers
+        return self._tally
+
     @property
     def running(self) -> int:
-        return sum(1 for c in self.containers if c.state == "running")
+        return self.tally().by_state["running"]

@@ -30,7 +30,7 @@ from fleetd.dockerapi import (
     SystemInfo,
 )
 from fleetd.fleet.clients import ClientFactory
-from fleetd.fleet.models import EngineFacts, HostRecord, HostStatus, container_record, image_record
+from fleetd.fleet.models import ContainerRecords, EngineFacts, HostRecord, HostStatus, image_record
 from fleetd.fleet.schedule import Schedule
 from fleetd.fleet.state import FleetState
 from fleetd.timefmt import rfc3339
@@ -68,6 +68,7 @@ class _Worker:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     images_due: bool = False  # an image action happened: list images on the next poll
+    containers: ContainerRecords = field(default_factory=ContainerRecords)
 
 
 def _failure_status(errors: list[DockerError]) -> HostStatus:
@@ -235,11 +236,13 @@ class Poller:
             if worker.waiters:
                 continue  # an action arrived during the poll: poll again at once
             due = worker.schedule.next_due(loop.time(), worker.record.consecutive_failures)
+            # A timer that sets the event, rather than asyncio.timeout: no exception and
+            # no reference cycle per poll for the garbage collector to clean up.
+            timer = loop.call_at(due, worker.wake.set)
             try:
-                async with asyncio.timeout_at(due):
-                    await worker.wake.wait()
-            except TimeoutError:
-                pass
+                await worker.wake.wait()
+            finally:
+                timer.cancel()
 
     async def _poll(self, worker: _Worker) -> None:
         record = worker.record
@@ -283,7 +286,7 @@ class Poller:
             images = img_r if isinstance(img_r, list) else None
             if images is not None:
                 worker.images_due = False
-            self._succeed(record, client, info_r[0], info_r[1], cont_r, images)
+            self._succeed(record, client, info_r[0], info_r[1], cont_r, images, worker.containers)
         record.first_poll_done = True
         self.state.touch()
 
@@ -295,13 +298,12 @@ class Poller:
         raw: msgspec.Raw,
         containers: list[ContainerSummary],
         images: list[ImageSummary] | None,
+        builder: ContainerRecords,
     ) -> None:
         now = time.time()
         observed = rfc3339(now)
         name = record.name
-        records = [container_record(name, c, observed) for c in containers]
-        records.sort(key=lambda c: c.name)
-        record.containers = tuple(records)
+        record.containers = builder.build(name, containers, observed)
         record.facts = EngineFacts.from_info(info, client.api_version or "")
         record.info_raw = raw
         if images is not None:
@@ -321,7 +323,7 @@ class Poller:
                     host=name,
                     server_version=info.ServerVersion,
                     api_version=client.api_version,
-                    containers=len(records),
+                    containers=len(record.containers),
                 )
             else:
                 log.info("host recovered", host=name, was=previous.value, after_failures=failures)

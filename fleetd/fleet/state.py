@@ -174,11 +174,11 @@ class FleetState:
             hosts_by_state[r.status.value] += 1
             stale = r.is_stale(now)
             stale_hosts += stale
-            for c in r.containers:
-                containers_by_state[c.state] += 1
-                per_image[c.image] += 1
-                total += 1
-                stale_containers += stale
+            tally = r.tally()  # per host, so a summary costs O(hosts), not O(containers)
+            containers_by_state.update(tally.by_state)
+            per_image.update(tally.by_image)
+            total += len(r.containers)
+            stale_containers += stale * len(r.containers)
         duplicates = self.duplicate_engine_ids()
         return {
             "hosts": {
