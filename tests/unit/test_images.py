@@ -148,7 +148,7 @@ async def test_search_without_registry_access_says_so_and_has_a_longer_timeout(
     make_client: MakeClient,
 ) -> None:
     async def search(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(1.0)  # longer than the host's poll timeout
+        await asyncio.sleep(0.6)  # twice the host's poll timeout
         if request.query["term"] == "nginx":
             return web.json_response({"message": NO_REGISTRY}, status=500)
         return web.json_response([{"name": "ok", "description": "", "star_count": 1}])
