@@ -8,12 +8,16 @@ session it opens and closes them in :meth:`EngineConnections.aclose`.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 
 __all__ = ["Endpoint", "EngineConnections", "TLSConfig", "make_ssl_context", "parse_endpoint"]
 
@@ -66,6 +70,29 @@ def make_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     return ctx
 
 
+class _TrackingTCPConnector(aiohttp.TCPConnector):
+    """A TCPConnector that remembers its transports, so closing can abort them all.
+
+    A request cancelled mid-flight (shutdown, a hung daemon) closes its TLS connection
+    gracefully, which waits for the peer's close_notify; a daemon that never sends it would
+    keep the socket open past the event loop. Aborting on close bounds that."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+
+    async def _create_connection(self, *args: Any, **kwargs: Any) -> ResponseHandler:
+        proto = await super()._create_connection(*args, **kwargs)
+        if proto.transport is not None:
+            self.transports.add(proto.transport)
+        return proto
+
+    def abort_all(self) -> None:
+        for transport in list(self.transports):
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+
+
 class EngineConnections:
     """Owner of the HTTP sessions used to talk to daemons.
 
@@ -77,6 +104,7 @@ class EngineConnections:
     def __init__(self, *, keepalive: float = 75.0) -> None:
         self._keepalive = keepalive
         self._tcp: aiohttp.ClientSession | None = None
+        self._tcp_connector: _TrackingTCPConnector | None = None
         self._unix: dict[str, aiohttp.ClientSession] = {}
         self._ssl: dict[TLSConfig, ssl.SSLContext] = {}
         self._closed = False
@@ -109,10 +137,11 @@ class EngineConnections:
                 session = self._unix[endpoint.unix_path] = self._new_session(unix)
             return session
         if self._tcp is None:
-            tcp = aiohttp.TCPConnector(
+            tcp = _TrackingTCPConnector(
                 limit=0, limit_per_host=0, keepalive_timeout=self._keepalive, ttl_dns_cache=300
             )
             self._tcp = self._new_session(tcp)
+            self._tcp_connector = tcp
         return self._tcp
 
     def ssl_for(self, endpoint: Endpoint) -> ssl.SSLContext | bool:
@@ -148,6 +177,9 @@ class EngineConnections:
             self._tcp = None
         for session in sessions:
             await session.close()
+        if self._tcp_connector is not None:
+            self._tcp_connector.abort_all()
+            self._tcp_connector = None
 
     async def __aenter__(self) -> EngineConnections:
         return self
