@@ -49,6 +49,7 @@ import msgspec
 from fleetd.config.model import HostSettings
 from fleetd.fleet.models import ContainerRecord, EngineFacts, HostStatus, PortRecord
 from fleetd.fleet.state import FleetState
+from fleetd.snapshot import model as snapshot_model
 from fleetd.snapshot.model import Trigger, capture_fleet
 from fleetd.store import Database, SnapshotStore
 from fleetd.timefmt import parse_rfc3339, rfc3339
@@ -362,8 +363,24 @@ async def measure(args: argparse.Namespace, base: str, hosts: list[str]) -> dict
     return {"without_snapshot": without.report(), "during_snapshots": during.report()}
 
 
+def _json_line(line: str) -> dict[str, Any] | None:
+    """A "snapshot stored" event from fleetd's JSON log (lines may carry a journald <N> prefix)."""
+    start = line.find("{")
+    if start < 0:
+        return None
+    try:
+        event = json.loads(line[start:])
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and event.get("event") == "snapshot stored" else None
+
+
 def latency(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="fleetd-snapbench-"))
+    with tempfile.TemporaryDirectory(prefix="fleetd-snapbench-") as tmp:
+        return _latency(args, Path(tmp))
+
+
+def _latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     port_file = workdir / "ports.txt"
     fleet = subprocess.Popen(
         [sys.executable, "-m", "bench.fake_fleet", "--hosts", str(args.hosts), "--containers",
@@ -383,7 +400,7 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         config.write_text(
             f"listen: 127.0.0.1:{listen}\n"
             f"poll: {{interval: {args.interval}s, timeout: 5s}}\n"
-            "log: {level: warning}\n"
+            "log: {level: info, format: json}\n"
             "snapshots: {path: fleetd.db, interval: 24h}\n"
             "hosts:\n"
             + "".join(f"  - {{name: {n}, url: 'tcp://127.0.0.1:{p}'}}\n" for n, p in zip(hosts, ports, strict=True))
@@ -394,6 +411,7 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
                 cwd=workdir, stdout=subprocess.DEVNULL, stderr=log,
             )  # fmt: skip
         windows = asyncio.run(measure(args, f"http://127.0.0.1:{listen}", hosts))
+        stored = [e for e in map(_json_line, (workdir / "fleetd.log").read_text().splitlines()) if e]
         return {
             "hosts": len(ports),
             "containers_per_host": args.containers,
@@ -402,6 +420,8 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
             "rounds": args.rounds,
             **windows,
             "db_mib_at_end": round((workdir / "fleetd.db").stat().st_size / MIB, 2),
+            "capture_in_loop_ms": summary_ms([e["capture_ms"] / 1000 for e in stored]),
+            "write_seconds": summary_ms([e["seconds"] for e in stored]),
         }
     finally:
         if fleetd is not None:
@@ -449,6 +469,9 @@ def print_latency(r: dict[str, Any]) -> None:
         p = d["snapshot_post"]
         print(f"  snapshots taken: {d['snapshots_taken']}, POST p50 {p['p50_ms']} ms, max {p['max_ms']} ms")
     print(f"  requests counted: {r['without_snapshot']['host_get']['n']} / {d['host_get']['n']} (host GETs)")
+    c, w = r["capture_in_loop_ms"], r["write_seconds"]
+    print(f"  fleetd's log: capture in the loop p50 {c['p50_ms']} ms, max {c['max_ms']} ms;"
+          f" write p50 {w['p50_ms']} ms, max {w['max_ms']} ms")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -458,6 +481,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--containers", type=int, default=40)
     parser.add_argument("--snapshots", type=int, default=100, help="unchanged snapshots after the first")
     parser.add_argument("--every", type=float, default=300.0, help="simulated seconds between snapshots")
+    parser.add_argument(
+        "--yield-every",
+        type=float,
+        help="storage part: override fleetd.snapshot.model.YIELD_EVERY (0: after every host, 1e9: never)",
+    )
     parser.add_argument("--interval", type=float, default=15.0, help="fleetd's poll interval (latency part)")
     parser.add_argument("--window", type=float, default=20.0, help="seconds per latency window")
     parser.add_argument("--rounds", type=int, default=3, help="pairs of windows (without, during)")
@@ -465,6 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"started": rfc3339(time.time()), "cpus": os.cpu_count(), "args": vars(args)}
     if args.part in ("storage", "both"):
+        if args.yield_every is not None:
+            setattr(snapshot_model, "YIELD_EVERY", args.yield_every)  # noqa: B010 - a Final, on purpose
+            if args.yield_every == 0:
+                setattr(snapshot_model, "YIELD_FOR", 0.0)  # noqa: B010 - time.sleep(0) after every host
         results["storage"] = asyncio.run(storage(args))
         print_storage(results["storage"])
     if args.part in ("latency", "both"):
