@@ -12,8 +12,8 @@ Run from the repository root::
    snapshot and what the next ones added (file size after a WAL checkpoint), the time per snapshot, and
    the event loop's lag measured by a 1 ms ticker while snapshots are taken versus idle.
 2. **Latency** (processes): ``bench.fake_fleet`` serves 1,000 fake Engines; ``fleetd run`` polls them
-   (interval ``--interval``) with snapshots on. Over ``--window`` seconds without snapshots, then
-   ``--window`` seconds of back-to-back ``POST /api/v1/snapshots``: the latency of
+   (interval ``--interval``) with snapshots on. ``--rounds`` times, ``--window`` seconds without
+   snapshots, then ``--window`` seconds of back-to-back ``POST /api/v1/snapshots``: the latency of
    ``GET /api/v1/hosts/{name}`` and ``GET /api/v1/summary`` requests (p50/p99/max, split by whether a
    snapshot was being taken when the request was sent), and the age of healthy hosts' ``last_seen``
    sampled from ``GET /api/v1/hosts`` every second (p99/max), against the poll interval.

@@ -22,8 +22,8 @@ survives a power cut too. Commits are rare (one per snapshot, one per audited ca
 costs next to nothing.
 
 :meth:`Database.aclose` waits for calls already queued, closes both connections and is safe to call
-twice; :meth:`Database.interrupt` aborts the statement running on the writer (shutdown after the
-grace period), which rolls its transaction back.
+twice; :meth:`Database.interrupt` makes the call running on the writer fail and roll back (shutdown
+after the grace period).
 """
 
 from __future__ import annotations
