@@ -27,6 +27,7 @@ from fleetd.fleet.state import FleetState
 from fleetd.logconfig import configure_logging
 from fleetd.service.notify import Notifier, watchdog_loop
 from fleetd.service.reload import ReloadFailed, reload_app
+from fleetd.store.errors import StoreError
 
 __all__ = ["fleet_status_line", "run_service"]
 
@@ -77,7 +78,15 @@ async def _serve(settings: Settings, config_path: Path) -> int:
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace
     )
-    await runner.setup()
+    try:
+        await runner.setup()
+    except StoreError as exc:
+        # A database fleetd must not touch (another program's, a newer schema): say why, exit 2.
+        log.error("not started: snapshot database refused", error=str(exc))
+        print(f"fleetd: not started: {exc}", file=sys.stderr)
+        await runner.cleanup()
+        notifier.close()
+        return 2
     try:
         ssl_ctx = await asyncio.to_thread(_listen_ssl, settings)
         site = web.TCPSite(runner, settings.listen_host, settings.listen_port, ssl_context=ssl_ctx)

@@ -114,7 +114,8 @@ async def refused(cfg: Path, db: Path, says: str) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert proc.returncode not in (0, None)
+    assert proc.returncode == 2
+    assert "Traceback" not in err.decode()
     assert "fleetd cannot start: the snapshot database is unusable" in err.decode()
     assert says in err.decode()
     assert await asyncio.to_thread(db.read_bytes) == before  # left exactly as it was
