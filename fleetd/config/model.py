@@ -28,7 +28,6 @@ __all__ = [
 Role = Literal["viewer", "operator", "admin"]
 
 
-
 @dataclass(frozen=True, slots=True)
 class TLSSettings:
     """Client TLS towards one Docker daemon. Paths were checked readable at load time."""
