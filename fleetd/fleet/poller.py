@@ -255,11 +255,19 @@ class Poller:
         cont_r: list[ContainerSummary] | BaseException
         img_r: list[ImageSummary] | BaseException | None = None
         if want_images:
-            info_r, cont_r, img_r = await asyncio.gather(
-                client.system.info_raw(),
-                client.containers.list(all=True),
-                client.images.list(),
-                return_exceptions=True,
+            # /images/json follows /info on the connection /info just freed: a poll needs two
+            # connections per host instead of three (a third fewer connects at start-up).
+            async def info_then_images() -> tuple[SystemInfo, msgspec.Raw]:
+                nonlocal img_r
+                info = await client.system.info_raw()
+                try:
+                    img_r = await client.images.list()
+                except Exception as exc:  # judged below with the other answers
+                    img_r = exc
+                return info
+
+            info_r, cont_r = await asyncio.gather(
+                info_then_images(), client.containers.list(all=True), return_exceptions=True
             )
         else:
             info_r, cont_r = await asyncio.gather(

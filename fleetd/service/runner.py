@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import ssl
 import sys
@@ -55,6 +56,10 @@ def run_service(config_path: Path) -> int:
         print("fleetd: not started: the API would be open to the network", file=sys.stderr)
         return 2
     configure_logging(settings.log.level, settings.log.format)
+    # Every request allocates many short-lived objects, and start-up creates a few hundred
+    # thousand long-lived ones at once: a larger young generation lets the former die before
+    # the cyclic collector promotes them (start-up CPU -13% with 1,000 hosts; see bench/).
+    gc.set_threshold(10_000)
     try:
         return asyncio.run(_serve(settings, config_path))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
