@@ -2,7 +2,7 @@
 
 One ClientSession, one semaphore with the same concurrency bound as fleetd, and per host
 ``GET /_ping`` then ``/info`` and ``/containers/json?all=1`` concurrently, JSON-decoded
-(msgspec, untyped); ``--images`` adds ``/images/json``, the other request of fleetd's first poll.
+(msgspec, untyped); ``--images`` adds ``/images/json`` after ``/info``, as fleetd's first poll does.
 It fetches the data once and prints one JSON line::
 
     python -m bench.baseline_gather --port-file ports.txt --concurrency 200
@@ -12,8 +12,9 @@ measures the whole process (interpreter start-up included) from the outside.
 
 ``--steady SECONDS`` then keeps polling like a minimal poller would (each host every
 ``--interval`` seconds from a random phase: ``/info`` and ``/containers/json?all=1``
-concurrently, ``/images/json`` every 5th time) and reports its CPU time per host poll: the
-floor that plain aiohttp sets for fleetd's steady-state figure on the same machine.
+concurrently, ``/images/json`` after ``/info`` every 5th time) and reports its CPU time per host poll: the
+floor that plain aiohttp sets for fleetd's steady-state figure on the same machine
+(``--no-decode``: reading the answers without decoding them, the transport alone).
 """
 
 from __future__ import annotations
@@ -37,11 +38,27 @@ __all__ = ["fetch_all", "main"]
 _IMPORTED = time.perf_counter()
 
 
-async def _get(session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout) -> Any:
+async def _get(
+    session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout, decode: bool = True
+) -> Any:
     async with session.get(url, timeout=timeout) as resp:
         resp.raise_for_status()
         body = await resp.read()
-    return msgspec.json.decode(body) if resp.content_type == "application/json" else body
+    return msgspec.json.decode(body) if decode and resp.content_type == "application/json" else body
+
+
+async def _info(
+    session: aiohttp.ClientSession,
+    base: str,
+    timeout: aiohttp.ClientTimeout,
+    images: bool,
+    decode: bool = True,
+) -> Any:
+    """``/info``, then ``/images/json`` on the same connection when asked (as fleetd does)."""
+    info = await _get(session, f"{base}/info", timeout, decode)
+    if images:
+        await _get(session, f"{base}/images/json", timeout, decode)
+    return info
 
 
 async def _host(
@@ -53,14 +70,10 @@ async def _host(
 ) -> int:
     async with slots:
         await _get(session, f"{base}/_ping", timeout)
-        gets = [
-            _get(session, f"{base}/info", timeout),
-            _get(session, f"{base}/containers/json?all=1", timeout),
-        ]
-        if images:
-            gets.append(_get(session, f"{base}/images/json", timeout))
-        answers = await asyncio.gather(*gets)
-    return len(answers[1])
+        _info_answer, containers = await asyncio.gather(
+            _info(session, base, timeout, images), _get(session, f"{base}/containers/json?all=1", timeout)
+        )
+    return len(containers)
 
 
 async def fetch_all(
@@ -86,7 +99,13 @@ async def fetch_all(
 
 
 async def steady(
-    ports: list[int], concurrency: int, timeout: float, interval: float, settle: float, window: float
+    ports: list[int],
+    concurrency: int,
+    timeout: float,
+    interval: float,
+    settle: float,
+    window: float,
+    decode: bool = True,
 ) -> dict[str, Any]:
     """A minimal poller; CPU seconds per poll over ``window`` after ``settle``."""
     slots = asyncio.Semaphore(concurrency)
@@ -99,11 +118,11 @@ async def steady(
         n = 0
         while True:
             async with slots:
-                gets = [_get(session, f"{base}/info", client_timeout)]
-                gets.append(_get(session, f"{base}/containers/json?all=1", client_timeout))
-                if n % 5 == 0:
-                    gets.append(_get(session, f"{base}/images/json", client_timeout))
-                await asyncio.gather(*gets, return_exceptions=True)
+                await asyncio.gather(
+                    _info(session, base, client_timeout, n % 5 == 0, decode),
+                    _get(session, f"{base}/containers/json?all=1", client_timeout, decode),
+                    return_exceptions=True,
+                )
             polls += 1
             n += 1
             await asyncio.sleep(interval)
@@ -135,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steady", type=float, default=0.0, help="then poll for this many seconds")
     parser.add_argument("--interval", type=float, default=15.0, help="steady-state poll interval")
+    parser.add_argument(
+        "--decode",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decode the steady-state answers (--no-decode: the transport alone)",
+    )
     parser.add_argument("--settle", type=float, default=15.0, help="seconds before the steady window")
     args = parser.parse_args(argv)
     ports = [int(line) for line in args.port_file.read_text().split()]
@@ -144,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     print(msgspec.json.encode(result).decode(), flush=True)
     if args.steady > 0:
         more = asyncio.run(
-            steady(ports, args.concurrency, args.timeout, args.interval, args.settle, args.steady)
+            steady(
+                ports, args.concurrency, args.timeout, args.interval, args.settle, args.steady, args.decode
+            )
         )
         print(msgspec.json.encode(more).decode(), flush=True)
     return 0 if result["hosts_ok"] == result["hosts"] else 1
