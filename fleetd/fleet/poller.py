@@ -230,6 +230,13 @@ class Poller:
             worker.wake.clear()
             async with self._slots:
                 await self._poll(worker)
+            if (
+                worker.record.images is None
+                and worker.record.status is HostStatus.UP
+                and not worker.images_due
+            ):
+                async with self._slots:  # FIFO: after the first polls already waiting
+                    await self._list_images(worker)
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(None)
@@ -244,13 +251,29 @@ class Poller:
             finally:
                 timer.cancel()
 
+    async def _list_images(self, worker: _Worker) -> None:
+        """Images alone, once, after a host's first successful poll."""
+        try:
+            images = await worker.client.images.list()
+        except DockerError as exc:
+            worker.images_due = True  # the next regular poll lists them, and judges a failure
+            log.debug("image listing deferred", host=worker.record.name, error=str(exc))
+            return
+        worker.record.images = tuple(image_record(i) for i in images)
+        worker.record.images_seen = time.time()
+        self.state.touch()
+
     async def _poll(self, worker: _Worker) -> None:
         record = worker.record
         client = worker.client
         epoch = worker.epoch
         started = time.monotonic()
         record.last_attempt = time.time()
-        want_images = worker.images_due or record.polls % max(1, self.poll.images_every) == 0
+        # The first poll leaves images out so the complete view comes sooner; _run lists
+        # them right after it, queued behind every other host's first poll.
+        want_images = worker.images_due or (
+            record.polls > 0 and record.polls % max(1, self.poll.images_every) == 0
+        )
         info_r: tuple[SystemInfo, msgspec.Raw] | BaseException
         cont_r: list[ContainerSummary] | BaseException
         img_r: list[ImageSummary] | BaseException | None = None

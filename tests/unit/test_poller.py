@@ -287,3 +287,21 @@ async def test_unix_socket_host(harness: Harness, fake_engine: FakeEngines, tmp_
     await fake_engine(docker_20_10(containers=2), unix_path=sock)
     await harness.poller.start([harness.host("sock", f"unix://{sock}")])
     await wait_until(lambda: harness.status("sock") is HostStatus.UP)
+
+
+async def test_first_poll_leaves_images_out_and_lists_them_right_after(fake_engine: FakeEngines) -> None:
+    h = Harness(PollSettings(interval=30.0, timeout=1.0, images_every=5))
+    try:
+        eng = await fake_engine(containers=2)
+        await h.poller.start([h.host("img", eng.url)])
+        rec = h.state.get("img")
+        assert rec is not None
+        await wait_until(lambda: rec.images is not None)
+        paths = [p.split("?")[0].split("/", 2)[-1] for p in eng.paths()]
+        # ping, then info and containers (any order), then images — no second full poll
+        assert paths[0] == "_ping" and paths[-1] == "images/json", paths
+        assert sorted(paths[1:3]) == ["containers/json", "info"] and len(paths) == 4, paths
+        assert rec.polls == 1
+    finally:
+        await h.poller.aclose()
+        await h.connections.aclose()
