@@ -217,10 +217,11 @@ class DockerClient:
     def _full_path(self, path: str, versioned: bool, version: str | None) -> str:
         return f"/v{version}{path}" if versioned and version else path
 
-    def _timeout(self, total: float | None) -> tuple[aiohttp.ClientTimeout, float]:
+    def _timeout(self, total: float | None, read: float | None = None) -> tuple[aiohttp.ClientTimeout, float]:
+        """A longer ``total`` (stop, pull, load) never lengthens the connect timeout."""
         t = total if total is not None else self.timeouts.total
-        connect = self.timeouts.connect if self.timeouts.connect is not None else t
-        return aiohttp.ClientTimeout(total=t, connect=min(connect, t)), t
+        connect = self.timeouts.connect if self.timeouts.connect is not None else self.timeouts.total
+        return aiohttp.ClientTimeout(total=t, connect=min(connect, t), sock_read=read), t
 
     def _raise_for_status(self, status: int, body: bytes, method: str, path: str) -> None:
         message = ""
@@ -248,34 +249,18 @@ class DockerClient:
         versioned: bool = True,
     ) -> tuple[int, bytes]:
         """Send one request and return (status, body) for a 2xx/304 answer; raise otherwise."""
-        version = await self._ensure_version(timeout) if versioned else None
-        full = self._full_path(path, versioned, version)
-        client_timeout, t = self._timeout(timeout)
-        session = self._connections.session_for(self.endpoint)
-        body_bytes = msgspec.json.encode(json) if json is not None else data
+        if versioned:
+            await self._ensure_version(timeout)
         req_headers = dict(headers or {})
         if json is not None:
+            data = msgspec.json.encode(json)
             req_headers["Content-Type"] = "application/json"
-        try:
-            # aiohttp retries an idempotent request once on a fresh connection when a reused
-            # keep-alive connection turns out to be dead (RFC 9112 §9.3.1).
-            async with session.request(
-                method,
-                self.endpoint.base + full,
-                params=params,
-                data=body_bytes,
-                headers=req_headers,
-                ssl=self._connections.ssl_for(self.endpoint),
-                timeout=client_timeout,
-                allow_redirects=False,
-            ) as resp:
-                status = resp.status
-                body = await resp.read()
-        except DockerError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise self._map_error(exc, method, path, t) from exc
-        if status >= 400 or status < 200:
+        async with self._stream(
+            method, path, params=params, data=data, headers=req_headers, timeout=timeout, versioned=versioned
+        ) as resp:
+            status = resp.status
+            body = await resp.read()
+        if status < 200:
             self._raise_for_status(status, body, method, path)
         return status, body
 
@@ -325,16 +310,19 @@ class DockerClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         read_timeout: float | None = None,
+        versioned: bool = True,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A streamed answer (logs, pulls, loads). ``timeout`` bounds the whole exchange;
-        ``read_timeout`` bounds each pause in the stream. Non-2xx raises before yielding."""
-        version = await self._ensure_version(None)
-        full = self._full_path(path, True, version)
-        t = timeout if timeout is not None else self.timeouts.total
-        connect = self.timeouts.connect if self.timeouts.connect is not None else self.timeouts.total
-        client_timeout = aiohttp.ClientTimeout(total=t, connect=connect, sock_read=read_timeout)
+        """The one place a request is sent: versioned URL, timeouts, TLS, error mapping.
+
+        ``timeout`` bounds the whole exchange, including reading the body inside the block;
+        ``read_timeout`` bounds each pause in a stream. A 4xx/5xx raises before yielding."""
+        version = await self._ensure_version(None) if versioned else None
+        full = self._full_path(path, versioned, version)
+        client_timeout, t = self._timeout(timeout, read_timeout)
         session = self._connections.session_for(self.endpoint)
         try:
+            # aiohttp retries an idempotent request once on a fresh connection when a reused
+            # keep-alive connection turns out to be dead (RFC 9112 §9.3.1).
             async with session.request(
                 method,
                 self.endpoint.base + full,

@@ -20,30 +20,15 @@ class SystemAPI:
 
     async def ping(self, *, timeout: float | None = None) -> PingResult:
         """``GET /_ping`` (unversioned): the daemon's newest API version is in a header."""
-        c = self._client
-        session = c._connections.session_for(c.endpoint)
-        client_timeout, t = c._timeout(timeout)
-        import aiohttp  # local: keeps the sub-API free of transport details elsewhere
-
-        try:
-            async with session.get(
-                c.endpoint.base + "/_ping",
-                ssl=c._connections.ssl_for(c.endpoint),
-                timeout=client_timeout,
-                allow_redirects=False,
-            ) as resp:
-                body = await resp.read()
-                if resp.status >= 400:
-                    c._raise_for_status(resp.status, body, "GET", "/_ping")
-                h = resp.headers
-                return PingResult(
-                    api_version=h.get("Api-Version"),
-                    os_type=h.get("Ostype"),
-                    server=h.get("Server"),
-                    experimental=h.get("Docker-Experimental", "").lower() == "true",
-                )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise c._map_error(exc, "GET", "/_ping", t) from exc
+        async with self._client._stream("GET", "/_ping", timeout=timeout, versioned=False) as resp:
+            await resp.read()
+            h = resp.headers
+        return PingResult(
+            api_version=h.get("Api-Version"),
+            os_type=h.get("Ostype"),
+            server=h.get("Server"),
+            experimental=h.get("Docker-Experimental", "").lower() == "true",
+        )
 
     async def version(self, *, versioned: bool = True, timeout: float | None = None) -> VersionInfo:
         return await self._client._query("GET", "/version", VersionInfo, versioned=versioned, timeout=timeout)
