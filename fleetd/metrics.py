@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import platform
 import time
-from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 
@@ -77,7 +76,7 @@ class _FleetCollector(Collector):
             if r.poll_duration is not None:
                 dur.add_metric([name], r.poll_duration)
             dup.add_metric([name], 1.0 if name in duplicates else 0.0)
-            for cstate, n in sorted(Tally(c.state for c in r.containers).items()):
+            for cstate, n in sorted(r.tally().by_state.items()):
                 cont.add_metric([name, cstate], float(n))
         yield from (up, st, stale, last, fails, dur, dup, cont)
         ok = GaugeMetricFamily(
