@@ -221,6 +221,8 @@ class DockerClient:
         """A longer ``total`` (stop, pull, load) never lengthens the connect timeout."""
         t = total if total is not None else self.timeouts.total
         connect = self.timeouts.connect if self.timeouts.connect is not None else self.timeouts.total
+        if t <= 0:  # a stream without an end (/events): only connecting and pauses are bounded
+            return aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read), connect
         return aiohttp.ClientTimeout(total=t, connect=min(connect, t), sock_read=read), t
 
     def _raise_for_status(self, status: int, body: bytes, method: str, path: str) -> None:

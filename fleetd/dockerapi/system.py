@@ -1,11 +1,13 @@
-"""``client.system``: ping, version, info."""
+"""``client.system``: ping, version, info, events."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from fleetd.dockerapi.events import MAX_EVENT_LINE, EventStream, event_params
 from fleetd.dockerapi.models import PingResult, SystemInfo, VersionInfo
 
 if TYPE_CHECKING:
@@ -42,3 +44,24 @@ class SystemAPI:
         _, body = await self._client._request("GET", "/info", timeout=timeout)
         info = self._client.decode(body, SystemInfo, "GET", "/info")
         return info, msgspec.Raw(body)
+
+    def events(
+        self,
+        *,
+        since: int | str | None = None,
+        until: int | str | None = None,
+        filters: Mapping[str, list[str]] | None = None,
+        open_timeout: float | None = None,
+        max_line: int = MAX_EVENT_LINE,
+    ) -> EventStream:
+        """``GET /events`` as ``async with ... as stream: async for event in stream``.
+
+        Integer ``since``/``until`` are nanoseconds on the daemon's clock (dockerd's ``since``
+        is inclusive, podman's exclusive); strings are sent as they are."""
+        return EventStream(
+            self._client,
+            event_params(since, until, filters),
+            open_timeout=open_timeout if open_timeout is not None else self._client.timeouts.total,
+            max_line=max_line,
+            bounded=until is not None,
+        )

@@ -42,6 +42,7 @@ Endpoint = Literal[
     "images",
     "search",
     "pull",
+    "events",
 ]
 ENDPOINTS: Final[tuple[Endpoint, ...]] = get_args(Endpoint)
 
@@ -99,6 +100,8 @@ class EngineBehaviour:
     slow_seconds: float = 5.0
     #: Image references (``name:tag``) that POST /images/create refuses with 404.
     unpullable: set[str] = field(default_factory=set)
+    #: podman only: rotate the event log at this many entries (``events_logfile_max_size``).
+    events_rotate_at: int | None = None
 
     def fault_for(self, endpoint: Endpoint) -> Fault | None:
         return self.faults.get(endpoint, self.faults.get("*"))

@@ -17,6 +17,8 @@ from typing import Any, Final
 from aiohttp import web
 
 from .behaviour import Endpoint, EngineBehaviour, Fault, version_tuple
+from .churn import ContainerEvents
+from .events import EventLog, serve_events
 from .model import EngineState, FakeContainer
 from .payloads import info_body, search_results, version_body
 
@@ -57,6 +59,7 @@ _ROUTES: Final[tuple[tuple[tuple[str, ...], re.Pattern[str], Endpoint], ...]] = 
     (("GET",), re.compile(r"^/images/json$"), "images"),
     (("GET",), re.compile(r"^/images/search$"), "search"),
     (("POST",), re.compile(r"^/images/create$"), "pull"),
+    (("GET",), re.compile(r"^/events$"), "events"),
 )
 
 
@@ -68,13 +71,14 @@ def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
 
-class EngineCore:
+class EngineCore(ContainerEvents):
     """State, behaviour and request log of one fake Engine; ``handle`` answers one request."""
 
     def __init__(self, behaviour: EngineBehaviour | None = None) -> None:
         self.behaviour = behaviour if behaviour is not None else EngineBehaviour()
         self.state = EngineState.generate(self.behaviour)
         self.requests: list[RecordedRequest] = []
+        self.events = EventLog(self.behaviour.product, rotate_at=self.behaviour.events_rotate_at)
         self._closing = asyncio.Event()
         self._handlers: dict[Endpoint, Handler] = {
             "ping": self._ping,
@@ -91,6 +95,7 @@ class EngineCore:
             "images": self._images,
             "search": self._search,
             "pull": self._pull,
+            "events": self._events,
         }
 
     # -- test conveniences ------------------------------------------------------------------------
@@ -106,6 +111,7 @@ class EngineCore:
     def release(self) -> None:
         """Let hung and slow handlers finish (they drop their connection): called on shutdown."""
         self._closing.set()
+        self.events.end_all()
 
     # -- dispatch ---------------------------------------------------------------------------------
 
@@ -227,6 +233,9 @@ class EngineCore:
     async def _info(self, request: web.Request, route: Route) -> web.StreamResponse:
         return web.json_response(info_body(self.behaviour, self.state))
 
+    async def _events(self, request: web.Request, route: Route) -> web.StreamResponse:
+        return await serve_events(request, self.events, self._headers(route))
+
     # -- containers -------------------------------------------------------------------------------
 
     async def _containers(self, request: web.Request, route: Route) -> web.StreamResponse:
@@ -275,6 +284,7 @@ class EngineCore:
                 "You have to remove (or rename) that container to be able to reuse that name.",
             )
         container = self.state.create(name, image, ref, body, time.time())
+        self.emit(container, "create")
         return web.json_response({"Id": container.id, "Warnings": []}, status=201)
 
     async def _start(self, request: web.Request, route: Route) -> web.StreamResponse:
@@ -284,6 +294,7 @@ class EngineCore:
         if found.running:
             return web.Response(status=304)
         found.state, found.started_at, found.exit_code = "running", time.time(), 0
+        self.emit(found, "start")
         return web.Response(status=204)
 
     async def _stop(self, request: web.Request, route: Route) -> web.StreamResponse:
@@ -293,13 +304,21 @@ class EngineCore:
         if not found.running:
             return web.Response(status=304)
         found.state, found.finished_at, found.exit_code = "exited", time.time(), 0
+        self._emit_died(found, "15")
+        self.emit(found, "stop")
         return web.Response(status=204)
 
     async def _restart(self, request: web.Request, route: Route) -> web.StreamResponse:
         found = self._container(route)
         if isinstance(found, web.Response):
             return found
+        if found.running:
+            found.exit_code = 0
+            self._emit_died(found, "15")
+            self.emit(found, "stop")
         found.state, found.started_at, found.exit_code = "running", time.time(), 0
+        self.emit(found, "start")
+        self.emit(found, "restart")
         return web.Response(status=204)
 
     async def _kill(self, request: web.Request, route: Route) -> web.StreamResponse:
@@ -309,6 +328,7 @@ class EngineCore:
         if not found.running:
             return _error(409, f"Cannot kill container: {route.ref}: Container {found.id} is not running")
         found.state, found.finished_at, found.exit_code = "exited", time.time(), 137
+        self._emit_died(found, "9")
         return web.Response(status=204)
 
     async def _remove(self, request: web.Request, route: Route) -> web.StreamResponse:
@@ -321,7 +341,11 @@ class EngineCore:
                 f"You cannot remove a running container {found.id}. "
                 "Stop the container before attempting removal or force remove",
             )
+        if found.running:
+            found.state, found.exit_code = "exited", 137
+            self._emit_died(found, "9")
         del self.state.containers[found.id]
+        self.emit(found, "remove" if self.behaviour.product == "podman" else "destroy")
         return web.Response(status=204)
 
     # -- images -----------------------------------------------------------------------------------
