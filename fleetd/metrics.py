@@ -40,7 +40,7 @@ class _FleetCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self._state.clock()
-        up = GaugeMetricFamily("fleetd_host_up", "1 when the host's last poll succeeded", labels=["host"])
+        up = GaugeMetricFamily("fleetd_host_up", "1 when the host's last poll succeeded (no sample for a disabled host)", labels=["host"])
         st = GaugeMetricFamily("fleetd_host_state", "The host's state, one-hot", labels=["host", "state"])
         stale = GaugeMetricFamily("fleetd_host_stale", "1 when the host's data is stale", labels=["host"])
         last = GaugeMetricFamily(
@@ -66,7 +66,8 @@ class _FleetCollector(Collector):
         states = [s.value for s in HostStatus]
         for r in self._state.sorted_records():
             name = r.name
-            up.add_metric([name], 1.0 if r.status is HostStatus.UP else 0.0)
+            if r.status is not HostStatus.DISABLED:  # not polled on purpose: no "down" alert for it
+                up.add_metric([name], 1.0 if r.status is HostStatus.UP else 0.0)
             for s in states:
                 st.add_metric([name, s], 1.0 if r.status.value == s else 0.0)
             stale.add_metric([name], 1.0 if r.is_stale(now) else 0.0)

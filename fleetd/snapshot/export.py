@@ -36,6 +36,8 @@ __all__ = [
     "dumps",
     "format_from_name",
     "loads",
+    "neutralise",
+    "restore",
 ]
 
 Format = Literal["json", "yaml", "csv"]
@@ -101,6 +103,19 @@ _compact_json = msgspec.json.Encoder(order="sorted")
 
 class SnapshotFormatError(ValueError):
     """The data is not a snapshot in the format it was read as."""
+
+
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection"): such cells are written with a
+# leading apostrophe, which spreadsheets show as text; reading strips exactly one, so values round-trip.
+_FORMULA_START = frozenset("=+-@\t\r")
+
+
+def neutralise(cell: str) -> str:
+    return "'" + cell if cell.lstrip("'")[:1] in _FORMULA_START else cell
+
+
+def restore(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell.lstrip("'")[:1] in _FORMULA_START else cell
 
 
 def _jcell(value: Any) -> str:
@@ -192,7 +207,8 @@ def dumps(snapshot: Snapshot, fmt: Format) -> bytes:
     if fmt == "yaml":
         return _yaml_chunked(snapshot)
     buf = io.StringIO()
-    csv.writer(buf).writerows(csv_rows(snapshot))  # RFC 4180: CRLF line ends, quoted as needed
+    writer = csv.writer(buf)  # RFC 4180: CRLF line ends, quoted as needed
+    writer.writerows([neutralise(cell) for cell in row] for row in csv_rows(snapshot))
     return buf.getvalue().encode()
 
 
@@ -244,7 +260,8 @@ def _loads_csv(text: str) -> Snapshot:
         raise SnapshotFormatError(f"not a fleetd snapshot CSV: missing columns {', '.join(missing)}")
     hosts: dict[str, tuple[SnapshotHost, list[SnapshotContainer]]] = {}
     first: dict[str, str] | None = None
-    for row in reader:
+    for raw in reader:
+        row = {k: restore(v) for k, v in raw.items()}
         first = first or row
         if row["host"] not in hosts:
             hosts[row["host"]] = (_host_from_row(row), [])

@@ -200,6 +200,9 @@ async def test_disabled_host_is_listed_not_polled(make_client: MakeClient, fake_
     body = await (await client.get("/api/v1/hosts")).json()
     assert body["hosts"][0]["state"] == "disabled"
     assert eng.paths() == []
+    text = await (await client.get("/metrics")).text()
+    assert 'fleetd_host_state{host="off",state="disabled"} 1.0' in text
+    assert 'fleetd_host_up{host="off"}' not in text  # an alert on host_up == 0 must not fire for it
 
 
 async def test_metrics_use_route_templates(make_client: MakeClient, fake_engine: FakeEngines) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,3 +101,12 @@ def test_check_config_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture
     path = tmp_path / "nope.yaml"
     assert main(["check-config", "--config", str(path)]) == 2
     assert capsys.readouterr().err == f"{path}:0: cannot read config file: No such file or directory\n"
+
+
+def test_example_config_carries_no_usable_token() -> None:
+    """No word of the example (quoted or not) is the plaintext of a token it configures."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    hashes = {t.token_sha256 for t in load_config(EXAMPLE, environ={}).auth.tokens}
+    words = set(re.findall(r"[^\s\"'`]+", text))
+    assert hashes and not {hashlib.sha256(w.encode()).hexdigest() for w in words} & hashes
+    assert "example-token-do-not-use" not in text

@@ -154,3 +154,25 @@ def test_host_by_host_encoding_is_byte_for_byte_one_call(hosts: int) -> None:
     snap = build_snapshot(capture_fleet(fleet(hosts, 3), Trigger.SCHEDULE), snapshot_id=7)
     assert dumps(snap, "json") == msgspec.json.encode(snap)
     assert dumps(snap, "yaml") == msgspec.yaml.encode(snap)
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised_and_read_back() -> None:
+    state = FleetState(clock=Clock())
+    hostile = {"link": '=HYPERLINK("http://127.0.0.1/x","y")', "plus": "+1+2", "at": "@SUM(A1)"}
+    add_host(
+        state,
+        "web",
+        [
+            container("web", "=cmd|' /C calc'!A0", labels=hostile),
+            container("web", "-2+3", labels={"tab": "\tx", "cr": "\rx", "quoted": "'=already"}),
+        ],
+        index=1,
+        labels={"env": "=1+1"},
+    )
+    snapshot = build_snapshot(capture_fleet(state, Trigger.SCHEDULE), snapshot_id=7)
+    text = dumps(snapshot, "csv").decode()
+    cells = [cell for row in csv.reader(io.StringIO(text, newline="")) for cell in row]
+    risky = [c for c in cells if c and c[0] in "=+-@\t\r"]
+    assert risky == []  # no cell starts with a formula character
+    assert "'=cmd|' /C calc'!A0" in cells and "'-2+3" in cells
+    assert loads(text.encode(), "csv") == snapshot  # the apostrophes come off again, exactly one each
