@@ -39,7 +39,7 @@ TOP_KEYS = (
 LISTEN_TLS_KEYS = ("cert", "key")
 POLL_KEYS = ("interval", "timeout", "connect_timeout", "concurrency", "images_every", "jitter", "max_backoff")
 SNAPSHOT_KEYS = ("enabled", "path", "interval", "keep")
-KEEP_KEYS = ("last", "max_age")
+KEEP_KEYS = ("last", "max_age", "on_demand")
 LOG_KEYS = ("level", "format")
 LOG_LEVELS = {name: name for name in ("debug", "info", "warning", "error")}
 LogFormat = Literal["auto", "json", "console"]
@@ -83,6 +83,10 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Sett
     if problems:
         raise ConfigError(problems.sorted(display))
     return settings
+
+
+def _int_or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _or(value: float | None, default: float) -> float:
@@ -164,6 +168,7 @@ def _read_snapshots(top: Section, config_dir: Path, env: Mapping[str, str]) -> S
         keep = RetentionSettings(
             last=keep_sec.integer("last", minimum=1) or keep.last,
             max_age=_or(keep_sec.duration("max_age"), keep.max_age),
+            on_demand=_int_or(keep_sec.integer("on_demand", minimum=0), keep.on_demand),
         )
     enabled = sec.boolean("enabled")
     return SnapshotSettings(

@@ -67,8 +67,9 @@ class PollSettings:
 
 @dataclass(frozen=True, slots=True)
 class RetentionSettings:
-    last: int = 30000  # keep at most this many snapshots
+    last: int = 30000  # keep at most this many scheduled snapshots
     max_age: float = 90 * 86400.0  # seconds
+    on_demand: int = 100  # and at most this many on-demand ones, counted apart: they never push out the schedule
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,14 @@ keeps snapshots in it (:mod:`fleetd.store.snapshots`).
 from __future__ import annotations
 
 from fleetd.store.db import Database, read_transaction, transaction
-from fleetd.store.errors import NotFleetdDatabase, SchemaTooNew, SchemaTooOld, StoreClosed, StoreError
+from fleetd.store.errors import (
+    NotFleetdDatabase,
+    SchemaTooNew,
+    SchemaTooOld,
+    StoreClosed,
+    StoreError,
+    StoreReplaced,
+)
 from fleetd.store.retention import PruneResult, RetentionPolicy
 from fleetd.store.schema import APPLICATION_ID, MIGRATIONS
 from fleetd.store.snapshots import ListQuery, SnapshotPage, SnapshotStore
@@ -26,6 +33,7 @@ __all__ = [
     "SnapshotStore",
     "StoreClosed",
     "StoreError",
+    "StoreReplaced",
     "read_transaction",
     "transaction",
 ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import sqlite3
 import threading
 import urllib.parse
@@ -40,12 +41,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from fleetd.store.errors import StoreClosed, StoreError
+import structlog
+
+from fleetd.store.errors import StoreClosed, StoreError, StoreReplaced
 from fleetd.store.schema import MIGRATIONS, Migration, check_identity, migrate, require_current
 
 __all__ = ["Database", "read_transaction", "transaction"]
 
 T = TypeVar("T")
+
+log = structlog.get_logger("fleetd.store")
 
 
 PROGRESS_STEPS = 1000  # SQLite VM steps between two checks of the abort flag
@@ -105,6 +110,7 @@ class _Owner:
         self.conn: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._shut = False
+        self.identity: tuple[int, int] | None = None  # (st_dev, st_ino) when writes check the file
 
     async def submit(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -129,6 +135,8 @@ class _Owner:
         conn = self.conn
         if conn is None:
             raise StoreClosed(self.path)
+        if self.identity is not None:
+            self._check_identity(self.identity)
         try:
             result = fn(conn, *args, **kwargs)
         except BaseException:
@@ -143,6 +151,19 @@ class _Owner:
             name = getattr(fn, "__qualname__", repr(fn))
             raise StoreError(f"{self.path}: {name} left a transaction open; it was rolled back")
         return result
+
+    def watch_identity(self) -> None:
+        """From now on every call first checks that the path still names the file that was opened."""
+        st = os.stat(self.path)
+        self.identity = (st.st_dev, st.st_ino)
+
+    def _check_identity(self, identity: tuple[int, int]) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreReplaced(self.path, "deleted") from None
+        if (st.st_dev, st.st_ino) != identity:
+            raise StoreReplaced(self.path, "replaced by another file")
 
     def interrupt(self) -> None:
         conn = self.conn
@@ -248,6 +269,7 @@ class Database:
         self._writer: _Owner | None = None
         self._reader: _Owner | None = None
         self._closed = False
+        self._replaced: StoreReplaced | None = None  # logged once, then every write refused with it
 
     @property
     def is_open(self) -> bool:
@@ -265,6 +287,7 @@ class Database:
                         _open_writer, self.path, self.busy_timeout, self.migrations, self.created_by
                     )
                 )
+                await self._writer.submit(self._writer.watch_identity)
             self._reader = _Owner(self.path, "fleetd-db-reader")
             version = await self._reader.connect(
                 functools.partial(_open_reader, self.path, self.busy_timeout, self.readonly, self.migrations)
@@ -281,7 +304,14 @@ class Database:
             if self.readonly and not self._closed:
                 raise StoreError(f"{self.path}: opened read-only")
             raise StoreClosed(self.path)
-        return await self._writer.call(fn, args, kwargs)
+        if self._replaced is not None:
+            raise self._replaced
+        try:
+            return await self._writer.call(fn, args, kwargs)
+        except StoreReplaced as exc:
+            self._replaced = exc
+            log.error("database file lost", path=str(self.path), what=exc.what, error=str(exc))
+            raise
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(conn, *args, **kwargs)`` on the reader thread (a ``query_only`` connection)."""

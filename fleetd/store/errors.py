@@ -4,14 +4,15 @@
     ├── NotFleetdDatabase      the file is not SQLite, or another program's database
     ├── SchemaTooNew           written by a newer fleetd: this one refuses to touch it
     ├── SchemaTooOld           opened read-only but not yet migrated (start fleetd once)
-    └── StoreClosed            used before open() or after aclose()
+    ├── StoreClosed            used before open() or after aclose()
+    └── StoreReplaced          the file was deleted or replaced while open: writes are refused
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["NotFleetdDatabase", "SchemaTooNew", "SchemaTooOld", "StoreClosed", "StoreError"]
+__all__ = ["NotFleetdDatabase", "SchemaTooNew", "SchemaTooOld", "StoreClosed", "StoreError", "StoreReplaced"]
 
 
 class StoreError(Exception):
@@ -53,3 +54,16 @@ class StoreClosed(StoreError):
     def __init__(self, path: Path) -> None:
         super().__init__(f"{path}: the database is not open")
         self.path = path
+
+
+class StoreReplaced(StoreError):
+    """Writing on would go to a file nobody can open again (deleted) or beside a stranger's (renamed)."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(
+            f"{path}: the database file was {what} while fleetd was running; nothing more is written "
+            "(snapshots and audit entries are refused) until fleetd is restarted, which opens what is "
+            "at that path then (restore the file first if it was removed by mistake)"
+        )
+        self.path = path
+        self.what = what

@@ -22,6 +22,7 @@ from fleetd.store.db import Database, transaction
 __all__ = ["PruneResult", "RetentionPolicy", "delete_snapshots", "expired_ids", "prune", "reclaim_space"]
 
 BATCH = 100  # snapshots per transaction
+_ON_DEMAND = "on-demand"  # snapshots.trigger of POST /api/v1/snapshots (Trigger.ON_DEMAND)
 VACUUM_PAGES = 2048  # pages freed per incremental_vacuum step (8 MiB at 4 KiB pages)
 
 
@@ -29,10 +30,13 @@ VACUUM_PAGES = 2048  # pages freed per incremental_vacuum step (8 MiB at 4 KiB p
 class RetentionPolicy:
     last: int | None = None  # keep at most this many (the newest)
     max_age: float | None = None  # seconds; older snapshots go (except the newest)
+    # None: ``last`` counts every snapshot (an explicit prune). A number: ``last`` counts only the
+    # scheduled ones and at most this many on-demand ones are kept, so those never push out the schedule.
+    on_demand: int | None = None
 
     @classmethod
     def from_settings(cls, keep: RetentionSettings) -> RetentionPolicy:
-        return cls(last=keep.last, max_age=keep.max_age)
+        return cls(last=keep.last, max_age=keep.max_age, on_demand=keep.on_demand)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +49,24 @@ class PruneResult:
 def expired_ids(conn: sqlite3.Connection, policy: RetentionPolicy, now: float) -> list[int]:
     """Ids the policy removes, oldest first."""
     doomed: set[int] = set()
-    if policy.last is not None:
+    if policy.last is not None and policy.on_demand is None:
         doomed.update(
             r[0]
             for r in conn.execute(
                 "SELECT id FROM snapshots ORDER BY id DESC LIMIT -1 OFFSET ?", (max(0, policy.last),)
             )
         )
+    elif policy.on_demand is not None:
+        for keep, clause in ((policy.last, "trigger != ?"), (policy.on_demand, "trigger = ?")):
+            if keep is None:
+                continue
+            doomed.update(
+                r[0]
+                for r in conn.execute(
+                    f"SELECT id FROM snapshots WHERE {clause} ORDER BY id DESC LIMIT -1 OFFSET ?",
+                    (_ON_DEMAND, max(0, keep)),
+                )
+            )
     if policy.max_age is not None:
         doomed.update(
             r[0]

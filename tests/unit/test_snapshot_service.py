@@ -119,7 +119,7 @@ async def test_the_first_snapshot_is_due_one_interval_after_the_last_stored_one(
     assert len(rec.taken) == 2
     assert 0.2 < rec.taken[0] - started < 0.55  # 0.3 s left of the interval
     assert 0.5 < rec.taken[1] - rec.taken[0] < 0.85
-    assert rec.pruned == [RetentionPolicy(last=7, max_age=60.0)] * 2
+    assert rec.pruned == [RetentionPolicy(last=7, max_age=60.0, on_demand=100)] * 2
 
 
 async def test_without_any_snapshot_one_is_taken_at_once() -> None:

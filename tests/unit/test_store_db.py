@@ -18,6 +18,7 @@ from fleetd.store import (
     SchemaTooOld,
     StoreClosed,
     StoreError,
+    StoreReplaced,
     transaction,
 )
 from fleetd.store.schema import MIGRATIONS, Migration
@@ -256,3 +257,28 @@ async def test_read_only_open_never_writes_and_needs_a_current_schema(tmp_path: 
         with pytest.raises(StoreError, match="read-only"):
             await db.run(lambda c: None)
         assert await db.read(lambda c: c.execute("SELECT count(*) FROM snapshots").fetchone()[0]) == 0
+
+
+def _insert(conn: sqlite3.Connection) -> None:
+    with conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced by another file"])
+async def test_a_file_deleted_or_replaced_while_open_refuses_every_later_write(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "fleetd.db"
+    async with Database(path) as db:
+        await db.run(_insert)
+        if how == "deleted":
+            for p in tmp_path.glob("fleetd.db*"):
+                p.unlink()
+        else:
+            async with Database(tmp_path / "other.db"):
+                pass
+            (tmp_path / "other.db").rename(path)
+        for _ in range(2):  # refused again, not only the first time
+            with pytest.raises(StoreReplaced, match=f"was {how} while fleetd was running"):
+                await db.run(_insert)
+    if how == "deleted":
+        assert not path.exists()  # nothing was written into a new file behind the user's back

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from fleetd.config.model import RetentionSettings
 from fleetd.fleet.models import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.snapshot.model import Trigger, build_snapshot, capture_fleet
@@ -144,6 +145,21 @@ async def test_prune_by_count_and_age_keeps_the_newest(store: SnapshotStore, tmp
     result = await store.prune(RetentionPolicy(max_age=3600), now=clock.now + 86400 * 365)
     assert [s.id for s in (await store.list(ListQuery())).items] == [8]
     assert counts(tmp_path / "fleetd.db")["host_versions"] == 2  # still in use by snapshot 8
+
+
+async def test_on_demand_snapshots_never_push_scheduled_ones_out(store: SnapshotStore) -> None:
+    clock = Clock()
+    state = fleet(2, 2, clock=clock)
+    scheduled = [await take(store, state) for _ in range(5)]
+    on_demand = [await take(store, state, Trigger.ON_DEMAND) for _ in range(40)]  # a viewer's flood
+    policy = RetentionPolicy.from_settings(RetentionSettings(last=5, on_demand=3))
+    result = await store.prune(policy, now=clock.now)
+    kept = [s.id for s in (await store.list(ListQuery(limit=100))).items]
+    assert sorted(kept) == scheduled + on_demand[-3:]
+    assert (result.deleted, result.remaining) == (37, 8)
+    # an explicit prune (no on-demand count) still counts every snapshot, as before
+    await store.prune(RetentionPolicy(last=2), now=clock.now)
+    assert [s.id for s in (await store.list(ListQuery())).items] == on_demand[-2:][::-1]
 
 
 async def test_pruning_hands_space_back(tmp_path: Path) -> None:
