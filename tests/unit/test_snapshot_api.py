@@ -244,3 +244,19 @@ async def test_a_snapshot_is_consistent_with_the_state_at_request_time(make_clie
     body = await (await client.get(f"/api/v1/snapshots/{taken['id']}", headers=VIEWER)).read()
     stored = msgspec.json.decode(body)
     assert sum(len(h["containers"]) for h in stored["hosts"]) == 15 == stored["counts"]["containers"]
+
+
+async def test_a_database_deleted_under_a_running_fleetd_refuses_snapshots_with_the_reason(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = await make_client()
+    remove_database_files(tmp_path)
+    for _ in range(2):
+        body = await error(await client.post("/api/v1/snapshots", headers=ADMIN), 503)
+        assert "was deleted while fleetd was running" in body["message"]
+    assert not (tmp_path / "fleetd.db").exists()
+
+
+def remove_database_files(directory: Path) -> None:
+    for p in directory.glob("fleetd.db*"):  # the file, its -wal and -shm
+        p.unlink()

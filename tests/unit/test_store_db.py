@@ -271,8 +271,7 @@ async def test_a_file_deleted_or_replaced_while_open_refuses_every_later_write(t
     async with Database(path) as db:
         await db.run(_insert)
         if how == "deleted":
-            for p in tmp_path.glob("fleetd.db*"):
-                p.unlink()
+            remove_database_files(tmp_path)
         else:
             async with Database(tmp_path / "other.db"):
                 pass
@@ -282,3 +281,8 @@ async def test_a_file_deleted_or_replaced_while_open_refuses_every_later_write(t
                 await db.run(_insert)
     if how == "deleted":
         assert not path.exists()  # nothing was written into a new file behind the user's back
+
+
+def remove_database_files(directory: Path) -> None:
+    for p in directory.glob("fleetd.db*"):  # the file, its -wal and -shm
+        p.unlink()
