@@ -18,7 +18,7 @@ from aiohttp import web
 from fleetd.api.audit import audit_note
 from fleetd.api.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, engine_error
 from fleetd.api.keys import POLLER, STATE
-from fleetd.api.params import check_known, get_bool, get_int, get_one
+from fleetd.api.params import check_known, get_bool, get_int, get_one, is_plain_int
 from fleetd.api.render import json_response
 from fleetd.config.durations import parse_duration
 from fleetd.dockerapi import DockerClient, DockerError
@@ -169,7 +169,7 @@ def _since(raw: str | None) -> int | None:
     """Unix seconds, an RFC 3339 time, or a duration back from now (``10m``)."""
     if not raw:
         return None
-    if raw.isdigit():
+    if is_plain_int(raw) and len(raw) <= 12:  # Unix seconds; 12 digits reach past the year 30000
         return int(raw)
     try:
         return int(parse_rfc3339(raw))

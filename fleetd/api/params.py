@@ -9,7 +9,9 @@ from multidict import MultiMapping
 
 from fleetd.api.errors import BadRequest
 
-__all__ = ["check_known", "get_bool", "get_choice", "get_int", "get_one"]
+__all__ = ["INT64_MAX", "check_known", "get_bool", "get_choice", "get_int", "get_one", "is_plain_int"]
+
+INT64_MAX = 2**63 - 1  # SQLite's integer range; past it a query would fail inside the store
 
 
 def check_known(query: MultiMapping[str], allowed: Collection[str]) -> None:
@@ -34,16 +36,24 @@ def get_int(
     raw = get_one(query, name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    top = INT64_MAX if maximum is None else maximum
+    bound = f"between {minimum} and {top}"
+    if not is_plain_int(raw, negative=minimum < 0):
         raise BadRequest(
-            f"parameter {name!r} must be an integer, got {raw!r}", code="bad_parameter"
-        ) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise BadRequest(f"parameter {name!r} must be {bound}, got {value}", code="bad_parameter")
+            f"parameter {name!r} must be an integer {bound} (ASCII digits only), got {raw!r}",
+            code="bad_parameter",
+        )
+    value = int(raw) if len(raw) <= 20 else top + 1
+    if value < minimum or value > top:
+        raise BadRequest(f"parameter {name!r} must be {bound}, got {raw}", code="bad_parameter")
     return value
+
+
+def is_plain_int(raw: str, *, negative: bool = False) -> bool:
+    """ASCII digits, optionally one leading minus: what ``int()`` also reads as ``" 5"``, ``"1_0"`` or
+    Arabic-Indic digits is refused, so a number means the same to fleetd as to the person who typed it."""
+    digits = raw[1:] if negative and raw.startswith("-") else raw
+    return digits.isascii() and digits.isdigit()
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -24,7 +24,7 @@ from multidict import MultiMapping
 
 from fleetd.api.errors import BadRequest, NotFound, ServiceUnavailable
 from fleetd.api.keys import AUDITOR, CONFIG, DATABASE, SNAPSHOTS, STATE
-from fleetd.api.params import check_known, get_choice, get_int, get_one
+from fleetd.api.params import INT64_MAX, check_known, get_choice, get_int, get_one, is_plain_int
 from fleetd.api.render import json_response
 from fleetd.config.durations import parse_duration
 from fleetd.config.model import Settings
@@ -124,11 +124,8 @@ def _time(query: MultiMapping[str], name: str) -> float | None:
 
 
 def _id(raw: str, what: str, *, latest: bool = True) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 1:
+    value = int(raw) if is_plain_int(raw) and len(raw) <= 19 else -1
+    if not 1 <= value <= INT64_MAX:
         choices = "a snapshot id (a positive integer)" + (" or 'latest'" if latest else "")
         raise BadRequest(f"{what} must be {choices}, got {raw!r}", code="bad_snapshot_id")
     return value

@@ -257,6 +257,27 @@ async def test_a_database_deleted_under_a_running_fleetd_refuses_snapshots_with_
     assert not (tmp_path / "fleetd.db").exists()
 
 
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/snapshots?offset=1234567890123456789012345",
+        "/api/v1/snapshots?before=1234567890123456789012345",
+        "/api/v1/snapshots/1234567890123456789012345",
+        "/api/v1/snapshots/9223372036854775808/diff",
+        "/api/v1/snapshots?limit=%D9%A3",  # ARABIC-INDIC DIGIT THREE: int() would read it as 3
+        "/api/v1/snapshots?limit=1_0",
+        "/api/v1/snapshots?limit=%205",
+        "/api/v1/snapshots?offset=-1",
+    ],
+)
+async def test_numbers_are_ascii_digits_in_range_or_a_400_naming_the_range(make_client: MakeClient, path: str) -> None:
+    client = await make_client(first=False)
+    body = await error(await client.get(path, headers=VIEWER), 400)
+    assert body["code"] in ("bad_parameter", "bad_snapshot_id")
+    assert "between" in body["message"] or "positive integer" in body["message"]
+
+
 def remove_database_files(directory: Path) -> None:
     for p in directory.glob("fleetd.db*"):  # the file, its -wal and -shm
         p.unlink()
