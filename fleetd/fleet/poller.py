@@ -242,7 +242,13 @@ class Poller:
                     fut.set_result(None)
             if worker.waiters:
                 continue  # an action arrived during the poll: poll again at once
-            due = worker.schedule.next_due(loop.time(), worker.record.consecutive_failures)
+            regular_due = worker.schedule.due
+            if waiters and regular_due is not None and not worker.record.consecutive_failures:
+                # An extra poll for an action: the regular schedule stays where it was, so actions
+                # can never push a host's next regular poll back (and leave it silently stale).
+                due = regular_due
+            else:
+                due = worker.schedule.next_due(loop.time(), worker.record.consecutive_failures)
             # A timer that sets the event, rather than asyncio.timeout: no exception and
             # no reference cycle per poll for the garbage collector to clean up.
             timer = loop.call_at(due, worker.wake.set)

@@ -18,6 +18,11 @@ class Schedule:
     _due: float | None = None
     _phased: bool = False
 
+    @property
+    def due(self) -> float | None:
+        """The regular poll's monotonic due time, None before the first poll."""
+        return self._due
+
     def next_due(self, now: float, failures: int) -> float:
         """The monotonic time of the next poll, given the poll that just ended at ``now``."""
         if failures:

@@ -305,3 +305,26 @@ async def test_first_poll_leaves_images_out_and_lists_them_right_after(fake_engi
     finally:
         await h.poller.aclose()
         await h.connections.aclose()
+
+
+async def test_actions_never_push_the_regular_poll_back(fake_engine: FakeEngines) -> None:
+    """Eight no-op actions in a row (each with its extra poll) leave the next regular poll on time."""
+    h = Harness(PollSettings(interval=1.5, timeout=0.5, concurrency=5, max_backoff=1.5, jitter=0.0))
+    eng = await fake_engine(docker_20_10(containers=1))
+    try:
+        await h.poller.start([h.host("a", eng.url)])
+        await wait_until(lambda: h.status("a") is HostStatus.UP)
+        await asyncio.sleep(0.2)  # past the start-up poll's image listing
+        rec = h.state.get("a")
+        assert rec is not None
+        polls_before = rec.polls
+        started = time.monotonic()
+        for _ in range(8):
+            await h.poller.refresh("a")  # what every single-container action does afterwards
+        assert rec.polls == polls_before + 8
+        # the first regular poll after the actions comes within one interval of when they began
+        await wait_until(lambda: rec.polls >= polls_before + 9, timeout=1.5 + 1.0)
+        assert time.monotonic() - started < 1.5 + 1.0
+    finally:
+        await h.poller.aclose()
+        await h.connections.aclose()
