@@ -9,6 +9,7 @@ it sends anything, so request timeouts measure the daemon, not the queue.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Iterable
@@ -197,7 +198,9 @@ class Poller:
                 added.append(name)
                 continue
             old = record.settings
-            if old == settings:
+            if dataclasses.replace(settings, source=old.source) == old:
+                # What the user wrote is the same; only where (a line moved) may differ.
+                record.settings = settings
                 unchanged.append(name)
                 continue
             if old.connection_key() != settings.connection_key() or old.enabled != settings.enabled:

@@ -328,3 +328,19 @@ async def test_actions_never_push_the_regular_poll_back(fake_engine: FakeEngines
     finally:
         await h.poller.aclose()
         await h.connections.aclose()
+
+
+async def test_a_reload_that_only_moves_lines_reports_every_host_unchanged(
+    harness: Harness, fake_engine: FakeEngines
+) -> None:
+    eng = await fake_engine(docker_20_10(containers=1))
+    first = [harness.host(n, eng.url, source=f"fleetd.yaml:{i + 3}") for i, n in enumerate("abc")]
+    await harness.poller.start(first)
+    await wait_until(lambda: all(harness.status(n) is HostStatus.UP for n in "abc"))
+    moved = [harness.host(n, eng.url, source=f"fleetd.yaml:{i + 9}") for i, n in enumerate("abc")]
+    report = await harness.poller.reconcile(moved, harness.poll)
+    assert report.unchanged == ("a", "b", "c") and report.updated == () and report.reconnected == ()
+    rec = harness.state.get("b")
+    assert rec is not None and rec.settings.source == "fleetd.yaml:10"  # errors point at the new line
+    relabelled = [harness.host("a", eng.url, source="fleetd.yaml:9", labels={"env": "prod"}), *moved[1:]]
+    assert (await harness.poller.reconcile(relabelled, harness.poll)).updated == ("a",)
