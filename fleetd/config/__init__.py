@@ -9,6 +9,7 @@ from fleetd.config.durations import format_duration, parse_duration
 from fleetd.config.errors import ConfigError, Problem
 from fleetd.config.loader import load_config
 from fleetd.config.model import (
+    AnswerLimits,
     AuthSettings,
     HostSettings,
     ListenTLSSettings,
@@ -23,6 +24,7 @@ from fleetd.config.model import (
 )
 
 __all__ = [
+    "AnswerLimits",
     "AuthSettings",
     "ConfigError",
     "HostSettings",

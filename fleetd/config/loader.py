@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from fleetd.config.answer_limits import read_answer_limits
 from fleetd.config.auth import read_auth
 from fleetd.config.durations import format_duration
 from fleetd.config.errors import ConfigError, Problems
@@ -37,7 +38,16 @@ TOP_KEYS = (
     "shutdown_grace",
 )
 LISTEN_TLS_KEYS = ("cert", "key")
-POLL_KEYS = ("interval", "timeout", "connect_timeout", "concurrency", "images_every", "jitter", "max_backoff")
+POLL_KEYS = (
+    "interval",
+    "timeout",
+    "connect_timeout",
+    "concurrency",
+    "images_every",
+    "jitter",
+    "max_backoff",
+    "max_answer",
+)
 SNAPSHOT_KEYS = ("enabled", "path", "interval", "keep")
 KEEP_KEYS = ("last", "max_age", "on_demand")
 LOG_KEYS = ("level", "format")
@@ -145,6 +155,7 @@ def _read_poll(top: Section) -> tuple[PollSettings, bool]:
             images_every=sec.integer("images_every", minimum=1) or default.images_every,
             jitter=_or(sec.number("jitter", minimum=0.0, maximum=0.5), default.jitter),
             max_backoff=_or(sec.duration("max_backoff"), default.max_backoff),
+            max_answer=read_answer_limits(sec),
         ),
         valid,
     )

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from fleetd.config.answer_limits import AnswerLimits
+
 __all__ = [
+    "AnswerLimits",
     "AuthSettings",
     "HostSettings",
     "ListenTLSSettings",
@@ -63,6 +66,7 @@ class PollSettings:
     images_every: int = 5  # list /images/json every Nth poll of a host
     jitter: float = 0.1  # fraction of the interval
     max_backoff: float = 300.0  # cap on the failure backoff, seconds
+    max_answer: AnswerLimits = field(default_factory=AnswerLimits)  # bytes read per answer
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from fleetd.dockerapi.errors import (
     DockerError,
     EngineConflict,
     EngineHTTPError,
+    EngineLimitExceeded,
     EngineNotFound,
     EngineProtocolError,
     EngineTimeout,
@@ -27,6 +28,7 @@ from fleetd.dockerapi.errors import (
     EngineUnreachable,
     EngineVersionError,
 )
+from fleetd.dockerapi.limits import ReadLimits
 from fleetd.dockerapi.models import (
     ContainerHealth,
     ContainerInspect,
@@ -54,6 +56,7 @@ __all__ = [
     "EngineConflict",
     "EngineConnections",
     "EngineHTTPError",
+    "EngineLimitExceeded",
     "EngineNotFound",
     "EngineProtocolError",
     "EngineTLSError",
@@ -66,6 +69,7 @@ __all__ = [
     "PingResult",
     "Port",
     "ProgressEvent",
+    "ReadLimits",
     "SystemInfo",
     "TLSConfig",
     "Timeouts",

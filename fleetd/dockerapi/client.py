@@ -5,15 +5,17 @@
         for c in await docker.containers.list(all=True):
             ...
 
-Every request goes through :meth:`DockerClient._request`, which negotiates the API
-version once, builds the versioned URL, applies the timeout and maps every failure into
-the error tree of :mod:`fleetd.dockerapi.errors`.
+Every request goes through :meth:`DockerClient._stream`, which negotiates the API
+version once, builds the versioned URL, applies the timeout, refuses what no Docker daemon
+sends (redirects, compressed bodies) and maps every failure into the error tree of
+:mod:`fleetd.dockerapi.errors`. Bodies are read under a per-endpoint cap (:mod:`.limits`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -24,6 +26,15 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
+from fleetd.dockerapi.answers import (
+    NOT_DOCKER,
+    check_json_type,
+    payload_reason,
+    read_capped,
+    read_prefix,
+    refuse_unasked,
+    too_deep,
+)
 from fleetd.dockerapi.connections import Endpoint, EngineConnections, TLSConfig, parse_endpoint
 from fleetd.dockerapi.errors import (
     DockerError,
@@ -34,6 +45,7 @@ from fleetd.dockerapi.errors import (
     EngineVersionError,
     http_error,
 )
+from fleetd.dockerapi.limits import ReadLimits
 
 __all__ = ["CLIENT_API_VERSION", "MIN_API_VERSION", "DockerClient", "Timeouts", "negotiate_version"]
 
@@ -99,6 +111,7 @@ class DockerClient:
         timeouts: Timeouts | None = None,
         connections: EngineConnections | None = None,
         api_version: str | None = None,
+        limits: ReadLimits | None = None,
     ) -> None:
         from fleetd.dockerapi.containers import ContainersAPI
         from fleetd.dockerapi.images import ImagesAPI
@@ -106,6 +119,8 @@ class DockerClient:
 
         self.endpoint: Endpoint = parse_endpoint(url, tls)
         self.timeouts = timeouts or Timeouts()
+        #: Caps on answer sizes; may be replaced at any time (a reload), read on every request.
+        self.limits = limits or ReadLimits()
         self._owns_connections = connections is None
         self._connections = connections or EngineConnections()
         self._fixed_version = api_version
@@ -198,6 +213,12 @@ class DockerClient:
                     url=url,
                 )
             return EngineTLSError(f"TLS error talking to {url} during {where}: {tls_cause}", url=url)
+        if isinstance(exc, aiohttp.ClientConnectorDNSError) or (
+            isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror)
+        ):
+            gai = exc.os_error
+            reason = gai.strerror or str(gai)
+            return EngineUnreachable(f"cannot resolve {exc.host}: {reason.lower()} (for {url})", url=url)
         if isinstance(exc, aiohttp.ClientConnectorError):
             err = exc.os_error
             reason = os.strerror(err.errno).lower() if err.errno else str(err)
@@ -205,10 +226,22 @@ class DockerClient:
         if isinstance(exc, aiohttp.ServerDisconnectedError):
             return EngineUnreachable(f"{url} closed the connection during {where}", url=url)
         if isinstance(exc, aiohttp.ClientPayloadError):
-            return EngineProtocolError(f"truncated or malformed answer to {where}: {exc}", url=url)
+            # The connection broke mid-body (reset, closed before Content-Length, bad chunk
+            # framing): a transport failure, like a refused connection, not a bad answer.
+            return EngineUnreachable(f"{url} cut short its answer to {where}: {payload_reason(exc)}", url=url)
         if isinstance(exc, (aiohttp.ClientOSError, OSError)):
             return EngineUnreachable(f"connection to {url} failed during {where}: {exc}", url=url)
         if isinstance(exc, aiohttp.ClientResponseError):
+            if "too long" in exc.message.lower() or "more than" in exc.message.lower():
+                return EngineProtocolError(
+                    f"the answer to {where} has a status line or header larger than 8190 bytes "
+                    f"(the limit fleetd reads): {NOT_DOCKER}",
+                    url=url,
+                )
+            if "too many headers" in exc.message.lower():
+                return EngineProtocolError(
+                    f"the answer to {where} has more than 128 headers: {NOT_DOCKER}", url=url
+                )
             return EngineProtocolError(f"invalid HTTP answer to {where}: {exc.message}", url=url)
         if isinstance(exc, aiohttp.ClientError):
             return EngineUnreachable(f"request {where} failed: {exc}", url=url)
@@ -231,7 +264,7 @@ class DockerClient:
             decoded = msgspec.json.decode(body) if body else None
             if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
                 message = decoded["message"]
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             pass
         if not message:
             text = body[:300].decode("utf-8", "replace").strip()
@@ -261,18 +294,53 @@ class DockerClient:
             method, path, params=params, data=data, headers=req_headers, timeout=timeout, versioned=versioned
         ) as resp:
             status = resp.status
-            body = await resp.read()
-        if status < 200:
-            self._raise_for_status(status, body, method, path)
+            body = await read_capped(resp, self.limits, path, self._describe(method, path), self.url)
         return status, body
+
+    async def _json_body(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        versioned: bool = True,
+    ) -> bytes:
+        """The body of an answer that must be JSON: an empty body or another content type
+        (an HTML page from a proxy, a web server on the wrong port) is named, not decoded."""
+        if versioned:
+            await self._ensure_version(timeout)
+        data: bytes | None = None
+        headers: dict[str, str] = {}
+        if json is not None:
+            data = msgspec.json.encode(json)
+            headers["Content-Type"] = "application/json"
+        async with self._stream(
+            method, path, params=params, data=data, headers=headers, timeout=timeout, versioned=versioned
+        ) as resp:
+            where = self._describe(method, path)
+            check_json_type(resp, where, self.url)
+            body = await read_capped(resp, self.limits, path, where, self.url)
+            if not body:
+                raise EngineProtocolError(
+                    f"{where} answered {resp.status} {resp.reason} with an empty body where JSON was "
+                    f"expected: {NOT_DOCKER}",
+                    url=self.endpoint.url,
+                )
+        return body
 
     def decode(self, body: bytes, type_: type[T], method: str, path: str) -> T:
         """Decode a JSON answer into typed records; any mismatch is a protocol error."""
         try:
             return msgspec.json.decode(body, type=type_)
+        except RecursionError as exc:
+            raise too_deep(self._describe(method, path), self.url) from exc
         except msgspec.ValidationError as exc:
             try:  # typed decoding stops at the first mismatch; is the JSON itself valid?
                 msgspec.json.decode(body)
+            except RecursionError as deep:
+                raise too_deep(self._describe(method, path), self.url) from deep
             except msgspec.DecodeError as bad:
                 raise EngineProtocolError(
                     f"invalid JSON from {self._describe(method, path)}: {bad}", url=self.endpoint.url
@@ -296,7 +364,7 @@ class DockerClient:
         timeout: float | None = None,
         versioned: bool = True,
     ) -> T:
-        _, body = await self._request(
+        body = await self._json_body(
             method, path, params=params, json=json, timeout=timeout, versioned=versioned
         )
         return self.decode(body, type_, method, path)
@@ -334,9 +402,11 @@ class DockerClient:
                 ssl=self._connections.ssl_for(self.endpoint),
                 timeout=client_timeout,
                 allow_redirects=False,
+                auto_decompress=False,  # never asked for; a compressed body is refused below
             ) as resp:
+                refuse_unasked(resp, self._describe(method, path), self.url)
                 if resp.status >= 400:
-                    body = await resp.read()
+                    body = await read_prefix(resp)
                     self._raise_for_status(resp.status, body, method, path)
                 yield resp
         except DockerError:

@@ -123,6 +123,8 @@ class EngineConnections:
             timeout=aiohttp.ClientTimeout(total=None),
             raise_for_status=False,
             trust_env=False,
+            # Cookies are never kept: a jar would send one daemon's Set-Cookie to another.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     def session_for(self, endpoint: Endpoint) -> aiohttp.ClientSession:

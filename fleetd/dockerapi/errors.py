@@ -7,8 +7,12 @@
     ├── EngineHTTPError          the daemon answered with a non-2xx status
     │   ├── EngineNotFound       404
     │   └── EngineConflict       409
-    ├── EngineProtocolError      a 2xx answer that cannot be used: invalid JSON, wrong shape
+    ├── EngineProtocolError      an answer that cannot be used: invalid JSON, wrong shape, a redirect,
+    │   │                        a content type or encoding no Docker daemon sends
+    │   └── EngineLimitExceeded  the answer is larger than the client's cap for that endpoint
     └── EngineVersionError       no API version both sides speak
+
+A body cut short (the connection reset mid-answer) is EngineUnreachable: a transport failure.
 
 ``down`` in the fleet means EngineUnreachable/EngineTimeout; ``error`` means the rest.
 """
@@ -19,6 +23,7 @@ __all__ = [
     "DockerError",
     "EngineConflict",
     "EngineHTTPError",
+    "EngineLimitExceeded",
     "EngineNotFound",
     "EngineProtocolError",
     "EngineTLSError",
@@ -72,7 +77,16 @@ class EngineConflict(EngineHTTPError):
 
 
 class EngineProtocolError(DockerError):
-    """A 2xx answer that is not what the Engine API specifies."""
+    """An answer that is not what the Engine API specifies (and not an HTTP error status)."""
+
+
+class EngineLimitExceeded(EngineProtocolError):
+    """The answer exceeds the cap for its endpoint (``limit_name``, ``limit`` bytes); reading stopped."""
+
+    def __init__(self, message: str, *, limit_name: str, limit: int, url: str = "") -> None:
+        super().__init__(message, url=url)
+        self.limit_name = limit_name
+        self.limit = limit
 
 
 class EngineVersionError(DockerError):

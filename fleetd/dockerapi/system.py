@@ -41,7 +41,7 @@ class SystemAPI:
 
     async def info_raw(self, *, timeout: float | None = None) -> tuple[SystemInfo, msgspec.Raw]:
         """``GET /info`` as typed facts plus the daemon's whole answer, kept verbatim."""
-        _, body = await self._client._request("GET", "/info", timeout=timeout)
+        body = await self._client._json_body("GET", "/info", timeout=timeout)
         info = self._client.decode(body, SystemInfo, "GET", "/info")
         return info, msgspec.Raw(body)
 

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import asyncio
 
-from fleetd.config.model import HostSettings
+from fleetd.config.model import AnswerLimits, HostSettings
 from fleetd.dockerapi import (
     DockerClient,
     EngineConnections,
+    ReadLimits,
     Timeouts,
     TLSConfig,
     make_ssl_context,
     parse_endpoint,
 )
 
-__all__ = ["ClientFactory", "tls_config"]
+__all__ = ["ClientFactory", "read_limits", "tls_config"]
+
+
+def read_limits(limits: AnswerLimits) -> ReadLimits:
+    """The Engine client's caps, with the config key that raises each named in its error."""
+    return ReadLimits(
+        containers=limits.containers,
+        images=limits.images,
+        info=limits.info,
+        other=limits.other,
+        hint="raise poll.max_answer.{name} in the config if this daemon is genuine",
+    )
 
 
 def tls_config(settings: HostSettings) -> TLSConfig | None:
@@ -29,7 +41,7 @@ class ClientFactory:
         self.connections = connections
         self._connect_timeout = connect_timeout
 
-    async def client_for(self, settings: HostSettings) -> DockerClient:
+    async def client_for(self, settings: HostSettings, limits: AnswerLimits | None = None) -> DockerClient:
         endpoint = parse_endpoint(settings.url, tls_config(settings))
         if endpoint.tls is not None:
             # Reading certificate files blocks: do it in a thread, once per TLS config.
@@ -40,6 +52,7 @@ class ClientFactory:
             tls=endpoint.tls,
             timeouts=Timeouts(total=settings.timeout, connect=self._connect_timeout),
             connections=self.connections,
+            limits=read_limits(limits or AnswerLimits()),
         )
 
     async def release_unused(self, urls: set[str]) -> None:

@@ -30,7 +30,7 @@ from fleetd.dockerapi import (
     ImageSummary,
     SystemInfo,
 )
-from fleetd.fleet.clients import ClientFactory
+from fleetd.fleet.clients import ClientFactory, read_limits
 from fleetd.fleet.models import ContainerRecords, EngineFacts, HostRecord, HostStatus, image_record
 from fleetd.fleet.schedule import Schedule
 from fleetd.fleet.state import FleetState
@@ -129,7 +129,7 @@ class Poller:
             record = self.state.add(settings)
         if not settings.enabled:
             return
-        client = await self._clients.client_for(settings)
+        client = await self._clients.client_for(settings, self.poll.max_answer)
         worker = _Worker(
             record=record,
             client=client,
@@ -183,6 +183,9 @@ class Poller:
         unchanged: list[str] = []
         if poll.concurrency != self.poll.concurrency:
             self._slots = asyncio.Semaphore(poll.concurrency)
+        if poll.max_answer != self.poll.max_answer:
+            for running in self._workers.values():
+                running.client.limits = read_limits(poll.max_answer)
         self.poll = poll
         for name in [r.name for r in self.state.records()]:
             if name not in new:

@@ -54,6 +54,18 @@ class Fault(enum.StrEnum):
     WRONG_SHAPE = "wrong_shape"  # an object where a list belongs and vice versa
     CLOSE_CONNECTION = "close_connection"  # drops the TCP connection without a status line
     SLOW = "slow"  # the normal answer, after EngineBehaviour.slow_seconds
+    # Hostile answers (tests/fakes/hostile.py); sizes from EngineBehaviour.hostile_bytes.
+    HUGE = "huge"  # a JSON list of hostile_bytes, announced with Content-Length
+    ENDLESS = "endless"  # a chunked JSON list that never ends
+    GZIP_BOMB = "gzip_bomb"  # Content-Encoding: gzip, inflating to hostile_bytes
+    DEEP_JSON = "deep_json"  # JSON nested 100,000 deep
+    REDIRECT = "redirect"  # 301 with a Location and a JSON body
+    HTML_PAGE = "html_page"  # 200 text/html (a web server on the wrong port)
+    NO_CONTENT = "no_content"  # 204, no body
+    NOT_MODIFIED = "not_modified"  # 304, no body
+    FOUND_EMPTY = "found_empty"  # 302, no body, no Location
+    HUGE_HEADER = "huge_header"  # a 100 KB response header
+    RESET_MID_BODY = "reset_mid_body"  # half the announced body, then a TCP reset
 
 
 class _Follow(enum.Enum):
@@ -98,6 +110,10 @@ class EngineBehaviour:
     faults: dict[Endpoint, Fault] = field(default_factory=dict)
     #: How long a Fault.SLOW endpoint waits before answering.
     slow_seconds: float = 5.0
+    #: Size of the HUGE list and of what a GZIP_BOMB inflates to, in bytes.
+    hostile_bytes: int = 200 * 1024 * 1024
+    #: ``Set-Cookie`` sent with every answer (None: none); requests' Cookie headers are recorded.
+    set_cookie: str | None = None
     #: Image references (``name:tag``) that POST /images/create refuses with 404.
     unpullable: set[str] = field(default_factory=set)
     #: podman only: rotate the event log at this many entries (``events_logfile_max_size``).

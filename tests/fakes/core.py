@@ -19,6 +19,7 @@ from aiohttp import web
 from .behaviour import Endpoint, EngineBehaviour, Fault, version_tuple
 from .churn import ContainerEvents
 from .events import EventLog, serve_events
+from .hostile import HOSTILE_FAULTS, hostile_answer
 from .model import EngineState, FakeContainer
 from .payloads import info_body, search_results, version_body
 
@@ -79,6 +80,8 @@ class EngineCore(ContainerEvents):
         self.state = EngineState.generate(self.behaviour)
         self.requests: list[RecordedRequest] = []
         self.events = EventLog(self.behaviour.product, rotate_at=self.behaviour.events_rotate_at)
+        #: The Cookie header of every request that carried one.
+        self.cookies: list[str] = []
         self._closing = asyncio.Event()
         self._handlers: dict[Endpoint, Handler] = {
             "ping": self._ping,
@@ -117,6 +120,8 @@ class EngineCore(ContainerEvents):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs))
+        if cookie := request.headers.get("Cookie"):
+            self.cookies.append(cookie)
         behaviour = self.behaviour
         path, version = request.rel_url.path, None
         if m := _VERSIONED.match(path):
@@ -150,6 +155,9 @@ class EngineCore(ContainerEvents):
             return web.Response(body=b'{"Id": "3f2a9c', content_type="application/json")
         if fault is Fault.WRONG_SHAPE:
             return self._wrong_shape(route.endpoint)
+        if fault in HOSTILE_FAULTS:
+            assert fault is not None
+            return await hostile_answer(request, fault, self.behaviour, self._headers(route))
         if fault is Fault.SLOW:
             await self._pause(self.behaviour.slow_seconds)
         if refusal := self._check_version(route.version):
@@ -167,6 +175,8 @@ class EngineCore(ContainerEvents):
         headers = {"Server": behaviour.server_header_value(), "Ostype": behaviour.os_type}
         if (api := behaviour.api_version_header()) is not None:
             headers["Api-Version"] = api
+        if behaviour.set_cookie is not None:
+            headers["Set-Cookie"] = behaviour.set_cookie
         if route is not None and route.endpoint == "ping":
             headers["Docker-Experimental"] = str(behaviour.experimental).lower()
             headers["Cache-Control"] = "no-cache, no-store, must-revalidate"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from fleetd.cli import main
-from fleetd.config import TLSSettings, load_config
+from fleetd.config import TLSSettings, answer_limits, load_config
 from fleetd.config import auth as auth_keys
 from fleetd.config import hosts as host_keys
 from fleetd.config import loader as top_keys
@@ -50,6 +50,7 @@ def test_example_config_documents_every_key() -> None:
         *host_keys.TLS_KEYS,
         *auth_keys.AUTH_KEYS,
         *auth_keys.TOKEN_KEYS,
+        *answer_limits.LIMIT_KEYS,
     }
     assert every_key - documented == set()
 
