@@ -1,0 +1,346 @@
+"""One host's Engine event watcher: the daemon's ``/events`` turned into targeted row refreshes.
+
+The order of things (engine-events.md §4):
+
+1. **Subscribe, then list.** The stream is live at its headers; only then is a full list asked
+   for, so nothing happens unseen between the two. Events that arrive meanwhile are applied
+   after it (the ordering guard of :mod:`fleetd.fleet.watch_rows` keeps the newer one).
+2. **The read loop only touches memory**: dedupe, the cursor, marking containers dirty. A
+   separate flusher sends one ``GET /containers/json?all=1&filters={"id":[...]}`` per batch of
+   dirty containers, so a slow refresh never makes the daemon drop events (E7).
+3. **Cursor on the daemon's clock**: the newest ``timeNano`` seen, and that event (the witness).
+   A reconnect asks ``since=cursor-1s``; the witness showing up in the replay proves nothing was
+   lost. If it does not (ring overflow, daemon restart, podman rotation) a full list repairs
+   the rows and the host reports ``gap: true``.
+4. **Liveness**: a stream that ends or breaks is judged at once by one ``/_ping``: no answer
+   means the host is down now, not at the next poll. ``/_ping`` every ``liveness`` seconds
+   catches a daemon frozen while its kernel still holds the TCP connections (``kill -STOP``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import structlog
+
+from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError
+from fleetd.dockerapi.events import EngineEvent, EventStream
+from fleetd.fleet.watch_events import Cause, Dedupe, Effect, classify, merge_cause
+
+__all__ = ["FILTERS", "HostWatcher", "WatchObserver", "WatchSettings", "WatchTarget"]
+
+log = structlog.get_logger("fleetd.watch")
+
+#: Filters apply after dockerd's ring, so they save bandwidth, not ring slots. podman refuses
+#: unknown filter values, and matches only its own action names: filter by type only (P2).
+FILTERS: Final[Mapping[str, list[str]]] = {"type": ["container"]}
+_SECOND: Final = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    liveness: float = 15.0  # seconds between two /_ping of a connected host; 0: none
+    timeout: float = 5.0  # the host's request timeout (open, ping, refresh)
+    flush_delay: float = 0.1  # dirty containers are refreshed in batches, this long after the first
+    resume_window: float = 2.0  # how long a resumed stream may take to replay its witness
+    max_age: float = 600.0  # reconnect (with since) after this long, ±20 %
+    backoff_min: float = 0.5
+    backoff_max: float = 10.0
+    batch: int = 100  # ids per targeted refresh
+
+
+class WatchTarget(Protocol):
+    """What a watcher writes through (the fleet state's writer, and the poller for full lists)."""
+
+    def next_stamp(self, host: str) -> int:
+        """A stamp for a request about to be sent (see :class:`~fleetd.fleet.watch_rows.RowClock`)."""
+        ...
+
+    def apply_rows(
+        self,
+        host: str,
+        asked: frozenset[str],
+        rows: list[ContainerSummary],
+        stamp: int,
+        causes: Mapping[str, Cause],
+    ) -> None:
+        """A targeted refresh: ``rows`` replace the ``asked`` ids; an asked id without a row is gone."""
+        ...
+
+    async def full_refresh(self, host: str) -> int | None:
+        """A full poll now, applied through the writer; how many rows it changed, None on failure."""
+        ...
+
+    def stream_lost(self, host: str, error: DockerError) -> None:
+        """The stream broke and the daemon does not answer: the host is down now."""
+        ...
+
+    def resynced(self, host: str, gap: bool) -> None:
+        """The stream is back; ``gap``: events were lost and a full list repaired the rows."""
+        ...
+
+
+class WatchObserver(Protocol):
+    def count(self, host: str, what: str, n: int = 1) -> None: ...
+
+
+class _NoObserver:
+    def count(self, host: str, what: str, n: int = 1) -> None:
+        return None
+
+
+class HostWatcher:
+    """Owns one task (and its flusher and liveness subtasks); ``aclose()`` cancels and awaits it."""
+
+    def __init__(
+        self,
+        host: str,
+        client: DockerClient,
+        target: WatchTarget,
+        settings: WatchSettings | None = None,
+        *,
+        observer: WatchObserver | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.host = host
+        self.client = client
+        self.target = target
+        self.settings = settings or WatchSettings()
+        self.observer: WatchObserver = observer or _NoObserver()
+        self._rng = rng or random.Random()
+        self.cursor: int | None = None  # newest timeNano seen (daemon clock)
+        self.witness: tuple[int, str, str, str] | None = None  # key of that event
+        self.connected = False
+        self.connected_since: float | None = None  # loop time the current stream went live
+        self.sessions = 0
+        self.reported_down = False
+        self._dedupe = Dedupe()
+        self._dirty: dict[str, Cause] = {}
+        self._recent: dict[str, float] = {}  # container id → loop time of its last event
+        self._dirty_signal = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._verdict: asyncio.Future[bool] | None = None
+        self._expect: tuple[tuple[int, str, str, str], int] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._main(), name=f"watch:{self.host}")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def reconnect(self) -> None:
+        """Drop the stream and resume it (drift found, or the host answered again)."""
+        self._kick.set()
+
+    # -- what the poller asks ----------------------------------------------------------------
+
+    def unexplained(self, ids: list[str] | tuple[str, ...], sent_at: float) -> list[str]:
+        """Of the rows a full poll (sent at loop time ``sent_at``) found different, those the
+        stream should have told about: it was live before the poll was sent, and no event
+        about them is pending or arrived within the last two seconds."""
+        if not self.connected or self.connected_since is None or self.connected_since > sent_at:
+            return []
+        now = asyncio.get_running_loop().time()
+        return [cid for cid in ids if cid not in self._dirty and now - self._recent.get(cid, -1e9) > 2.0]
+
+    def drift(self, ids: list[str] | tuple[str, ...], sent_at: float) -> int:
+        """Count drift and force a reconnect (the stream may be silently dead)."""
+        unexplained = self.unexplained(ids, sent_at)
+        if unexplained:
+            self.observer.count(self.host, "drift", len(unexplained))
+            log.warning("events drift: the poll found changes no event told of", host=self.host,
+                        containers=[c[:12] for c in unexplained[:5]], count=len(unexplained))  # fmt: skip
+            self.reconnect()
+        return len(unexplained)
+
+    # -- the task ---------------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        structlog.contextvars.bind_contextvars(host=self.host)
+        helpers = [
+            asyncio.create_task(self._flush_loop(), name=f"watch-flush:{self.host}"),
+            asyncio.create_task(self._liveness_loop(), name=f"watch-ping:{self.host}"),
+        ]
+        try:
+            await self._connect_loop()
+        finally:
+            for t in helpers:
+                t.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    def _backoff(self, failures: int) -> float:
+        s = self.settings
+        base = min(s.backoff_min * 2.0 ** (failures - 1), s.backoff_max)
+        return base * self._rng.uniform(0.5, 1.0)
+
+    async def _connect_loop(self) -> None:
+        failures = 0
+        while True:
+            self._kick.clear()
+            try:
+                await self._session()
+                failures = 0
+            except DockerError as exc:
+                failures += 1
+                await self._judge(exc)
+            if failures:
+                await asyncio.sleep(self._backoff(failures))
+
+    async def _judge(self, exc: DockerError) -> None:
+        """A stream that broke: is it the daemon (down now) or just this connection?"""
+        self.observer.count(self.host, "stream_errors")
+        if self.reported_down:
+            return
+        try:
+            await self.client.system.ping(timeout=self.settings.timeout)
+        except DockerError as ping_exc:
+            self.reported_down = True
+            log.info("event stream lost and the daemon does not answer", host=self.host, error=str(exc))
+            self.target.stream_lost(self.host, ping_exc)
+            return
+        log.info("event stream broke; the daemon answers: resuming", host=self.host, error=str(exc))
+
+    async def _session(self) -> None:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        resume = self.cursor is not None and self.witness is not None
+        since = self.cursor - _SECOND if resume and self.cursor is not None else None
+        stream = self.client.system.events(since=since, filters=FILTERS, open_timeout=s.timeout)
+        async with stream:
+            self.sessions += 1
+            self.connected, self.connected_since = True, loop.time()
+            if resume and self.witness is not None and self.cursor is not None:
+                self._verdict = loop.create_future()
+                self._expect = (self.witness, self.cursor)
+            reader = asyncio.create_task(self._read(stream), name=f"watch-read:{self.host}")
+            try:
+                await self._sync(resume, reader)
+                age = s.max_age * self._rng.uniform(0.8, 1.2)
+                kicked = asyncio.create_task(self._kick.wait())
+                try:
+                    await asyncio.wait({reader, kicked}, timeout=age, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    kicked.cancel()
+                if reader.done():
+                    reader.result()  # the stream's error, if it broke
+            finally:
+                self.connected = False
+                self._verdict = None
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, DockerError):
+                    await reader
+
+    async def _sync(self, resume: bool, reader: asyncio.Task[None]) -> None:
+        """After the stream is live: prove continuity, or list everything."""
+        first = self.sessions == 1
+        was_down, self.reported_down = self.reported_down, False
+        proven = False
+        if resume and self._verdict is not None:
+            waiting: set[asyncio.Future[object]] = {self._verdict, reader}  # type: ignore[arg-type]
+            done, _ = await asyncio.wait(
+                waiting,
+                timeout=self.settings.resume_window,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if reader in done:
+                reader.result()
+            proven = self._verdict.done() and self._verdict.result()
+        if proven and not was_down:
+            self.observer.count(self.host, "resumed")
+            self.target.resynced(self.host, False)
+            return
+        changed = await self.target.full_refresh(self.host)
+        if changed is None:
+            return  # the poll failed and said so; the stream itself goes on
+        if first:
+            self.observer.count(self.host, "subscribed")
+            return
+        # Without a witness (nothing ever happened on this host) only the list can tell.
+        gap = not proven if resume else changed > 0
+        self.observer.count(self.host, "resynced_gap" if gap else "resumed")
+        log.info("event stream back", host=self.host, gap=gap, proven=proven, rows_changed=changed)
+        self.target.resynced(self.host, gap)
+
+    async def _read(self, stream: EventStream) -> None:
+        async for event in stream:
+            self._on_event(event)
+
+    def _on_event(self, event: EngineEvent) -> None:
+        """Memory only: never awaits (a slow reader makes the daemon drop events)."""
+        tn = event.time_nano
+        verdict = self._verdict
+        if verdict is not None and not verdict.done() and self._expect is not None:
+            witness, cursor = self._expect
+            if event.key() == witness:
+                verdict.set_result(True)
+            elif tn > cursor + _SECOND // 20:  # newer than the witness, which never came: lost
+                verdict.set_result(False)
+        if self._dedupe.seen(event):
+            self.observer.count(self.host, "duplicates")
+            return
+        self.observer.count(self.host, "events")
+        if self.cursor is None or tn > self.cursor:
+            self.cursor, self.witness = tn, event.key()
+        effect, cid = classify(event)
+        if effect is Effect.NONE:
+            return
+        self._dirty[cid] = merge_cause(self._dirty.get(cid), event)
+        self._recent[cid] = asyncio.get_running_loop().time()
+        self._dirty_signal.set()
+
+    async def _flush_loop(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._dirty_signal.wait()
+            await asyncio.sleep(s.flush_delay)
+            self._dirty_signal.clear()
+            batch, self._dirty = self._dirty, {}
+            ids = list(batch)
+            for i in range(0, len(ids), s.batch):
+                chunk = ids[i : i + s.batch]
+                stamp = self.target.next_stamp(self.host)
+                try:
+                    rows = await self.client.containers.list(
+                        all=True, filters={"id": chunk}, timeout=s.timeout
+                    )
+                except DockerError as exc:
+                    log.debug("event refresh failed; retrying", host=self.host, error=str(exc))
+                    for cid in ids[i:]:
+                        self._dirty.setdefault(cid, batch[cid])
+                    self._dirty_signal.set()
+                    await asyncio.sleep(max(s.flush_delay, 1.0))
+                    break
+                self.observer.count(self.host, "refreshes")
+                self.target.apply_rows(self.host, frozenset(chunk), rows, stamp, {c: batch[c] for c in chunk})
+            cutoff = loop.time() - 10.0
+            if len(self._recent) > 256:
+                self._recent = {k: t for k, t in self._recent.items() if t > cutoff}
+
+    async def _liveness_loop(self) -> None:
+        every = self.settings.liveness
+        if every <= 0:
+            return
+        while True:
+            await asyncio.sleep(every * self._rng.uniform(0.9, 1.0))
+            if not self.connected or self.reported_down:
+                continue
+            try:
+                await self.client.system.ping(timeout=self.settings.timeout)
+            except DockerError as exc:
+                self.reported_down = True
+                log.info("liveness check failed", host=self.host, error=str(exc))
+                self.target.stream_lost(self.host, exc)
+                self.reconnect()

@@ -1,0 +1,132 @@
+"""The ordering guard between full polls and event refreshes of one host's container rows.
+
+Every observation of a host's containers (a full poll, or a targeted event refresh) takes a
+*stamp* from the host's :class:`RowClock` when its request is **sent**. A row, or the absence of
+a row, is applied only when its observation is at least as new as the one that last wrote that
+row, so a slow poll sent before a ``die`` event can never put the container back to ``running``.
+Removed containers keep their stamp (a tombstone) until a full poll sent later confirms them gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fleetd.fleet.models import ContainerRecord
+
+__all__ = ["FullMerge", "RowClock", "SubsetMerge", "semantic_fields"]
+
+
+def semantic_fields(a: ContainerRecord, b: ContainerRecord) -> list[str]:
+    """The fields in which two records of one container differ, ignoring what only time moves
+    (``status`` like "Up 3 minutes", ``observed_at``, ``stale``)."""
+    out: list[str] = []
+    if a.state != b.state:
+        out.append("state")
+    if a.health != b.health:
+        out.append("health")
+    if a.names != b.names:
+        out.append("names")
+    if a.image != b.image or a.image_id != b.image_id:
+        out.append("image")
+    if a.labels != b.labels:
+        out.append("labels")
+    if a.ports != b.ports:
+        out.append("ports")
+    if a.status != b.status and (a.status.split(" ", 1)[0] != b.status.split(" ", 1)[0]):
+        out.append("status")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FullMerge:
+    records: tuple[ContainerRecord, ...]
+    #: Containers the poll found different from what the rows said (state, health, names, ...),
+    #: including rows it found that were missing and rows it found gone. Rows a newer event
+    #: refresh wrote are not compared.
+    drifted: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SubsetMerge:
+    records: tuple[ContainerRecord, ...]
+    applied: tuple[str, ...]  # ids whose row (or absence) this observation decided
+
+
+def _by_name(c: ContainerRecord) -> str:
+    return c.name
+
+
+class RowClock:
+    """Stamps of one host's rows. Not thread-safe; used from the event loop only."""
+
+    __slots__ = ("_counter", "_stamps")
+
+    def __init__(self) -> None:
+        self._counter = 0
+        self._stamps: dict[str, int] = {}  # container id → stamp of the observation that wrote it
+
+    def next_stamp(self) -> int:
+        """Take this just before sending the request whose answer will be merged."""
+        self._counter += 1
+        return self._counter
+
+    def stamp_of(self, container_id: str) -> int:
+        return self._stamps.get(container_id, 0)
+
+    def merge_full(
+        self, current: Iterable[ContainerRecord], fresh: Iterable[ContainerRecord], stamp: int
+    ) -> FullMerge:
+        """A full list sent at ``stamp``: it decides every row no newer observation decided."""
+        stamps = self._stamps
+        cur = {c.id: c for c in current}
+        out: dict[str, ContainerRecord] = {}
+        drifted: list[str] = []
+        seen: set[str] = set()
+        for r in fresh:
+            seen.add(r.id)
+            if stamps.get(r.id, 0) > stamp:  # a newer refresh wrote (or removed) this row
+                if r.id in cur:
+                    out[r.id] = cur[r.id]
+                continue
+            stamps[r.id] = stamp
+            old = cur.get(r.id)
+            if old is None or semantic_fields(old, r):
+                drifted.append(r.id)
+            out[r.id] = r
+        for cid, c in cur.items():
+            if cid in seen:
+                continue
+            if stamps.get(cid, 0) > stamp:  # created after this list was sent
+                out[cid] = c
+            else:
+                drifted.append(cid)
+        # Tombstones this list confirms (or knows nothing newer about) are not needed any more.
+        for cid in [cid for cid, s in stamps.items() if s <= stamp and cid not in out]:
+            del stamps[cid]
+        return FullMerge(tuple(sorted(out.values(), key=_by_name)), tuple(drifted))
+
+    def merge_subset(
+        self,
+        current: Iterable[ContainerRecord],
+        asked: Iterable[str],
+        fresh: Iterable[ContainerRecord],
+        stamp: int,
+    ) -> SubsetMerge:
+        """A targeted list of the ``asked`` ids sent at ``stamp``: an asked id missing from the
+        answer was removed."""
+        stamps = self._stamps
+        out = {c.id: c for c in current}
+        got = {r.id: r for r in fresh}
+        applied: list[str] = []
+        for cid in asked:
+            if stamps.get(cid, 0) > stamp:
+                continue
+            stamps[cid] = stamp
+            applied.append(cid)
+            row = got.get(cid)
+            if row is not None:
+                out[cid] = row
+            else:
+                out.pop(cid, None)
+        return SubsetMerge(tuple(sorted(out.values(), key=_by_name)), tuple(applied))

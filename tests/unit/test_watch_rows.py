@@ -1,0 +1,71 @@
+"""The ordering guard: an observation applies only over rows written by older ones."""
+
+from __future__ import annotations
+
+from fleetd.dockerapi import ContainerSummary
+from fleetd.dockerapi.events import EngineEvent, EventActor
+from fleetd.fleet.models import ContainerRecord, container_record
+from fleetd.fleet.watch_events import Effect, classify, merge_cause
+from fleetd.fleet.watch_rows import RowClock
+
+
+def rec(cid: str, state: str, name: str | None = None) -> ContainerRecord:
+    return container_record("h", ContainerSummary(Id=cid, Names=(f"/{name or cid}",), State=state), None)
+
+
+def test_slow_poll_never_undoes_a_newer_event_refresh() -> None:
+    clock = RowClock()
+    rows = clock.merge_full((), [rec("a", "running"), rec("b", "running")], clock.next_stamp()).records
+    poll = clock.next_stamp()  # a slow poll is sent ...
+    event = clock.next_stamp()  # ... then "a" dies and its refresh is sent and answered first
+    rows = clock.merge_subset(rows, ["a"], [rec("a", "exited")], event).records
+    rows = clock.merge_subset(rows, ["c"], [rec("c", "running")], clock.next_stamp()).records  # created
+    merged = clock.merge_full(rows, [rec("a", "running"), rec("b", "running")], poll)
+    states = {r.id: r.state for r in merged.records}
+    assert states == {"a": "exited", "b": "running", "c": "running"}
+    assert merged.drifted == ()  # nothing the poll saw contradicts rows it may decide
+
+
+def test_removal_tombstone_beats_an_older_poll_and_a_newer_poll_confirms() -> None:
+    clock = RowClock()
+    rows = clock.merge_full((), [rec("a", "running")], clock.next_stamp()).records
+    poll = clock.next_stamp()
+    rows = clock.merge_subset(rows, ["a"], [], clock.next_stamp()).records  # destroy: gone
+    assert rows == ()
+    assert clock.merge_full(rows, [rec("a", "running")], poll).records == ()
+    later = clock.merge_full((), [], clock.next_stamp())
+    assert later.records == () and clock.stamp_of("a") == 0  # tombstone dropped
+
+
+def test_poll_drift_lists_changed_added_and_vanished_rows() -> None:
+    clock = RowClock()
+    rows = clock.merge_full((), [rec("a", "running"), rec("b", "running")], clock.next_stamp()).records
+    merged = clock.merge_full(rows, [rec("a", "exited"), rec("c", "running")], clock.next_stamp())
+    assert sorted(merged.drifted) == ["a", "b", "c"]
+    same = clock.merge_full(merged.records, [rec("a", "exited"), rec("c", "running")], clock.next_stamp())
+    assert same.drifted == ()
+
+
+def ev(action: str, **attrs: str) -> EngineEvent:
+    return EngineEvent(
+        Type="container", Action=action, Actor=EventActor(ID="x", Attributes=attrs), timeNano=1
+    )
+
+
+def test_classify_and_causes() -> None:
+    assert classify(ev("exec_start: sh -c true"))[0] is Effect.NONE
+    assert classify(ev("exec_died"))[0] is Effect.NONE  # podman
+    assert classify(ev("health_status: healthy")) == (Effect.DIRTY, "x")
+    assert classify(ev("destroy"))[0] is Effect.REMOVED and classify(ev("remove"))[0] is Effect.REMOVED
+    assert classify(ev("something-new"))[0] is Effect.DIRTY  # unknown: refresh, never ignore
+    net = EngineEvent(
+        Type="network", Action="connect", Actor=EventActor(ID="n", Attributes={"container": "c"})
+    )
+    assert classify(net) == (Effect.DIRTY, "c")
+    cause = None
+    for action, attrs in (("kill", {"signal": "15"}), ("die", {"exitCode": "143"}), ("stop", {})):
+        cause = merge_cause(cause, ev(action, **attrs))
+    assert cause is not None and (cause.action, cause.exit_code) == ("die", 143)
+    cause = merge_cause(cause, ev("start"))
+    assert (cause.action, cause.exit_code) == ("start", None)
+    assert merge_cause(merge_cause(None, ev("destroy")), ev("start")).action == "destroy"
