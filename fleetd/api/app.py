@@ -8,14 +8,15 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from fleetd.api import containers, hosts, operations, snapshots, summary
+from fleetd.api import containers, events, hosts, operations, snapshots, summary
 from fleetd.api import metrics as metrics_routes
 from fleetd.api import reload as reload_routes
 from fleetd.api.errors import ApiError
-from fleetd.api.keys import CONFIG, CONNECTIONS, METRICS, POLLER, STATE, ConfigHolder
+from fleetd.api.keys import CONFIG, CONNECTIONS, FEED, METRICS, POLLER, STATE, ConfigHolder
 from fleetd.api.render import json_response
 from fleetd.config.model import Settings
 from fleetd.dockerapi import EngineConnections
+from fleetd.fleet.feed import FleetFeed
 from fleetd.fleet.poller import Poller
 from fleetd.fleet.state import FleetState
 from fleetd.metrics import FleetMetrics
@@ -76,6 +77,7 @@ def create_app(
     app[METRICS] = metrics
     app[CONNECTIONS] = EngineConnections(keepalive=keepalive_for(settings))
     app[POLLER] = Poller(fleet, settings.poll, app[CONNECTIONS], observer=metrics)
+    app[FEED] = FleetFeed(size=settings.events.buffer, max_age=settings.events.max_age)
     app.cleanup_ctx.append(_fleet_ctx)
     app.add_routes(hosts.routes)
     app.add_routes(containers.routes)
@@ -84,4 +86,5 @@ def create_app(
     app.add_routes(reload_routes.routes)
     operations.install(app)  # audit + auth middlewares (after error_middleware), operation routes
     snapshots.install(app, settings)  # database + snapshot service (first cleanup ctx), routes
+    events.install(app, events.SseSettings.of(settings.events))  # GET /api/v1/events, X-Fleet-Event-Id
     return app

@@ -94,6 +94,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/hosts"): Rule(_V, "hosts.list"),
     ("GET", "/api/v1/hosts/{host}"): Rule(_V, "hosts.get"),
     ("GET", "/api/v1/containers"): Rule(_V, "containers.list"),
+    ("GET", "/api/v1/events"): Rule(_V, "events.stream"),
     ("GET", "/api/v1/containers/{host}/{ref}"): Rule(_V, "containers.get"),
     ("GET", "/api/v1/images"): Rule(_V, "images.list"),
     ("GET", "/api/v1/images/search"): Rule(_V, "images.search"),

@@ -14,6 +14,7 @@ from fleetd.fleet.state import FleetState
 
 if TYPE_CHECKING:
     from fleetd.api.auth import AuthGuard
+    from fleetd.fleet.feed import FleetFeed
     from fleetd.metrics import FleetMetrics
     from fleetd.ops.audit import Auditor
     from fleetd.ops.findings import FindingsWatch
@@ -27,6 +28,7 @@ __all__ = [
     "CONFIG",
     "CONNECTIONS",
     "DATABASE",
+    "FEED",
     "FINDINGS",
     "METRICS",
     "POLLER",
@@ -55,4 +57,5 @@ AUDITOR: web.AppKey[Auditor] = web.AppKey("auditor")
 FINDINGS: web.AppKey[FindingsWatch] = web.AppKey("findings")
 DATABASE: web.AppKey[Database] = web.AppKey("database")  # opened at start-up when snapshots.enabled
 SNAPSHOTS: web.AppKey[SnapshotService] = web.AppKey("snapshots")
+FEED: web.AppKey[FleetFeed] = web.AppKey("feed")  # the fleet event feed (SSE, webhooks)
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")  # set by the service runner only

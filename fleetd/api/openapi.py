@@ -59,6 +59,14 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         "GET",
+        "/api/v1/events",
+        "Fleet changes as Server-Sent Events (text/event-stream; resumable, see docs/live.md)",
+        "fleet",
+        ("host", "label", "type", "last_event_id"),
+        errors=(400, 404, 503),
+    ),
+    Op(
+        "GET",
         "/api/v1/containers/{host}/{ref}",
         "One container from the aggregate",
         "containers",
@@ -214,6 +222,8 @@ PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "name": (_S, "a container name"),
     "limit": (_I, "at most this many"),
     "offset": (_I, "skip this many"),
+    "type": (_ARRAY, "event types: container, host, or exact (container.changed, ...) (repeatable)"),
+    "last_event_id": (_S, "resume after this event id (the Last-Event-ID header wins)"),
     "t": (_I, "seconds to wait before killing"),
     "signal": (_S, "signal name or number (default SIGKILL)"),
     "force": (_B, "remove a running container too"),

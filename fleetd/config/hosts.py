@@ -17,7 +17,7 @@ __all__ = ["NAME_RE", "NAME_RULE", "read_hosts", "timing_message"]
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 NAME_RULE = "use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
-HOST_KEYS = ("name", "url", "labels", "tls", "interval", "timeout", "enabled")
+HOST_KEYS = ("name", "url", "labels", "tls", "interval", "timeout", "enabled", "events")
 TLS_KEYS = ("ca", "cert", "key", "verify")
 INVENTORY_KEYS = ("hosts",)
 
@@ -75,6 +75,7 @@ class _HostReader:
         labels = _read_labels(sec)
         interval, timeout = self._times(sec)
         enabled = sec.boolean("enabled")
+        events = sec.boolean("events")
         if name is None or url is None:
             return None
         return HostSettings(
@@ -86,6 +87,7 @@ class _HostReader:
             timeout=timeout,
             enabled=True if enabled is None else enabled,
             source=f"{file}:{sec.line}",
+            events=events is not False,
         )
 
     def _name(self, sec: Section) -> str | None:

@@ -13,6 +13,7 @@ from fleetd.config.durations import format_duration
 from fleetd.config.errors import ConfigError, Problems
 from fleetd.config.fields import Section, absolute
 from fleetd.config.hosts import read_hosts, timing_message
+from fleetd.config.live import read_events
 from fleetd.config.model import (
     ListenTLSSettings,
     LogSettings,
@@ -36,6 +37,7 @@ TOP_KEYS = (
     "auth",
     "log",
     "shutdown_grace",
+    "events",
 )
 LISTEN_TLS_KEYS = ("cert", "key")
 POLL_KEYS = (
@@ -47,6 +49,7 @@ POLL_KEYS = (
     "jitter",
     "max_backoff",
     "max_answer",
+    "liveness",
 )
 SNAPSHOT_KEYS = ("enabled", "path", "interval", "keep")
 KEEP_KEYS = ("last", "max_age", "on_demand")
@@ -89,6 +92,7 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Sett
         auth=read_auth(top, config_dir=config_dir),
         log=_read_log(top),
         shutdown_grace=_or(top.duration("shutdown_grace", allow_zero=True), _DEFAULTS.shutdown_grace),
+        events=read_events(top),
     )
     if problems:
         raise ConfigError(problems.sorted(display))
@@ -156,6 +160,7 @@ def _read_poll(top: Section) -> tuple[PollSettings, bool]:
             jitter=_or(sec.number("jitter", minimum=0.0, maximum=0.5), default.jitter),
             max_backoff=_or(sec.duration("max_backoff"), default.max_backoff),
             max_answer=read_answer_limits(sec),
+            liveness=_or(sec.duration("liveness", allow_zero=True), default.liveness),
         ),
         valid,
     )

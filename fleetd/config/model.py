@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from fleetd.config.answer_limits import AnswerLimits
+from fleetd.config.live import EventsSettings
 
 __all__ = [
     "AnswerLimits",
@@ -51,6 +52,7 @@ class HostSettings:
     timeout: float = 5.0  # effective (per-host override or poll.timeout)
     enabled: bool = True
     source: str = ""  # "file:line" where the host was declared, for messages
+    events: bool = True  # watch this host's /events (when events are enabled at all)
 
     def connection_key(self) -> tuple[object, ...]:
         """What, when changed, forces a reconnect on reload."""
@@ -67,6 +69,7 @@ class PollSettings:
     jitter: float = 0.1  # fraction of the interval
     max_backoff: float = 300.0  # cap on the failure backoff, seconds
     max_answer: AnswerLimits = field(default_factory=AnswerLimits)  # bytes read per answer
+    liveness: float = 15.0  # with events on: /_ping a connected host this often (0: never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +126,4 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
     shutdown_grace: float = 10.0
+    events: EventsSettings = field(default_factory=EventsSettings)
