@@ -23,7 +23,7 @@ from fleetd.api.errors import BadRequest, NotFound
 from fleetd.api.keys import FEED, STATE
 from fleetd.api.params import check_known
 from fleetd.api.render import json_response
-from fleetd.config.live import EventsSettings
+from fleetd.config.events import EventsSettings
 from fleetd.fleet.feed import EVENT_TYPES, FleetEvent, Lagged
 from fleetd.fleet.state import label_matches
 from fleetd.timefmt import rfc3339

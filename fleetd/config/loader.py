@@ -13,7 +13,7 @@ from fleetd.config.durations import format_duration
 from fleetd.config.errors import ConfigError, Problems
 from fleetd.config.fields import Section, absolute
 from fleetd.config.hosts import read_hosts, timing_message
-from fleetd.config.live import read_events
+from fleetd.config.events import read_events
 from fleetd.config.model import (
     ListenTLSSettings,
     LogSettings,

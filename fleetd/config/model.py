@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from fleetd.config.answer_limits import AnswerLimits
-from fleetd.config.live import EventsSettings
+from fleetd.config.events import EventsSettings
 
 __all__ = [
     "AnswerLimits",

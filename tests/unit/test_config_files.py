@@ -12,6 +12,7 @@ import pytest
 from fleetd.cli import main
 from fleetd.config import TLSSettings, answer_limits, load_config
 from fleetd.config import auth as auth_keys
+from fleetd.config import events as events_keys
 from fleetd.config import hosts as host_keys
 from fleetd.config import loader as top_keys
 
@@ -51,6 +52,7 @@ def test_example_config_documents_every_key() -> None:
         *auth_keys.AUTH_KEYS,
         *auth_keys.TOKEN_KEYS,
         *answer_limits.LIMIT_KEYS,
+        *events_keys.EVENTS_KEYS,
     }
     assert every_key - documented == set()
 

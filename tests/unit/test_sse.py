@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from fleetd.api.app import create_app
 from fleetd.api.events import SSE
 from fleetd.api.keys import FEED
-from fleetd.config.live import EventsSettings
+from fleetd.config.events import EventsSettings
 from fleetd.config.model import HostSettings, PollSettings, Settings, SnapshotSettings
 from fleetd.dockerapi import ContainerSummary
 from fleetd.fleet.feed import FleetFeed

@@ -1,0 +1,87 @@
+"""Every host's event watcher: started with the poller, reconciled on reload, closed with it.
+
+A host is watched when events are enabled globally (``events:``) and for it (``events: false``
+on a host turns it off), and it is enabled. Watchers share the poller's Engine clients (and so
+its connection pools): the event stream takes one more connection per host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterable
+
+from fleetd.config.model import HostSettings, PollSettings
+from fleetd.dockerapi import DockerClient
+from fleetd.fleet.watch import HostWatcher, WatchObserver, WatchSettings, WatchTarget
+
+__all__ = ["Watchers", "watch_settings"]
+
+
+def watch_settings(host: HostSettings, poll: PollSettings) -> WatchSettings:
+    return WatchSettings(liveness=poll.liveness, timeout=host.timeout)
+
+
+class Watchers:
+    def __init__(
+        self,
+        target: WatchTarget,
+        clients: Callable[[str], DockerClient | None],
+        *,
+        enabled: bool = True,
+        observer: WatchObserver | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.target = target
+        self.enabled = enabled
+        self._clients = clients
+        self._observer = observer
+        self._rng = rng or random.Random()
+        self._watchers: dict[str, tuple[HostSettings, HostWatcher]] = {}
+
+    def get(self, name: str) -> HostWatcher | None:
+        found = self._watchers.get(name)
+        return found[1] if found is not None else None
+
+    def __len__(self) -> int:
+        return len(self._watchers)
+
+    def _wanted(self, host: HostSettings) -> bool:
+        return self.enabled and host.enabled and host.events
+
+    async def reconcile(
+        self, hosts: Iterable[HostSettings], poll: PollSettings, *, enabled: bool | None = None
+    ) -> None:
+        """Start, stop or restart watchers so they match the inventory (call after the poller's)."""
+        if enabled is not None:
+            self.enabled = enabled
+        wanted = {h.name: h for h in hosts if self._wanted(h)}
+        for name in list(self._watchers):
+            settings, watcher = self._watchers[name]
+            new = wanted.get(name)
+            client = self._clients(name)
+            if new is None or client is not watcher.client or watch_settings(new, poll) != watcher.settings:
+                del self._watchers[name]
+                await watcher.aclose()
+        for name, settings in wanted.items():
+            if name in self._watchers:
+                self._watchers[name] = (settings, self._watchers[name][1])
+                continue
+            client = self._clients(name)
+            if client is None:
+                continue
+            watcher = HostWatcher(
+                name,
+                client,
+                self.target,
+                watch_settings(settings, poll),
+                observer=self._observer,
+                rng=random.Random(self._rng.random()),
+            )
+            self._watchers[name] = (settings, watcher)
+            watcher.start()
+
+    async def aclose(self) -> None:
+        watchers = [w for _s, w in self._watchers.values()]
+        self._watchers.clear()
+        await asyncio.gather(*(w.aclose() for w in watchers))
