@@ -11,9 +11,9 @@ from fleetd.config.answer_limits import read_answer_limits
 from fleetd.config.auth import read_auth
 from fleetd.config.durations import format_duration
 from fleetd.config.errors import ConfigError, Problems
+from fleetd.config.events import read_events
 from fleetd.config.fields import Section, absolute
 from fleetd.config.hosts import read_hosts, timing_message
-from fleetd.config.events import read_events
 from fleetd.config.model import (
     ListenTLSSettings,
     LogSettings,
