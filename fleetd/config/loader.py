@@ -14,6 +14,7 @@ from fleetd.config.errors import ConfigError, Problems
 from fleetd.config.events import read_events
 from fleetd.config.fields import Section, absolute
 from fleetd.config.hosts import read_hosts, timing_message
+from fleetd.config.listener import read_listener
 from fleetd.config.model import (
     ListenTLSSettings,
     LogSettings,
@@ -38,6 +39,7 @@ TOP_KEYS = (
     "log",
     "shutdown_grace",
     "events",
+    "listener",
 )
 LISTEN_TLS_KEYS = ("cert", "key")
 POLL_KEYS = (
@@ -91,6 +93,7 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Sett
         snapshots=_read_snapshots(top, config_dir, env),
         auth=read_auth(top, config_dir=config_dir),
         log=_read_log(top),
+        listener=read_listener(top),
         shutdown_grace=_or(top.duration("shutdown_grace", allow_zero=True), _DEFAULTS.shutdown_grace),
         events=read_events(top),
     )

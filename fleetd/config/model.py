@@ -13,6 +13,7 @@ from typing import Literal
 
 from fleetd.config.answer_limits import AnswerLimits
 from fleetd.config.events import EventsSettings
+from fleetd.config.listener import ListenerSettings
 
 __all__ = [
     "AnswerLimits",
@@ -125,5 +126,6 @@ class Settings:
     snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    listener: ListenerSettings = field(default_factory=ListenerSettings)
     shutdown_grace: float = 10.0
     events: EventsSettings = field(default_factory=EventsSettings)

@@ -26,6 +26,7 @@ from fleetd.config.model import Settings
 from fleetd.fleet.models import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.logconfig import configure_logging
+from fleetd.service.listener import ConnectionGuard, GuardedRunner
 from fleetd.service.notify import Notifier, watchdog_loop
 from fleetd.service.reload import ReloadFailed, reload_app
 from fleetd.store.errors import StoreError
@@ -80,8 +81,13 @@ async def _serve(settings: Settings, config_path: Path) -> int:
     stop = asyncio.Event()
     app = create_app(settings)
     app[NOTIFIER] = notifier
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace
+    runner = GuardedRunner(
+        app,
+        ConnectionGuard(settings.listener),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_grace,
+        keepalive_timeout=settings.listener.idle_timeout,
     )
     try:
         await runner.setup()

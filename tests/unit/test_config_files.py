@@ -15,6 +15,7 @@ from fleetd.config import auth as auth_keys
 from fleetd.config import events as events_keys
 from fleetd.config import hosts as host_keys
 from fleetd.config import loader as top_keys
+from fleetd.config.listener import LISTENER_KEYS
 
 if TYPE_CHECKING:
     from conftest import ConfigDir
@@ -53,6 +54,7 @@ def test_example_config_documents_every_key() -> None:
         *auth_keys.TOKEN_KEYS,
         *answer_limits.LIMIT_KEYS,
         *events_keys.EVENTS_KEYS,
+        *LISTENER_KEYS,
     }
     assert every_key - documented == set()
 

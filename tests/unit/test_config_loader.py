@@ -18,6 +18,7 @@ from fleetd.config import (
     RetentionSettings,
     load_config,
 )
+from fleetd.config.listener import ListenerSettings
 
 if TYPE_CHECKING:
     from conftest import ConfigDir
@@ -187,7 +188,7 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys(cfg: ConfigDir
     assert located(problem) == (cfg.main, 2, "frobnicate")
     assert problem.message == (
         "unknown key 'frobnicate' (allowed keys: listen, listen_tls, poll, inventory, hosts, snapshots, "
-        "auth, log, shutdown_grace, events)"
+        "auth, log, shutdown_grace, events, listener)"
     )
 
 
@@ -466,3 +467,13 @@ def test_every_problem_is_reported_at_once_in_file_order(cfg: ConfigDir) -> None
     assert str(info.value).splitlines()[3] == (
         f"{cfg.main}:9: hosts[0].url: unsupported scheme 'ftp'; use tcp://, http://, https:// or unix://"
     )
+
+
+def test_listener_limits_are_read_and_checked(cfg: ConfigDir) -> None:
+    settings = cfg.load("listener: {idle_timeout: 5s, write_timeout: 1m, max_connections: 500, max_per_client: 20}\n")
+    assert settings.listener == ListenerSettings(
+        idle_timeout=5.0, write_timeout=60.0, max_connections=500, max_per_client=20
+    )
+    problems = [str(p) for p in cfg.problems("listener: {max_connections: 8, max_per_client: 0}\n")]
+    assert f"{cfg.main}:1: listener.max_connections: must be 0 (automatic) or at least 16, got 8" in problems
+    assert any(p.startswith(f"{cfg.main}:1: listener.max_per_client: ") for p in problems)
