@@ -9,6 +9,7 @@ from typing import Literal
 
 from fleetd.config.answer_limits import read_answer_limits
 from fleetd.config.auth import read_auth
+from fleetd.config.docker_api import read_docker_api
 from fleetd.config.durations import format_duration
 from fleetd.config.errors import ConfigError, Problems
 from fleetd.config.events import read_events
@@ -40,6 +41,7 @@ TOP_KEYS = (
     "shutdown_grace",
     "events",
     "listener",
+    "docker_api",
 )
 LISTEN_TLS_KEYS = ("cert", "key")
 POLL_KEYS = (
@@ -96,6 +98,7 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Sett
         listener=read_listener(top),
         shutdown_grace=_or(top.duration("shutdown_grace", allow_zero=True), _DEFAULTS.shutdown_grace),
         events=read_events(top),
+        docker_api=read_docker_api(top, config_dir=config_dir),
     )
     if problems:
         raise ConfigError(problems.sorted(display))

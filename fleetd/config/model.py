@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fleetd.config.answer_limits import AnswerLimits
 from fleetd.config.events import EventsSettings
 from fleetd.config.listener import ListenerSettings
+
+if TYPE_CHECKING:
+    from fleetd.config.docker_api import DockerAPISettings
 
 __all__ = [
     "AnswerLimits",
@@ -129,3 +132,4 @@ class Settings:
     listener: ListenerSettings = field(default_factory=ListenerSettings)
     shutdown_grace: float = 10.0
     events: EventsSettings = field(default_factory=EventsSettings)
+    docker_api: DockerAPISettings | None = None  # the Docker-compatible listener; None: off

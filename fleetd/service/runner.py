@@ -20,9 +20,11 @@ from aiohttp import web
 
 from fleetd.api.app import create_app
 from fleetd.api.auth import exposure_problem
-from fleetd.api.keys import CONFIG, NOTIFIER, STATE
+from fleetd.api.keys import AUDITOR, CONFIG, CONNECTIONS, NOTIFIER, POLLER, STATE
 from fleetd.config import ConfigError, load_config
 from fleetd.config.model import Settings
+from fleetd.dockercompat import DockerListener
+from fleetd.dockercompat.upstream import Fleet
 from fleetd.fleet.models import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.logconfig import configure_logging
@@ -107,6 +109,17 @@ async def _serve(settings: Settings, config_path: Path) -> int:
         await runner.cleanup()
         notifier.close()
         return 1
+    docker: DockerListener | None = None
+    if settings.docker_api is not None:  # the Docker-compatible second listener
+        fleet = Fleet(app[STATE], app[POLLER], app[CONNECTIONS], lambda: app[CONFIG].current, app[AUDITOR])
+        docker = DockerListener(fleet, settings.docker_api, shutdown_timeout=settings.shutdown_grace)
+        try:
+            await docker.start()
+        except (OSError, ssl.SSLError) as exc:
+            log.error("cannot listen", listen=settings.docker_api.address, error=str(exc))
+            await runner.cleanup()
+            notifier.close()
+            return 1
     scheme = "https" if settings.listen_tls else "http"
     log.info(
         "fleetd listening",
@@ -144,6 +157,8 @@ async def _serve(settings: Settings, config_path: Path) -> int:
             task.cancel()
         await asyncio.gather(watchdog, *reloads, return_exceptions=True)
         grace = app[CONFIG].current.shutdown_grace
+        if docker is not None:
+            await docker.aclose()
         try:
             async with asyncio.timeout(grace + 5):
                 await runner.cleanup()

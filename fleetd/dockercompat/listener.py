@@ -1,0 +1,116 @@
+"""The second listener's life: bind (TCP, TLS with client certificates, or a unix socket with
+mode 0660), serve, and close. Off unless ``docker_api:`` is in the config."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+import stat
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from fleetd.config.docker_api import DockerAPISettings
+from fleetd.dockercompat.app import create_docker_app
+from fleetd.dockercompat.context import Service
+from fleetd.dockercompat.upstream import Fleet
+
+__all__ = ["DockerListener", "server_ssl_context"]
+
+log = structlog.get_logger("fleetd.dockercompat")
+
+
+def server_ssl_context(settings: DockerAPISettings) -> ssl.SSLContext | None:
+    """Reads certificate files: call it off the event loop."""
+    tls = settings.tls
+    if tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    if tls.ca is not None:
+        ctx.load_verify_locations(cafile=str(tls.ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _clear_stale_socket(path: Path) -> None:
+    """A socket file left by a previous fleetd is removed; anything else there is an error."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise OSError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # nobody listens: stale
+        return
+    finally:
+        probe.close()
+    raise OSError(f"{path} is in use by another process")
+
+
+class DockerListener:
+    """Owns the Docker endpoint's runner and site; ``aclose()`` is safe to call twice."""
+
+    def __init__(self, fleet: Fleet, settings: DockerAPISettings, *, shutdown_timeout: float = 5.0) -> None:
+        self.settings = settings
+        # read-only mode, roles and the token requirement follow reloads; the address needs a restart
+        self.service = Service(fleet, lambda: fleet.settings().docker_api or self.settings)
+        self._runner = web.AppRunner(
+            create_docker_app(self.service),
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,  # a client that left must not hold upstream streams open
+            shutdown_timeout=shutdown_timeout,
+        )
+        self._site: web.BaseSite | None = None
+        self.url: str = settings.address
+
+    async def start(self) -> str:
+        """Bind and serve; returns the address clients use (the bound port when 0 was asked)."""
+        cfg = self.settings
+        await self._runner.setup()
+        try:
+            if cfg.unix_path is not None:
+                await asyncio.to_thread(_clear_stale_socket, cfg.unix_path)
+                site: web.BaseSite = web.UnixSite(self._runner, str(cfg.unix_path))
+                await site.start()
+                await asyncio.to_thread(os.chmod, cfg.unix_path, cfg.socket_mode)
+                self.url = f"unix://{cfg.unix_path}"
+            else:
+                ctx = await asyncio.to_thread(server_ssl_context, cfg)
+                site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=ctx)
+                await site.start()
+                server = getattr(site, "_server", None)
+                port = cfg.port
+                if server is not None and server.sockets:
+                    port = server.sockets[0].getsockname()[1]
+                host = f"[{cfg.host}]" if cfg.host and ":" in cfg.host else cfg.host
+                self.url = f"{'https' if ctx else 'tcp'}://{host}:{port}"
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        self._site = site
+        log.info("docker endpoint listening", url=self.url, read_only=cfg.read_only, tls=cfg.tls is not None)
+        return self.url
+
+    def reconfigure(self, settings: DockerAPISettings) -> None:
+        """A reload changed roles, token requirement or read-only mode (not the address)."""
+        self.settings = settings
+
+    async def aclose(self) -> None:
+        site, self._site = self._site, None
+        if site is None:
+            return
+        await self._runner.cleanup()
+        if self.settings.unix_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(self.settings.unix_path.unlink)

@@ -1,0 +1,167 @@
+"""The daemons behind fleetd: one :class:`Upstream` per host, and the fleet fleetd reads from.
+
+An Upstream sends requests through the poller's shared connection pools (same TLS contexts, same
+keep-alive connections) with paths fleetd builds itself, opens raw connections for hijacked
+streams, and knows the host's API version window from its own ``/version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import msgspec
+
+from fleetd.config.model import HostSettings, Settings
+from fleetd.dockerapi import EngineConnections, parse_endpoint
+from fleetd.dockercompat.errors import DockerAPIError
+from fleetd.dockercompat.versions import Window
+from fleetd.fleet.clients import tls_config
+from fleetd.fleet.models import HostRecord, HostStatus
+from fleetd.fleet.poller import Poller
+from fleetd.fleet.state import FleetState
+from fleetd.ops.audit import Auditor
+from fleetd.ops.targets import settle
+
+__all__ = ["Fleet", "Upstream", "host_unavailable"]
+
+
+class _Version(msgspec.Struct):
+    ApiVersion: str = ""
+    MinAPIVersion: str = ""
+
+
+def host_unavailable(record: HostRecord) -> DockerAPIError:
+    why = f": {record.last_error}" if record.last_error else ""
+    return DockerAPIError(503, f"host {record.name} is {record.status.value}{why}")
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    host: str
+    base: str  # http(s)://h:p or http://docker for unix sockets
+    session: aiohttp.ClientSession
+    ssl: ssl.SSLContext | bool
+    unix_path: str | None
+    timeout: float  # the host's poll timeout: connect and plain calls
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        stream: bool = False,
+    ) -> Any:
+        """``session.request(...)`` as an async context manager. ``stream``: no total timeout,
+        only the connect timeout (logs -f, wait, events, pulls run as long as they need)."""
+        total = None if stream else (timeout if timeout is not None else self.timeout)
+        url = self.base + path + (f"?{query}" if query else "")
+        return self.session.request(
+            method,
+            url,
+            data=data,
+            headers=headers,
+            ssl=self.ssl,
+            timeout=aiohttp.ClientTimeout(total=total, connect=self.timeout),
+            allow_redirects=False,
+            auto_decompress=False,
+        )
+
+    async def open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A fresh connection for a hijacked stream (never a pooled one)."""
+        async with asyncio.timeout(self.timeout):
+            if self.unix_path is not None:
+                return await asyncio.open_unix_connection(self.unix_path, limit=2**20)
+            parts = urlsplit(self.base)
+            ctx = self.ssl if isinstance(self.ssl, ssl.SSLContext) else None
+            return await asyncio.open_connection(
+                parts.hostname, parts.port, ssl=ctx, limit=2**20,
+                server_hostname=parts.hostname if ctx is not None else None,
+            )
+
+
+class Fleet:
+    """What the Docker endpoint needs of the rest of fleetd: read the aggregate, reach a daemon,
+    re-read a host after a change, audit. (The endpoint never writes the aggregate itself.)"""
+
+    def __init__(
+        self,
+        state: FleetState,
+        poller: Poller,
+        connections: EngineConnections,
+        settings: Callable[[], Settings],
+        auditor: Auditor | None = None,
+    ) -> None:
+        self.state = state
+        self.poller = poller
+        self.connections = connections
+        self.settings = settings
+        self.auditor = auditor
+        self._windows: dict[str, tuple[str, Window]] = {}
+
+    def records(self) -> list[HostRecord]:
+        return [r for r in self.state.records() if r.settings.enabled]
+
+    def up_records(self) -> list[HostRecord]:
+        return [r for r in self.records() if r.status is HostStatus.UP]
+
+    def record(self, host: str) -> HostRecord:
+        record = self.state.get(host)
+        if record is None:
+            raise DockerAPIError(404, f"no host named {host!r} in fleetd's inventory")
+        return record
+
+    def upstream(self, host: str, *, require_up: bool = True) -> Upstream:
+        record = self.record(host)
+        if not record.settings.enabled:
+            raise DockerAPIError(409, f"host {host} is disabled in fleetd's inventory")
+        if require_up and record.status is not HostStatus.UP and record.last_seen is not None:
+            raise host_unavailable(record)
+        return self._upstream(record.settings)
+
+    def _upstream(self, settings: HostSettings) -> Upstream:
+        endpoint = parse_endpoint(settings.url, tls_config(settings))
+        return Upstream(
+            host=settings.name,
+            base=endpoint.base,
+            session=self.connections.session_for(endpoint),
+            ssl=self.connections.ssl_for(endpoint),
+            unix_path=endpoint.unix_path,
+            timeout=settings.timeout,
+        )
+
+    async def window(self, host: str) -> Window:
+        """The host's accepted API versions, from its unversioned ``/version`` (cached per daemon version)."""
+        record = self.record(host)
+        version = record.facts.server_version if record.facts is not None else ""
+        cached = self._windows.get(host)
+        if cached is not None and cached[0] == version and version:
+            return cached[1]
+        up = self._upstream(record.settings)
+        try:
+            async with up.request("GET", "/version") as resp:
+                body = await resp.read()
+            found = msgspec.json.decode(body, type=_Version) if resp.status == 200 else _Version()
+        except (aiohttp.ClientError, TimeoutError, OSError, msgspec.DecodeError):
+            found = _Version()
+        high = found.ApiVersion or (record.facts.api_version if record.facts else "")
+        window = Window(found.MinAPIVersion, high)
+        if found.ApiVersion:
+            self._windows[host] = (version, window)
+        return window
+
+    async def refresh(self, host: str, *, images: bool = False) -> bool:
+        """Re-read ``host`` now, so the next read shows what a call just changed."""
+        return await settle(self.state, self.poller, host, images=images)
