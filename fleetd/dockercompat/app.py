@@ -12,6 +12,7 @@ from aiohttp import web
 
 from fleetd.dockercompat.context import Call, Service
 from fleetd.dockercompat.errors import DockerAPIError, error_response, not_supported
+from fleetd.dockercompat.proxy import SENT_STATUS
 from fleetd.dockercompat.reads import FLEETD_VERSION
 from fleetd.dockercompat.routes import match_route
 from fleetd.dockercompat.security import Access, AuditNote, Principal, record_audit
@@ -82,7 +83,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
             log.warning("docker call failed", method=request.method, path=path, status=exc.status, error=exc.message)
         return error_response(exc.status, exc.message)
     except asyncio.CancelledError:
-        status, error = 499, "client went away"
+        sent = request.get(SENT_STATUS)
+        status, error = (sent, None) if sent is not None else (499, "the client went away before the answer")
         raise
     except Exception:
         log.exception("docker call failed", method=request.method, path=path)

@@ -19,6 +19,7 @@ import msgspec
 from aiohttp import web
 
 from fleetd.dockercompat.errors import DockerAPIError
+from fleetd.dockercompat.proxy import SENT_STATUS
 from fleetd.dockercompat.upstream import Upstream
 
 __all__ = ["HijackResponse", "hijack"]
@@ -164,6 +165,7 @@ async def _relay(
         resp.headers["Connection"] = "Upgrade"
         resp.headers["Upgrade"] = "tcp"
     await resp.prepare(request)
+    request[SENT_STATUS] = resp.status
     transport: Any = request.transport
     if transport is None or transport.is_closing():
         return resp

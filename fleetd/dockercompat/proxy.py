@@ -18,7 +18,11 @@ from aiohttp import web
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.dockercompat.upstream import Upstream
 
-__all__ = ["FORWARDED_HEADERS", "forward", "upstream_error"]
+__all__ = ["FORWARDED_HEADERS", "SENT_STATUS", "forward", "upstream_error"]
+
+#: The status of a streamed answer once its headers went out (for the audit of a call whose
+#: client leaves before the call ends, which is how every stream ends).
+SENT_STATUS = web.RequestKey("docker_sent_status", int)
 
 FORWARDED_HEADERS = ("Content-Type", "X-Registry-Auth", "X-Registry-Config")
 _HOP_BY_HOP = frozenset(
@@ -101,6 +105,7 @@ async def forward(
             if resp.status not in (204, 304):
                 out.enable_chunked_encoding()
             await out.prepare(request)  # headers now, before any body
+            request[SENT_STATUS] = out.status
             try:
                 async for chunk in resp.content.iter_any():
                     await out.write(chunk)

@@ -82,6 +82,8 @@ class EngineCore(ContainerEvents):
         self.events = EventLog(self.behaviour.product, rotate_at=self.behaviour.events_rotate_at)
         #: The Cookie header of every request that carried one.
         self.cookies: list[str] = []
+        #: The X-Registry-Auth header of every request that carried one (pulls).
+        self.registry_auths: list[str] = []
         self._closing = asyncio.Event()
         self._handlers: dict[Endpoint, Handler] = {
             "ping": self._ping,
@@ -122,6 +124,8 @@ class EngineCore(ContainerEvents):
         self.requests.append((request.method, request.path_qs))
         if cookie := request.headers.get("Cookie"):
             self.cookies.append(cookie)
+        if registry_auth := request.headers.get("X-Registry-Auth"):
+            self.registry_auths.append(registry_auth)
         behaviour = self.behaviour
         path, version = request.rel_url.path, None
         if m := _VERSIONED.match(path):
