@@ -13,6 +13,7 @@ from fleetd.cli import main
 from fleetd.config import TLSSettings, answer_limits, load_config
 from fleetd.config import auth as auth_keys
 from fleetd.config import events as events_keys
+from fleetd.config import docker_api as docker_api_keys
 from fleetd.config import hosts as host_keys
 from fleetd.config import loader as top_keys
 from fleetd.config.listener import LISTENER_KEYS
@@ -55,6 +56,8 @@ def test_example_config_documents_every_key() -> None:
         *answer_limits.LIMIT_KEYS,
         *events_keys.EVENTS_KEYS,
         *LISTENER_KEYS,
+        *docker_api_keys.DOCKER_API_KEYS,
+        *docker_api_keys.TLS_KEYS,
     }
     assert every_key - documented == set()
 

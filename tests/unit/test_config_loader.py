@@ -188,7 +188,7 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys(cfg: ConfigDir
     assert located(problem) == (cfg.main, 2, "frobnicate")
     assert problem.message == (
         "unknown key 'frobnicate' (allowed keys: listen, listen_tls, poll, inventory, hosts, snapshots, "
-        "auth, log, shutdown_grace, events, listener)"
+        "auth, log, shutdown_grace, events, listener, docker_api)"
     )
 
 
