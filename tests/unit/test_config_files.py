@@ -12,8 +12,8 @@ import pytest
 from fleetd.cli import main
 from fleetd.config import TLSSettings, answer_limits, load_config
 from fleetd.config import auth as auth_keys
-from fleetd.config import events as events_keys
 from fleetd.config import docker_api as docker_api_keys
+from fleetd.config import events as events_keys
 from fleetd.config import hosts as host_keys
 from fleetd.config import loader as top_keys
 from fleetd.config.listener import LISTENER_KEYS
