@@ -1,4 +1,4 @@
-"""Per-host container operations: create, start/stop/restart/kill, remove, and logs.
+"""Per-host container operations: create, start/stop/restart/kill, remove (logs: :mod:`fleetd.api.logs`).
 
 Each goes to the host's daemon through the poller's client, then re-polls the host so the next
 ``GET /api/v1/containers`` shows the effect.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -18,26 +17,19 @@ from aiohttp import web
 from fleetd.api.audit import audit_note
 from fleetd.api.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, engine_error
 from fleetd.api.keys import POLLER, STATE
-from fleetd.api.params import check_known, get_bool, get_int, get_one, is_plain_int
+from fleetd.api.params import check_known, get_bool, get_int, get_one
 from fleetd.api.render import json_response
-from fleetd.config.durations import parse_duration
 from fleetd.dockerapi import DockerClient, DockerError
 from fleetd.fleet.state import AmbiguousContainer
 from fleetd.ops.containers import Action, ActionOptions, perform
 from fleetd.ops.targets import HostUnavailable, InvalidReference, check_ref, client_for, settle
-from fleetd.timefmt import parse_rfc3339
 
-__all__ = ["host_client", "routes", "settle_host"]
+__all__ = ["container_ref", "engine_call", "host_client", "routes", "settle_host"]
 
 routes = web.RouteTableDef()
 T = TypeVar("T")
 
-LOG_TAIL_DEFAULT = 1000
-LOG_TAIL_MAX = 10_000
-LOG_BYTES_MAX = 8 * 1024 * 1024
-LOG_TIMEOUT = 30.0
 _SIGNAL = re.compile(r"(SIG)?[A-Z0-9+-]{1,16}|[0-9]{1,2}")
-_TIMESTAMPED = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) (.*)", re.DOTALL)
 
 
 def host_client(request: web.Request, host: str) -> DockerClient:
@@ -56,7 +48,7 @@ async def settle_host(request: web.Request, host: str, *, images: bool = False) 
     return await settle(request.app[STATE], request.app[POLLER], host, images=images)
 
 
-def _ref(request: web.Request) -> tuple[str, str]:
+def container_ref(request: web.Request) -> tuple[str, str]:
     host, ref = request.match_info["host"], request.match_info["ref"]
     try:
         return host, check_ref(ref)
@@ -76,7 +68,7 @@ def _note_target(request: web.Request, host: str, ref: str) -> str | None:
     return None
 
 
-async def _engine_call(host: str, call: Awaitable[T]) -> T:
+async def engine_call(host: str, call: Awaitable[T]) -> T:
     try:
         return await call
     except DockerError as exc:
@@ -97,7 +89,7 @@ async def create_container(request: web.Request) -> web.Response:
         raise BadRequest('the body must be a JSON object (the Engine\'s create body), e.g. {"Image": ...}')
     note = audit_note(request)
     note.detail["image"] = body.get("Image")
-    created = await _engine_call(host, client.containers.create(body, name=name))
+    created = await engine_call(host, client.containers.create(body, name=name))
     note.target(host, created.Id, name)
     refreshed = await settle_host(request, host)
     return json_response(
@@ -116,10 +108,10 @@ async def _act(
     request: web.Request, action: Action, allowed: set[str], options: ActionOptions
 ) -> web.Response:
     check_known(request.query, allowed)
-    host, ref = _ref(request)
+    host, ref = container_ref(request)
     client = host_client(request, host)
     container_id = _note_target(request, host, ref)
-    changed = await _engine_call(host, perform(client, action, ref, options))
+    changed = await engine_call(host, perform(client, action, ref, options))
     refreshed = await settle_host(request, host)
     body: dict[str, Any] = {"host": host, "container": ref, "action": action, "refreshed": refreshed}
     if container_id is not None:
@@ -163,65 +155,3 @@ async def remove_container(request: web.Request) -> web.Response:
     q = request.query
     options = ActionOptions(force=bool(get_bool(q, "force", False)), volumes=bool(get_bool(q, "v", False)))
     return await _act(request, "remove", {"force", "v"}, options)
-
-
-def _since(raw: str | None) -> int | None:
-    """Unix seconds, an RFC 3339 time, or a duration back from now (``10m``)."""
-    if not raw:
-        return None
-    if is_plain_int(raw) and len(raw) <= 12:  # Unix seconds; 12 digits reach past the year 30000
-        return int(raw)
-    try:
-        return int(parse_rfc3339(raw))
-    except ValueError:
-        pass
-    try:
-        return int(time.time() - parse_duration(raw))
-    except ValueError:
-        raise BadRequest(
-            f"parameter 'since' must be Unix seconds, an RFC 3339 time or a duration such as 10m; got {raw!r}",
-            code="bad_parameter",
-        ) from None
-
-
-@routes.get("/api/v1/containers/{host}/{ref}/logs")
-async def container_logs(request: web.Request) -> web.Response:
-    q = request.query
-    check_known(q, {"tail", "since", "timestamps"})
-    tail = get_int(q, "tail", LOG_TAIL_DEFAULT, minimum=0, maximum=LOG_TAIL_MAX)
-    since = _since(get_one(q, "since"))
-    timestamps = bool(get_bool(q, "timestamps", False))
-    host, ref = _ref(request)
-    client = host_client(request, host)
-    lines: list[dict[str, str]] = []
-    size = 0
-    truncated = False
-    try:
-        inspected = await client.containers.inspect(ref)
-        tty = inspected.Config.Tty if inspected.Config is not None else False
-        stream = client.containers.logs(
-            inspected.Id, tail=tail, since=since, timestamps=timestamps, tty=tty, timeout=LOG_TIMEOUT
-        )
-        async with contextlib.aclosing(stream) as log_lines:
-            async for item in log_lines:
-                entry = {"stream": item.stream, "line": item.line}
-                if timestamps and (m := _TIMESTAMPED.fullmatch(item.line)):
-                    entry = {"stream": item.stream, "time": m.group(1), "line": m.group(2)}
-                lines.append(entry)
-                size += len(item.line)
-                if size > LOG_BYTES_MAX:
-                    truncated = True
-                    break
-    except DockerError as exc:
-        raise engine_error(host, exc) from None
-    return json_response(
-        {
-            "host": host,
-            "id": inspected.Id,
-            "name": inspected.Name.lstrip("/"),
-            "tty": tty,
-            "lines": lines,
-            "count": len(lines),
-            "truncated": truncated,
-        }
-    )

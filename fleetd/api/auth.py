@@ -72,6 +72,10 @@ ROLE_ACCESS: dict[Role, Access] = {
 class Rule:
     access: Access
     action: str  # the audit log's name for the call
+    logs: bool = False  # container logs: the role needed comes from container_logs.role instead
+
+    def needed(self, settings: Settings) -> Access:
+        return ROLE_ACCESS[settings.container_logs.role] if self.logs else self.access
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +108,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/snapshots/latest"): Rule(_V, "snapshots.latest"),
     ("GET", "/api/v1/snapshots/{id}"): Rule(_V, "snapshots.get"),
     ("GET", "/api/v1/snapshots/{id}/diff"): Rule(_V, "snapshots.diff"),
-    # Container logs are reads, but they routinely carry credentials: operators only.
-    ("GET", "/api/v1/containers/{host}/{ref}/logs"): Rule(_O, "container.logs"),
+    # Container logs are reads, but they routinely carry credentials: operators only, unless
+    # container_logs.role says otherwise.
+    ("GET", "/api/v1/containers/{host}/{ref}/logs"): Rule(_O, "container.logs", logs=True),
+    ("GET", "/api/v1/logs"): Rule(_O, "logs.merged", logs=True),
     ("POST", "/api/v1/hosts/{host}/containers"): Rule(_O, "container.create"),
     ("POST", "/api/v1/containers/{host}/{ref}/start"): Rule(_O, "container.start"),
     ("POST", "/api/v1/containers/{host}/{ref}/stop"): Rule(_O, "container.stop"),
@@ -214,7 +220,7 @@ def client_address(request: web.Request) -> str:
 
 def _authorize(request: web.Request, rule: Rule, settings: Settings) -> web.Response | Principal:
     auth = settings.auth
-    needed = rule.access
+    needed = rule.needed(settings)
     if needed is Access.PUBLIC:
         if not auth.protect_health:
             return ANONYMOUS

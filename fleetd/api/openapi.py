@@ -118,10 +118,20 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "GET",
         "/api/v1/containers/{host}/{ref}/logs",
-        "A container's log lines, stdout and stderr told apart",
+        "A container's log lines, stdout and stderr told apart; with follow=1 an NDJSON stream "
+        "until the container stops (role: container_logs.role)",
         "containers",
-        ("tail", "since", "timestamps"),
+        ("tail", "since", "timestamps", "follow"),
         errors=_ENGINE,
+    ),
+    Op(
+        "GET",
+        "/api/v1/logs",
+        "The merged logs of every matching running container across hosts, as NDJSON in timestamp "
+        "order; with follow=1 containers that start later join (role: container_logs.role)",
+        "containers",
+        ("label", "host", "name", "tail", "since", "follow"),
+        errors=(400, 404, 503),
     ),
     Op(
         "POST",
@@ -228,7 +238,11 @@ PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "signal": (_S, "signal name or number (default SIGKILL)"),
     "force": (_B, "remove a running container too"),
     "v": (_B, "remove its anonymous volumes too"),
-    "tail": (_I, "the last N lines (default 1000, at most 10000)"),
+    "tail": (
+        {"type": ["integer", "string"]},
+        "the last N lines (default 1000, at most 10000), or all (streams: follow=1 or /api/v1/logs)",
+    ),
+    "follow": (_B, "stream NDJSON lines as they come, until the client leaves or the container stops"),
     "since": (_S, "Unix seconds, an RFC 3339 time, or (logs) a duration back from now such as 10m"),
     "until": (_S, "Unix seconds or an RFC 3339 time"),
     "timestamps": (_B, "each line with its time"),

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from fleetd.api import actions, batch, images, openapi
+from fleetd.api import actions, batch, images, logs, openapi
 from fleetd.api import audit as audit_api
 from fleetd.api.auth import AuthGuard, auth_middleware
 from fleetd.api.keys import AUDITOR, AUTH, CONFIG, FINDINGS, STATE
@@ -58,3 +58,4 @@ def install(app: web.Application, *, auditor: Auditor | None = None) -> None:
     app.on_shutdown.append(_drain)
     for module in (actions, images, batch, audit_api, openapi):
         app.add_routes(module.routes)
+    logs.install(app)  # container logs, plain, followed and merged

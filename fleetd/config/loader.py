@@ -9,6 +9,7 @@ from typing import Literal
 
 from fleetd.config.answer_limits import read_answer_limits
 from fleetd.config.auth import read_auth
+from fleetd.config.container_logs import read_container_logs
 from fleetd.config.docker_api import read_docker_api
 from fleetd.config.durations import format_duration
 from fleetd.config.errors import ConfigError, Problems
@@ -42,6 +43,7 @@ TOP_KEYS = (
     "events",
     "listener",
     "docker_api",
+    "container_logs",
 )
 LISTEN_TLS_KEYS = ("cert", "key")
 POLL_KEYS = (
@@ -99,6 +101,7 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Sett
         shutdown_grace=_or(top.duration("shutdown_grace", allow_zero=True), _DEFAULTS.shutdown_grace),
         events=read_events(top),
         docker_api=read_docker_api(top, config_dir=config_dir),
+        container_logs=read_container_logs(top),
     )
     if problems:
         raise ConfigError(problems.sorted(display))

@@ -17,6 +17,7 @@ from fleetd.config.listener import ListenerSettings
 
 if TYPE_CHECKING:
     from fleetd.config.docker_api import DockerAPISettings
+from fleetd.config.container_logs import ContainerLogSettings
 
 __all__ = [
     "AnswerLimits",
@@ -133,3 +134,4 @@ class Settings:
     shutdown_grace: float = 10.0
     events: EventsSettings = field(default_factory=EventsSettings)
     docker_api: DockerAPISettings | None = None  # the Docker-compatible listener; None: off
+    container_logs: ContainerLogSettings = field(default_factory=ContainerLogSettings)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from fleetd.dockerapi.models import ContainerInspect, ContainerSummary, CreateResult
-from fleetd.dockerapi.stream import LogLine, demux_log_stream
+from fleetd.dockerapi.stream import MAX_LOG_LINE, LogLine, demux_log_stream
 
 if TYPE_CHECKING:
     from fleetd.dockerapi.client import DockerClient
@@ -93,13 +93,19 @@ class ContainersAPI:
         self,
         container_id: str,
         *,
-        tail: int | None = None,
-        since: int | None = None,
+        tail: int | str | None = None,
+        since: int | str | None = None,
         timestamps: bool = False,
         tty: bool = False,
+        follow: bool = False,
+        max_line: int = MAX_LOG_LINE,
         timeout: float | None = None,
     ) -> AsyncGenerator[LogLine, None]:
-        """Log lines of a stopped or running container (no follow), demultiplexed.
+        """Log lines of a container, demultiplexed; with ``follow`` the stream goes on until the
+        container stops (then the daemon ends it) or the caller closes the generator, and
+        only connecting (and ``timeout`` is ignored). ``tail`` is a count or ``"all"``; ``since`` is Unix
+        seconds or ``"<sec>.<nanoseconds>"`` (inclusive). Lines longer than ``max_line`` bytes are
+        split, so memory stays bounded whatever the container writes.
 
         Before API 1.42 the daemon labels both kinds of stream ``raw-stream``, so the caller must
         say whether the container has a TTY (``Config.Tty`` of :meth:`inspect`)."""
@@ -108,15 +114,17 @@ class ContainersAPI:
             params["tail"] = tail
         if since is not None:
             params["since"] = since
+        if follow:
+            params["follow"] = 1
         async with self._client._stream(
-            "GET", f"/containers/{container_id}/logs", params=params, timeout=timeout
+            "GET", f"/containers/{container_id}/logs", params=params, timeout=0 if follow else timeout
         ) as resp:
             kind = resp.headers.get("Content-Type", "")
             if kind == "application/vnd.docker.multiplexed-stream":
                 tty = False
             elif kind == "application/vnd.docker.raw-stream" and _at_least(self._client.api_version, 1, 42):
                 tty = True
-            async for line in demux_log_stream(resp.content, tty=tty):
+            async for line in demux_log_stream(resp.content, tty=tty, max_line=max_line):
                 yield line
 
 

@@ -9,7 +9,10 @@ from typing import Literal
 import aiohttp
 import msgspec
 
-__all__ = ["LogLine", "ProgressEvent", "demux_log_stream", "json_lines"]
+__all__ = ["MAX_LOG_LINE", "LogLine", "ProgressEvent", "demux_log_stream", "json_lines"]
+
+#: A log line longer than this (bytes) is split: a container writing no newline costs bounded memory.
+MAX_LOG_LINE = 256 * 1024
 
 StreamName = Literal["stdin", "stdout", "stderr"]
 _STREAMS: dict[int, StreamName] = {0: "stdin", 1: "stdout", 2: "stderr"}
@@ -29,14 +32,20 @@ class ProgressEvent(msgspec.Struct, frozen=True):
     stream: str = ""  # image load: "Loaded image: name:tag\n"
 
 
-async def demux_log_stream(content: aiohttp.StreamReader, *, tty: bool) -> AsyncIterator[LogLine]:
+async def demux_log_stream(
+    content: aiohttp.StreamReader, *, tty: bool, max_line: int = MAX_LOG_LINE
+) -> AsyncIterator[LogLine]:
     """Split Docker's stream into lines. Non-TTY containers prefix each frame with an 8-byte
-    header (stream type, 3 zero bytes, big-endian length); TTY containers send raw bytes."""
+    header (stream type, 3 zero bytes, big-endian length); TTY containers send raw bytes.
+    An unfinished line longer than ``max_line`` bytes is emitted in ``max_line`` pieces."""
     pending: dict[StreamName, bytes] = {"stdout": b"", "stderr": b"", "stdin": b""}
 
     def lines(stream: StreamName, chunk: bytes) -> list[LogLine]:
         buf = pending[stream] + chunk
         *complete, rest = buf.split(b"\n")
+        while len(rest) > max_line:
+            complete.append(rest[:max_line])
+            rest = rest[max_line:]
         pending[stream] = rest
         return [LogLine(stream, raw.decode("utf-8", "replace")) for raw in complete]
 
@@ -53,9 +62,12 @@ async def demux_log_stream(content: aiohttp.StreamReader, *, tty: bool) -> Async
                     break
                 raise
             kind, length = struct.unpack(">BxxxL", header)
-            payload = await content.readexactly(length) if length else b""
-            for item in lines(_STREAMS.get(kind, "stdout"), payload):
-                yield item
+            stream = _STREAMS.get(kind, "stdout")
+            while length:  # in pieces: a frame's length is the daemon's word, up to 4 GiB
+                payload = await content.readexactly(min(length, max_line))
+                length -= len(payload)
+                for item in lines(stream, payload):
+                    yield item
     for name in ("stdin", "stdout", "stderr"):
         rest = pending[name]
         if rest:

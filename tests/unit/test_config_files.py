@@ -12,6 +12,7 @@ import pytest
 from fleetd.cli import main
 from fleetd.config import TLSSettings, answer_limits, load_config
 from fleetd.config import auth as auth_keys
+from fleetd.config import container_logs as container_log_keys
 from fleetd.config import docker_api as docker_api_keys
 from fleetd.config import events as events_keys
 from fleetd.config import hosts as host_keys
@@ -58,6 +59,7 @@ def test_example_config_documents_every_key() -> None:
         *LISTENER_KEYS,
         *docker_api_keys.DOCKER_API_KEYS,
         *docker_api_keys.TLS_KEYS,
+        *container_log_keys.CONTAINER_LOGS_KEYS,
     }
     assert every_key - documented == set()
 
