@@ -19,6 +19,7 @@ from fleetd.config.model import (
     Role,
     Settings,
     SnapshotSettings,
+    SSHSettings,
     TLSSettings,
     TokenSettings,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "Problem",
     "RetentionSettings",
     "Role",
+    "SSHSettings",
     "Settings",
     "SnapshotSettings",
     "TLSSettings",

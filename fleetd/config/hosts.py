@@ -10,6 +10,7 @@ from fleetd.config.durations import format_duration
 from fleetd.config.errors import Problems
 from fleetd.config.fields import Section, describe
 from fleetd.config.model import HostSettings, PollSettings, TLSSettings
+from fleetd.config.ssh import read_ssh
 from fleetd.config.urls import normalise_engine_url
 from fleetd.config.yamlsrc import Map, Node, Scalar, join_field, load_mapping
 
@@ -17,7 +18,7 @@ __all__ = ["NAME_RE", "NAME_RULE", "read_hosts", "timing_message"]
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 NAME_RULE = "use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
-HOST_KEYS = ("name", "url", "labels", "tls", "interval", "timeout", "enabled", "events")
+HOST_KEYS = ("name", "url", "labels", "tls", "ssh", "interval", "timeout", "enabled", "events")
 TLS_KEYS = ("ca", "cert", "key", "verify")
 INVENTORY_KEYS = ("hosts",)
 
@@ -72,6 +73,7 @@ class _HostReader:
         name = self._name(sec)
         tls, tls_given = _read_tls(sec, base)
         url, tls = _read_url(sec, tls, tls_given)
+        ssh = read_ssh(sec, base, url, url.split("://", 1)[0] if url else None)
         labels = _read_labels(sec)
         interval, timeout = self._times(sec)
         enabled = sec.boolean("enabled")
@@ -88,6 +90,7 @@ class _HostReader:
             enabled=True if enabled is None else enabled,
             source=f"{file}:{sec.line}",
             events=events is not False,
+            ssh=ssh,
         )
 
     def _name(self, sec: Section) -> str | None:
@@ -142,7 +145,7 @@ def _read_url(
     except ValueError as exc:
         host.problem("url", str(exc))
         return None, tls
-    if tls_given and scheme in ("http", "unix"):
+    if tls_given and scheme in ("http", "unix", "ssh"):
         host.problem("tls", f"{scheme}:// does not use TLS; use https:// or tcp:// with a tls: block")
     if scheme == "https" and tls is None and not tls_given:
         tls = TLSSettings()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from fleetd.config.answer_limits import AnswerLimits
 from fleetd.config.events import EventsSettings
 from fleetd.config.listener import ListenerSettings
+from fleetd.config.ssh import SSHSettings
 
 if TYPE_CHECKING:
     from fleetd.config.docker_api import DockerAPISettings
@@ -28,6 +29,7 @@ __all__ = [
     "PollSettings",
     "RetentionSettings",
     "Role",
+    "SSHSettings",
     "Settings",
     "SnapshotSettings",
     "TLSSettings",
@@ -50,7 +52,7 @@ class TLSSettings:
 @dataclass(frozen=True, slots=True)
 class HostSettings:
     name: str
-    url: str  # normalised: tcp://h:p, http://h:p, https://h:p or unix:///path
+    url: str  # normalised: tcp://h:p, http://h:p, https://h:p, unix:///path or ssh://[user@]h:p
     labels: Mapping[str, str] = field(default_factory=dict)
     tls: TLSSettings | None = None
     interval: float = 15.0  # effective (per-host override or poll.interval)
@@ -58,10 +60,11 @@ class HostSettings:
     enabled: bool = True
     source: str = ""  # "file:line" where the host was declared, for messages
     events: bool = True  # watch this host's /events (when events are enabled at all)
+    ssh: SSHSettings | None = None  # set for ssh:// URLs (defaults when the host has no ssh: block)
 
     def connection_key(self) -> tuple[object, ...]:
         """What, when changed, forces a reconnect on reload."""
-        return (self.url, self.tls, self.timeout)
+        return (self.url, self.tls, self.timeout, self.ssh)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,15 +8,16 @@ from urllib.parse import urlsplit
 
 __all__ = ["SCHEMES", "normalise_engine_url", "parse_listen"]
 
-SCHEMES = ("tcp", "http", "https", "unix")
-_SCHEME_HINT = "use tcp://, http://, https:// or unix://"
+SCHEMES = ("tcp", "http", "https", "unix", "ssh")
+_SCHEME_HINT = "use tcp://, http://, https://, unix:// or ssh://"
+_SSH_USER = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,31}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_.])?")
 
 
 def normalise_engine_url(raw: str, *, tls: bool) -> tuple[str, str]:
-    """Return ``(url, scheme)`` with the url normalised (``tcp://h:2375``, ``unix:///p``).
+    """Return ``(url, scheme)`` with the url normalised (``tcp://h:2375``, ``unix:///p``, ``ssh://u@h:22``).
 
-    Without a port, tcp:// and http:// get 2375; https:// and tcp:// with *tls* get 2376.
+    Without a port, tcp:// and http:// get 2375; https:// and tcp:// with *tls* get 2376; ssh:// 22.
     Raise :class:`ValueError` with a message fit for the user.
     """
     text = raw.strip()
@@ -41,9 +42,14 @@ def normalise_engine_url(raw: str, *, tls: bool) -> tuple[str, str]:
         if parts.netloc or not parts.path.startswith("/"):
             raise ValueError("unix:// needs an absolute socket path, e.g. unix:///var/run/docker.sock")
         return f"unix://{parts.path}", scheme
-    if "@" in parts.netloc:
+    user = ""
+    if scheme == "ssh" and "@" in parts.netloc:
+        user = _ssh_user(parts.netloc.rpartition("@")[0])
+    elif "@" in parts.netloc:
         raise ValueError("user names and passwords ('user@') are not supported in the URL")
     if parts.path not in ("", "/"):
+        if scheme == "ssh":
+            raise ValueError(f"a path ('{parts.path}') is not allowed in an ssh:// URL; set ssh.socket instead")
         raise ValueError(f"a path ('{parts.path}') is not allowed in a {scheme}:// URL; give only host:port")
     host = parts.hostname
     if not host:
@@ -54,10 +60,18 @@ def normalise_engine_url(raw: str, *, tls: bool) -> tuple[str, str]:
     except ValueError:
         raise ValueError(f"invalid port in '{raw}'; expected a number from 1 to 65535") from None
     if port is None:
-        port = 2376 if scheme == "https" or (scheme == "tcp" and tls) else 2375
+        port = 22 if scheme == "ssh" else 2376 if scheme == "https" or (scheme == "tcp" and tls) else 2375
     elif port == 0:
         raise ValueError("port must be from 1 to 65535, got 0")
-    return f"{scheme}://{_bracket(host)}:{port}", scheme
+    return f"{scheme}://{user + '@' if user else ''}{_bracket(host)}:{port}", scheme
+
+
+def _ssh_user(userinfo: str) -> str:
+    if ":" in userinfo:
+        raise ValueError("passwords are not accepted in an ssh:// URL; fleetd logs in with keys only")
+    if not _SSH_USER.fullmatch(userinfo):
+        raise ValueError(f"invalid user name '{userinfo}' in the ssh:// URL")
+    return userinfo
 
 
 def parse_listen(raw: str) -> tuple[str, int]:

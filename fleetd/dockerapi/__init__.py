@@ -23,6 +23,7 @@ from fleetd.dockerapi.errors import (
     EngineLimitExceeded,
     EngineNotFound,
     EngineProtocolError,
+    EngineSSHError,
     EngineTimeout,
     EngineTLSError,
     EngineUnreachable,
@@ -41,6 +42,7 @@ from fleetd.dockerapi.models import (
     SystemInfo,
     VersionInfo,
 )
+from fleetd.dockerapi.ssh import SSHConfig, SSHOptions, SSHTunnel
 from fleetd.dockerapi.stream import LogLine, ProgressEvent
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "EngineLimitExceeded",
     "EngineNotFound",
     "EngineProtocolError",
+    "EngineSSHError",
     "EngineTLSError",
     "EngineTimeout",
     "EngineUnreachable",
@@ -70,6 +73,9 @@ __all__ = [
     "Port",
     "ProgressEvent",
     "ReadLimits",
+    "SSHConfig",
+    "SSHOptions",
+    "SSHTunnel",
     "SystemInfo",
     "TLSConfig",
     "Timeouts",

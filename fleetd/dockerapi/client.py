@@ -46,6 +46,7 @@ from fleetd.dockerapi.errors import (
     http_error,
 )
 from fleetd.dockerapi.limits import ReadLimits
+from fleetd.dockerapi.ssh import SSHOptions
 
 __all__ = ["CLIENT_API_VERSION", "MIN_API_VERSION", "DockerClient", "Timeouts", "negotiate_version"]
 
@@ -108,6 +109,7 @@ class DockerClient:
         url: str,
         *,
         tls: TLSConfig | None = None,
+        ssh: SSHOptions | None = None,
         timeouts: Timeouts | None = None,
         connections: EngineConnections | None = None,
         api_version: str | None = None,
@@ -117,7 +119,7 @@ class DockerClient:
         from fleetd.dockerapi.images import ImagesAPI
         from fleetd.dockerapi.system import SystemAPI
 
-        self.endpoint: Endpoint = parse_endpoint(url, tls)
+        self.endpoint: Endpoint = parse_endpoint(url, tls, ssh)
         self.timeouts = timeouts or Timeouts()
         #: Caps on answer sizes; may be replaced at any time (a reload), read on every request.
         self.limits = limits or ReadLimits()

@@ -2,8 +2,10 @@
 
 One TCP connector serves every TCP and TLS host (aiohttp keys its pool by host, port and
 TLS context, so each host keeps its own keep-alive connections); each unix socket gets one
-connector of its own, because a UnixConnector is bound to one path. The pool owns every
-session it opens and closes them in :meth:`EngineConnections.aclose`.
+connector of its own, because a UnixConnector is bound to one path; each ``ssh://`` host gets
+an :class:`~fleetd.dockerapi.ssh_connector.SSHConnector` owning its one SSH connection, whose
+channels to the remote socket are the pooled connections. The pool owns every session it opens
+and closes them in :meth:`EngineConnections.aclose`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Any
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
+from fleetd.dockerapi.ssh import SSHConfig, SSHOptions, SSHTunnel
+from fleetd.dockerapi.ssh_connector import SSHConnector
+
 __all__ = ["Endpoint", "EngineConnections", "TLSConfig", "make_ssl_context", "parse_endpoint"]
 
 
@@ -32,21 +37,26 @@ class TLSConfig:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where a daemon is: ``base`` is the HTTP origin, ``unix_path`` set for unix sockets."""
+    """Where a daemon is: ``base`` is the HTTP origin, ``unix_path`` set for unix sockets,
+    ``ssh`` for daemons reached over SSH."""
 
     url: str
     base: str
     unix_path: str | None = None
     tls: TLSConfig | None = None
+    ssh: SSHConfig | None = None
 
 
-def parse_endpoint(url: str, tls: TLSConfig | None = None) -> Endpoint:
+def parse_endpoint(url: str, tls: TLSConfig | None = None, ssh: SSHOptions | None = None) -> Endpoint:
     """``tcp://h:p`` / ``http://h:p`` → plain HTTP (TLS when ``tls`` is given for tcp),
-    ``https://h:p`` → TLS, ``unix:///path`` → the socket."""
+    ``https://h:p`` → TLS, ``unix:///path`` → the socket, ``ssh://[user@]host[:port]`` → the
+    remote socket (``ssh`` options) over SSH."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"not a URL: {url!r}")
     scheme = scheme.lower()
+    if scheme == "ssh":
+        return Endpoint(url=url, base="http://docker", ssh=SSHConfig.from_url(url, ssh))
     if scheme == "unix":
         if not rest.startswith("/"):
             raise ValueError(f"unix socket path must be absolute: {url!r}")
@@ -106,6 +116,7 @@ class EngineConnections:
         self._tcp: aiohttp.ClientSession | None = None
         self._tcp_connector: _TrackingTCPConnector | None = None
         self._unix: dict[str, aiohttp.ClientSession] = {}
+        self._ssh: dict[SSHConfig, tuple[aiohttp.ClientSession, SSHTunnel]] = {}
         self._ssl: dict[TLSConfig, ssl.SSLContext] = {}
         self._closed = False
 
@@ -130,6 +141,8 @@ class EngineConnections:
     def session_for(self, endpoint: Endpoint) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("EngineConnections is closed")
+        if endpoint.ssh is not None:
+            return self._ssh_session(endpoint.ssh)
         if endpoint.unix_path is not None:
             session = self._unix.get(endpoint.unix_path)
             if session is None:
@@ -145,6 +158,28 @@ class EngineConnections:
             self._tcp = self._new_session(tcp)
             self._tcp_connector = tcp
         return self._tcp
+
+    def _ssh_session(self, config: SSHConfig) -> aiohttp.ClientSession:
+        entry = self._ssh.get(config)
+        if entry is None:
+            tunnel = SSHTunnel(config)
+            session = self._new_session(SSHConnector(tunnel, keepalive_timeout=self._keepalive))
+            entry = self._ssh[config] = (session, tunnel)
+        return entry[0]
+
+    def ssh_tunnel(self, config: SSHConfig) -> SSHTunnel | None:
+        """The tunnel serving ``config``, once a request has used it."""
+        entry = self._ssh.get(config)
+        return entry[1] if entry is not None else None
+
+    def ssh_configs(self) -> list[SSHConfig]:
+        return list(self._ssh)
+
+    async def release_ssh(self, config: SSHConfig) -> None:
+        """Close the SSH connection of a host that left the inventory or changed its settings."""
+        entry = self._ssh.pop(config, None)
+        if entry is not None:
+            await entry[0].close()
 
     def ssl_for(self, endpoint: Endpoint) -> ssl.SSLContext | bool:
         """The TLS context for an endpoint (cached per TLS config, so equal configs share a pool)."""
@@ -172,8 +207,9 @@ class EngineConnections:
     async def aclose(self) -> None:
         """Close every session; safe to call more than once."""
         self._closed = True
-        sessions = list(self._unix.values())
+        sessions = list(self._unix.values()) + [session for session, _ in self._ssh.values()]
         self._unix.clear()
+        self._ssh.clear()
         if self._tcp is not None:
             sessions.append(self._tcp)
             self._tcp = None

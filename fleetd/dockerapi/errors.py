@@ -10,6 +10,7 @@
     ├── EngineProtocolError      an answer that cannot be used: invalid JSON, wrong shape, a redirect,
     │   │                        a content type or encoding no Docker daemon sends
     │   └── EngineLimitExceeded  the answer is larger than the client's cap for that endpoint
+    ├── EngineSSHError           ssh:// refused fleetd: host key, authentication, remote socket
     └── EngineVersionError       no API version both sides speak
 
 A body cut short (the connection reset mid-answer) is EngineUnreachable: a transport failure.
@@ -26,6 +27,7 @@ __all__ = [
     "EngineLimitExceeded",
     "EngineNotFound",
     "EngineProtocolError",
+    "EngineSSHError",
     "EngineTLSError",
     "EngineTimeout",
     "EngineUnreachable",
@@ -87,6 +89,17 @@ class EngineLimitExceeded(EngineProtocolError):
         super().__init__(message, url=url)
         self.limit_name = limit_name
         self.limit = limit
+
+
+class EngineSSHError(DockerError):
+    """The SSH server was reached but will not carry fleetd to the daemon; ``reason`` says why:
+    ``host-key`` (unknown or changed), ``auth`` (key refused, unreadable identity), ``socket``
+    (remote socket missing or not permitted), ``forwarding`` (sshd forbids stream-local channels),
+    ``protocol`` (no common algorithm and the like)."""
+
+    def __init__(self, reason: str, message: str, *, url: str = "") -> None:
+        super().__init__(message, url=url)
+        self.reason = reason
 
 
 class EngineVersionError(DockerError):

@@ -9,13 +9,14 @@ from fleetd.dockerapi import (
     DockerClient,
     EngineConnections,
     ReadLimits,
+    SSHOptions,
     Timeouts,
     TLSConfig,
     make_ssl_context,
     parse_endpoint,
 )
 
-__all__ = ["ClientFactory", "read_limits", "tls_config"]
+__all__ = ["ClientFactory", "read_limits", "ssh_options", "tls_config"]
 
 
 def read_limits(limits: AnswerLimits) -> ReadLimits:
@@ -36,13 +37,27 @@ def tls_config(settings: HostSettings) -> TLSConfig | None:
     return TLSConfig(ca=t.ca, cert=t.cert, key=t.key, verify=t.verify)
 
 
+def ssh_options(settings: HostSettings) -> SSHOptions | None:
+    if settings.ssh is None:
+        return None
+    s = settings.ssh
+    return SSHOptions(
+        user=s.user,
+        identity=s.identity,
+        known_hosts=s.known_hosts,
+        socket=s.socket,
+        connect_timeout=s.connect_timeout,
+        keepalive_interval=s.keepalive_interval,
+    )
+
+
 class ClientFactory:
     def __init__(self, connections: EngineConnections, *, connect_timeout: float | None = None) -> None:
         self.connections = connections
         self._connect_timeout = connect_timeout
 
     async def client_for(self, settings: HostSettings, limits: AnswerLimits | None = None) -> DockerClient:
-        endpoint = parse_endpoint(settings.url, tls_config(settings))
+        endpoint = parse_endpoint(settings.url, tls_config(settings), ssh_options(settings))
         if endpoint.tls is not None:
             # Reading certificate files blocks: do it in a thread, once per TLS config.
             ctx = await asyncio.to_thread(make_ssl_context, endpoint.tls)
@@ -50,14 +65,21 @@ class ClientFactory:
         return DockerClient(
             settings.url,
             tls=endpoint.tls,
+            ssh=ssh_options(settings),
             timeouts=Timeouts(total=settings.timeout, connect=self._connect_timeout),
             connections=self.connections,
             limits=read_limits(limits or AnswerLimits()),
         )
 
-    async def release_unused(self, urls: set[str]) -> None:
-        """Close unix-socket pools no host uses any more."""
+    async def release_unused(self, urls: set[str], hosts: tuple[HostSettings, ...] = ()) -> None:
+        """Close unix-socket pools and SSH connections no host uses any more (*hosts*: the new inventory)."""
         in_use = {parse_endpoint(u).unix_path for u in urls if u.startswith("unix://")}
         for path in self.connections.unix_paths():
             if path not in in_use:
                 await self.connections.release_unix(path)
+        ssh_in_use = {
+            parse_endpoint(h.url, ssh=ssh_options(h)).ssh for h in hosts if h.enabled and h.url.startswith("ssh://")
+        }
+        for config in self.connections.ssh_configs():
+            if config not in ssh_in_use:
+                await self.connections.release_ssh(config)

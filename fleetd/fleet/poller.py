@@ -220,7 +220,7 @@ class Poller:
                     worker.schedule.interval = settings.interval
                 updated.append(name)
         self.state.reorder(list(new))
-        await self._clients.release_unused({h.url for h in new.values()})
+        await self._clients.release_unused({h.url for h in new.values()}, tuple(new.values()))
         self.state.touch()
         return ReconcileReport(
             tuple(added), tuple(removed), tuple(reconnected), tuple(updated), tuple(unchanged)

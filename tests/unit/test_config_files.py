@@ -17,6 +17,7 @@ from fleetd.config import docker_api as docker_api_keys
 from fleetd.config import events as events_keys
 from fleetd.config import hosts as host_keys
 from fleetd.config import loader as top_keys
+from fleetd.config import ssh as ssh_keys
 from fleetd.config.listener import LISTENER_KEYS
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def test_example_config_documents_every_key() -> None:
         *top_keys.LOG_KEYS,
         *host_keys.HOST_KEYS,
         *host_keys.TLS_KEYS,
+        *ssh_keys.SSH_KEYS,
         *auth_keys.AUTH_KEYS,
         *auth_keys.TOKEN_KEYS,
         *answer_limits.LIMIT_KEYS,
@@ -103,7 +105,7 @@ def test_check_config_bad_prints_every_problem(cfg: ConfigDir, capsys: pytest.Ca
     assert out == ""
     assert err.splitlines() == [
         f"{path}:1: listen: expected host:port, e.g. 127.0.0.1:8080, got 'nowhere'",
-        f"{path}:4: hosts[0].url: unsupported scheme 'ftp'; use tcp://, http://, https:// or unix://",
+        f"{path}:4: hosts[0].url: unsupported scheme 'ftp'; use tcp://, http://, https://, unix:// or ssh://",
     ]
 
 

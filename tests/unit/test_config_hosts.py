@@ -58,8 +58,9 @@ def test_tcp_with_tls_defaults_to_port_2376(cfg: ConfigDir) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("ftp://h.example.internal", "unsupported scheme 'ftp'; use tcp://, http://, https:// or unix://"),
-        ("ssh://user@h", "unsupported scheme 'ssh'"),
+        ("ftp://h.example.internal", "unsupported scheme 'ftp'; use tcp://, http://, https://, unix:// or ssh://"),
+        ("ssh://user:pw@h", "passwords are not accepted in an ssh:// URL"),
+        ("ssh://h/var/run/docker.sock", "a path ('/var/run/docker.sock') is not allowed in an ssh:// URL"),
         ("h.example.internal:2375", "not a URL: 'h.example.internal:2375'; use e.g. tcp://host:2375"),
         ("/var/run/docker.sock", "not a URL; for a socket path write unix:///var/run/docker.sock"),
         ("tcp://:2375", "tcp:// needs a host"),

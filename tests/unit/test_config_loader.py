@@ -467,7 +467,7 @@ def test_every_problem_is_reported_at_once_in_file_order(cfg: ConfigDir) -> None
         (inventory, 3, "hosts[0].url"),
     ]
     assert str(info.value).splitlines()[3] == (
-        f"{cfg.main}:9: hosts[0].url: unsupported scheme 'ftp'; use tcp://, http://, https:// or unix://"
+        f"{cfg.main}:9: hosts[0].url: unsupported scheme 'ftp'; use tcp://, http://, https://, unix:// or ssh://"
     )
 
 
