@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncssh
 
-from fleetd.dockerapi.errors import EngineUnreachable
+from fleetd.dockerapi.errors import DockerError, EngineUnreachable
 from fleetd.dockerapi.ssh_errors import (
     HostKeyTrust,
     channel_error,
@@ -177,6 +177,9 @@ class SSHTunnel:
         self.connects = 0
         self.last_loss: str | None = None
         self._client: _Client | None = None  # of the latest handshake, kept for its offered host key
+        # Why the remote socket would not open, found out once per connection (it runs a command on
+        # the host, which can take longer than a poll's timeout) and reused by the polls after it.
+        self._socket_diagnosis: tuple[asyncssh.SSHClientConnection, asyncio.Future[DockerError]] | None = None
 
     def _new_client(self) -> _Client:
         self._client = _Client(self)
@@ -243,12 +246,21 @@ class SSHTunnel:
         """A new channel to the remote socket; raises the Engine client's errors."""
         conn = await self.connection()
         try:
-            return await conn.create_unix_connection(session_factory, self.config.socket)
+            opened = await conn.create_unix_connection(session_factory, self.config.socket)
         except asyncssh.ChannelOpenError as exc:
-            raise await channel_error(self.config, conn, exc) from exc
+            raise await self._diagnose(conn, exc) from exc
         except (OSError, asyncssh.Error) as exc:
             self.drop(conn)
             raise lost_error(self.config, exc) from exc
+        self._socket_diagnosis = None
+        return opened
+
+    async def _diagnose(self, conn: asyncssh.SSHClientConnection, exc: asyncssh.ChannelOpenError) -> DockerError:
+        cached = self._socket_diagnosis
+        if cached is None or cached[0] is not conn:
+            task = asyncio.ensure_future(channel_error(self.config, conn, exc))
+            cached = self._socket_diagnosis = (conn, task)
+        return await asyncio.shield(cached[1])
 
     async def aclose(self) -> None:
         """Close the SSH connection (and so every channel on it); safe to call twice."""
@@ -257,6 +269,10 @@ class SSHTunnel:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self._socket_diagnosis is not None:
+            self._socket_diagnosis[1].cancel()
+            await asyncio.gather(self._socket_diagnosis[1], return_exceptions=True)
+            self._socket_diagnosis = None
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -280,7 +296,7 @@ def _trust(config: SSHConfig, known: asyncssh.SSHKnownHosts, client: _Client | N
     return HostKeyTrust(
         known_hosts=config.known_hosts_path(),
         known_exists=os.path.exists(config.known_hosts_path()),
-        trusted=tuple(trusted),
+        trusted=tuple(dict.fromkeys(trusted)),  # an entry can match both with and without the port
         offered=client.offered_key if client is not None else None,
     )
 

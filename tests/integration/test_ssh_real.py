@@ -22,8 +22,6 @@ from fleetd.dockerapi import DockerClient, EngineConnections, SSHOptions
 from tests.integration.conftest import REQUIRE_DOCKER, unavailable
 from tests.integration.lab import BUSYBOX_IMAGE, Daemon, DockerLab
 from tests.integration.lab_fleet import (
-    INTERVAL,
-    TIMEOUT,
     Fleet,
     daemon_truth,
     fleet_server,
@@ -34,6 +32,11 @@ from tests.integration.lab_sshd import Sshd, keygen, sshd_unavailable_reason
 from tests.unit.opskit import Tokens, settings, start_client
 
 pytestmark = pytest.mark.docker
+
+#: Polling of the SSH hosts: fast enough that states show within seconds, with a timeout that a
+#: handshake, or the socket diagnosis (a command run over SSH), fits in on a loaded 2-core machine.
+INTERVAL = 2.5
+TIMEOUT = 2.0
 
 TOKENS = Tokens(ops="operator")
 OP = TOKENS.header("ops")
@@ -172,7 +175,7 @@ async def test_each_ssh_refusal_has_its_own_clear_error(
             found = await fleet.hosts()
             return found if all(h["state"] in ("up", "error") for h in found.values()) else None
 
-        await wait_until(settled, "every SSH host up or in error")
+        await wait_until(settled, "every SSH host up or in error", within=30)
         found = await fleet.hosts()
     states = {name: h["state"] for name, h in found.items()}
     assert states == {
