@@ -94,12 +94,12 @@ def host_findings(settings: HostSettings, certs: dict[Path, CertInfo], now: floa
         endpoint = parse_endpoint(settings.url, tls_config(settings))
     except ValueError:
         return found
-    if endpoint.unix_path is None and endpoint.tls is None:
+    if endpoint.unix_path is None and endpoint.tls is None and endpoint.ssh is None:
         found.append(
             Finding(
                 "insecure_transport",
                 f"{settings.url} is plain TCP without TLS: anyone who can reach it controls the daemon; "
-                "use TLS (https:// or tcp:// with tls:) or an SSH tunnel",
+                "use TLS (https:// or tcp:// with tls:) or ssh://",
             )
         )
     if endpoint.tls is not None and not endpoint.tls.verify:

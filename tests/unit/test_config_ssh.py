@@ -139,3 +139,13 @@ def test_check_config_reports_ssh_problems_with_file_and_line(
     assert main(["check-config", "--config", str(path)]) == 2
     _, err = capsys.readouterr()
     assert f"{path}:5: hosts[0].ssh.identity: {keys['locked']} is protected by a passphrase" in err
+
+
+def test_ssh_hosts_are_not_reported_as_plain_tcp() -> None:
+    from fleetd.config import HostSettings
+    from fleetd.ops.findings import host_findings
+
+    ssh = HostSettings(name="web3", url="ssh://deploy@web3.example.internal:22", ssh=SSHSettings())
+    tcp = HostSettings(name="web4", url="tcp://web4.example.internal:2375")
+    assert [f for f in host_findings(ssh, {}, 0.0) if f.code == "insecure_transport"] == []
+    assert [f.code for f in host_findings(tcp, {}, 0.0)] == ["insecure_transport"]
