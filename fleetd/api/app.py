@@ -8,7 +8,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from fleetd.api import containers, events, hosts, operations, snapshots, summary
+from fleetd.api import containers, events, hosts, inspect, operations, snapshots, summary, ui, whoami
 from fleetd.api import metrics as metrics_routes
 from fleetd.api import reload as reload_routes
 from fleetd.api.errors import ApiError
@@ -84,6 +84,9 @@ def create_app(
     app.add_routes(summary.routes)
     app.add_routes(metrics_routes.routes)
     app.add_routes(reload_routes.routes)
+    app.add_routes(whoami.routes)
+    app.add_routes(inspect.routes)
+    ui.install(app)  # the dashboard at / and /ui/...
     operations.install(app)  # audit + auth middlewares (after error_middleware), operation routes
     snapshots.install(app, settings)  # database + snapshot service (first cleanup ctx), routes
     events.install(app, events.SseSettings.of(settings.events))  # GET /api/v1/events, X-Fleet-Event-Id

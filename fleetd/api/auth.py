@@ -72,6 +72,8 @@ ROLE_ACCESS: dict[Role, Access] = {
 class Rule:
     access: Access
     action: str  # the audit log's name for the call
+    shell: bool = False  # the dashboard's static files: public whatever protect_health says
+    probe: bool = False  # without a token, answer as anonymous (the caller learns it must sign in)
     logs: bool = False  # container logs: the role needed comes from container_logs.role instead
 
     def needed(self, settings: Settings) -> Access:
@@ -93,6 +95,11 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/healthz"): Rule(_P, "health.live"),
     ("GET", "/readyz"): Rule(_P, "health.ready"),
     ("GET", "/metrics"): Rule(_P, "metrics"),
+    # The dashboard's page and files hold no fleet data: open even with protect_health.
+    ("GET", "/"): Rule(_P, "ui", shell=True),
+    ("GET", "/ui/assets/{name}"): Rule(_P, "ui", shell=True),
+    ("GET", "/ui/{view}"): Rule(_P, "ui", shell=True),
+    ("GET", "/api/v1/whoami"): Rule(_V, "whoami", probe=True),
     ("GET", "/api/v1/openapi.json"): Rule(_V, "openapi"),
     ("GET", "/api/v1/summary"): Rule(_V, "summary"),
     ("GET", "/api/v1/hosts"): Rule(_V, "hosts.list"),
@@ -112,6 +119,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     # container_logs.role says otherwise.
     ("GET", "/api/v1/containers/{host}/{ref}/logs"): Rule(_O, "container.logs", logs=True),
     ("GET", "/api/v1/logs"): Rule(_O, "logs.merged", logs=True),
+    # So is inspect: its Config.Env routinely holds secrets.
+    ("GET", "/api/v1/containers/{host}/{ref}/inspect"): Rule(_O, "container.inspect"),
     ("POST", "/api/v1/hosts/{host}/containers"): Rule(_O, "container.create"),
     ("POST", "/api/v1/containers/{host}/{ref}/start"): Rule(_O, "container.start"),
     ("POST", "/api/v1/containers/{host}/{ref}/stop"): Rule(_O, "container.stop"),
@@ -222,10 +231,12 @@ def _authorize(request: web.Request, rule: Rule, settings: Settings) -> web.Resp
     auth = settings.auth
     needed = rule.needed(settings)
     if needed is Access.PUBLIC:
-        if not auth.protect_health:
+        if not auth.protect_health or rule.shell:
             return ANONYMOUS
         needed = Access.VIEWER
     header = request.headers.get("Authorization")
+    if header is None and rule.probe:
+        return ANONYMOUS
     if header is None:
         reads_open = auth.anonymous_read or (not auth.tokens and is_loopback(settings.listen_host))
         if needed is Access.VIEWER and reads_open:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from fleetd.api.errors import BadRequest, NotFound
 from fleetd.api.keys import STATE
 from fleetd.api.params import check_known, get_bool, get_choice, get_int, get_one
 from fleetd.api.render import json_response
-from fleetd.fleet.state import AmbiguousContainer, ContainerQuery
+from fleetd.fleet.models import ContainerRecord
+from fleetd.fleet.state import AmbiguousContainer, ContainerQuery, label_matches
 
 __all__ = ["routes"]
 
@@ -16,7 +19,18 @@ routes = web.RouteTableDef()
 
 CONTAINER_STATES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 HEALTH_STATES = {"healthy", "unhealthy", "starting", "none"}
-_PARAMS = {"host", "state", "health", "stale", "label", "image", "name", "limit", "offset"}
+_PARAMS = {"host", "state", "health", "stale", "label", "image", "name", "host_label", "sort", "limit", "offset"}
+#: ?sort= keys; ties keep the default order (host, then name), so pages are stable.
+_SORT_KEYS: dict[str, Callable[[ContainerRecord], str]] = {
+    "host": lambda c: c.host,
+    "name": lambda c: c.name,
+    "image": lambda c: c.image,
+    "state": lambda c: c.state,
+    "health": lambda c: c.health,
+    "status": lambda c: c.status,
+    "created": lambda c: c.created or "",
+}
+_SORTS = set(_SORT_KEYS) | {f"-{k}" for k in _SORT_KEYS}
 
 
 @routes.get("/api/v1/containers")
@@ -29,8 +43,16 @@ async def list_containers(request: web.Request) -> web.Response:
         if h not in fleet:
             raise NotFound(f"no host named {h!r} in the inventory", code="unknown_host")
     labels = tuple(q.getall("label", []))
-    if any(not sel.partition("=")[0] for sel in labels):
-        raise BadRequest("parameter 'label' must be 'key' or 'key=value'", code="bad_parameter")
+    host_labels = q.getall("host_label", [])
+    for name, given in (("label", labels), ("host_label", host_labels)):
+        if any(not sel.partition("=")[0] for sel in given):
+            raise BadRequest(f"parameter {name!r} must be 'key' or 'key=value'", code="bad_parameter")
+    if host_labels:  # hosts carrying every host label (and among ?host= when both are given)
+        hosts = tuple(
+            r.name
+            for r in fleet.records()
+            if (not hosts or r.name in hosts) and label_matches(dict(r.settings.labels), host_labels)
+        ) or ("",)
     query = ContainerQuery(
         hosts=hosts,
         state=get_choice(q, "state", CONTAINER_STATES),
@@ -42,7 +64,10 @@ async def list_containers(request: web.Request) -> web.Response:
     )
     limit = get_int(q, "limit", None, minimum=0)
     offset = get_int(q, "offset", 0, minimum=0) or 0
+    sort = get_choice(q, "sort", _SORTS)
     found = fleet.containers(query)
+    if sort is not None:
+        found.sort(key=_SORT_KEYS[sort.lstrip("-")], reverse=sort.startswith("-"))
     page = found[offset : offset + limit if limit is not None else None]
     return json_response({"containers": page, "total": len(found), "offset": offset, "limit": limit})
 

@@ -40,6 +40,10 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/healthz", "Liveness: fleetd's event loop answers", "service"),
     Op("GET", "/readyz", "Readiness: every enabled host had its first poll", "service", errors=(503,)),
     Op("GET", "/metrics", "Prometheus metrics (text format)", "service"),
+    Op("GET", "/", "The web dashboard", "dashboard"),
+    Op("GET", "/ui/assets/{name}", "The dashboard's files (HTML, CSS, JavaScript)", "dashboard", errors=(404,)),
+    Op("GET", "/ui/{view}", "A dashboard location (the page routes itself)", "dashboard"),
+    Op("GET", "/api/v1/whoami", "The caller's token name, role and the actions it may use", "service"),
     Op("GET", "/api/v1/openapi.json", "This description", "service"),
     Op("POST", "/api/v1/reload", "Re-read config and inventory (like SIGHUP)", "service", errors=(400,)),
     Op(
@@ -55,7 +59,7 @@ OPERATIONS: tuple[Op, ...] = (
         "/api/v1/containers",
         "Every container of the fleet, from the aggregate",
         "containers",
-        ("host", "state", "health", "stale", "label", "image", "name", "limit", "offset"),
+        ("host", "host_label", "state", "health", "stale", "label", "image", "name", "sort", "limit", "offset"),
     ),
     Op(
         "GET",
@@ -71,6 +75,13 @@ OPERATIONS: tuple[Op, ...] = (
         "One container from the aggregate",
         "containers",
         errors=(404,),
+    ),
+    Op(
+        "GET",
+        "/api/v1/containers/{host}/{ref}/inspect",
+        "The daemon's own inspect answer for one container, verbatim",
+        "containers",
+        errors=_ENGINE,
     ),
     Op(
         "POST",
@@ -222,6 +233,7 @@ _ARRAY = {"type": "array", "items": _S}
 #: Query parameters: (schema, description). Keys after "_" are aliases for a different meaning.
 PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "host": (_ARRAY, "only these hosts (repeatable)"),
+    "host_label": (_ARRAY, "only hosts carrying this label, key or key=value; all must match (repeatable)"),
     "search_host": (_S, "the host whose daemon searches (default: the first host that is up)"),
     "audit_host": (_S, "entries that targeted this host"),
     "state": (_S, "only this state"),
@@ -230,6 +242,7 @@ PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "label": (_ARRAY, "key or key=value; all must match (repeatable)"),
     "image": (_S, "an image reference"),
     "name": (_S, "a container name"),
+    "sort": (_S, "order by host, name, image, state, health, status or created; '-' first for descending"),
     "limit": (_I, "at most this many"),
     "offset": (_I, "skip this many"),
     "type": (_ARRAY, "event types: container, host, or exact (container.changed, ...) (repeatable)"),

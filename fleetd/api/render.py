@@ -37,6 +37,7 @@ def host_view(r: HostRecord, now: float, duplicates: dict[str, list[str]]) -> di
         "last_seen": rfc3339(r.last_seen),
         "last_attempt": rfc3339(r.last_attempt),
         "last_error": r.last_error,
+        "state_since": rfc3339(r.changed_at),
         "consecutive_failures": r.consecutive_failures,
         "last_poll_duration": round(r.poll_duration, 6) if r.poll_duration is not None else None,
         "engine_id": engine_id,

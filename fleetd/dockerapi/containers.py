@@ -44,6 +44,10 @@ class ContainersAPI:
             "GET", f"/containers/{container_id}/json", ContainerInspect, timeout=timeout
         )
 
+    async def inspect_raw(self, container_id: str, *, timeout: float | None = None) -> msgspec.Raw:
+        """``GET /containers/{id}/json`` exactly as the daemon answered (for people to read)."""
+        return await self._client._query("GET", f"/containers/{container_id}/json", msgspec.Raw, timeout=timeout)
+
     async def create(
         self, config: Mapping[str, Any], *, name: str | None = None, timeout: float | None = None
     ) -> CreateResult:

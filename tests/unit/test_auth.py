@@ -51,11 +51,10 @@ def test_every_registered_route_has_a_policy(tmp_path: Path) -> None:
 
 
 def test_policy_table_levels() -> None:
-    assert {t for (m, t), r in POLICY.items() if r.access is Access.PUBLIC} == {
-        "/healthz",
-        "/readyz",
-        "/metrics",
-    }
+    public = {t for (m, t), r in POLICY.items() if r.access is Access.PUBLIC}
+    shell = {t for (m, t), r in POLICY.items() if r.shell}
+    assert public == {"/healthz", "/readyz", "/metrics"} | shell
+    assert shell == {"/", "/ui/assets/{name}", "/ui/{view}"}  # the dashboard's files, no data
     assert rule_for("POST", "/api/v1/snapshots").access is Access.VIEWER  # type: ignore[union-attr]
     for method, path in [
         ("DELETE", "/api/v1/snapshots/{snapshot_id}"),

@@ -1,0 +1,67 @@
+"""``GET /api/v1/whoami``: who the caller is and what it may do, so the dashboard shows only usable buttons.
+
+Without a token it answers for an anonymous caller (never 401), saying whether reads are open to it;
+with a token it goes through the same checks as every other route.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from fleetd.api.auth import POLICY, PRINCIPAL, ROLE_ACCESS, Access, is_loopback
+from fleetd.api.keys import CONFIG
+from fleetd.api.openapi import OPERATIONS
+from fleetd.api.params import check_known
+from fleetd.api.render import json_response
+from fleetd.config.model import Settings
+
+__all__ = ["allowed_actions", "routes"]
+
+routes = web.RouteTableDef()
+
+_LOGS = "/api/v1/containers/{host}/{ref}/logs"
+
+
+def allowed_actions(access: Access, settings: Settings) -> list[str]:
+    """The audit names of every route this access level may call (from the one policy table)."""
+    if not settings.auth.tokens:  # operations are disabled without tokens
+        access = min(access, Access.VIEWER)
+    return sorted(
+        {rule.action for rule in POLICY.values() if Access.PUBLIC < rule.needed(settings) <= access}
+    )
+
+
+def _reads_open(settings: Settings) -> bool:
+    auth = settings.auth
+    return auth.anonymous_read or (not auth.tokens and is_loopback(settings.listen_host))
+
+
+def _features(app: web.Application) -> dict[str, bool]:
+    """What this fleetd serves, so the page never probes for it (a 404 is noise in every console)."""
+    canonical = {r.canonical for r in app.router.resources()}
+    follow = any(op.path == _LOGS and "follow" in op.query for op in OPERATIONS)
+    return {"events": "/api/v1/events" in canonical, "logs_follow": follow}
+
+
+@routes.get("/api/v1/whoami")
+async def whoami(request: web.Request) -> web.Response:
+    check_known(request.query, ())
+    settings = request.app[CONFIG].current
+    principal = request.get(PRINCIPAL)
+    role = principal.role if principal is not None else None
+    reads = role is not None or _reads_open(settings)
+    access = ROLE_ACCESS[role] if role is not None else (Access.VIEWER if reads else Access.PUBLIC)
+    enabled = bool(settings.auth.tokens)
+    intervals = [h.interval for h in settings.hosts if h.enabled] or [settings.poll.interval]
+    return json_response(
+        {
+            "name": principal.name if principal is not None else "anonymous",
+            "role": role,
+            "auth": enabled,
+            "reads": reads,  # False: sign in to see anything
+            "allowed": allowed_actions(access, settings),
+            "features": _features(request.app),
+            # How often a page without the event stream re-reads: never faster than fleetd polls.
+            "refresh": min(max(min(intervals), 0.5), 10.0),
+        }
+    )
