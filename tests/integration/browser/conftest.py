@@ -40,8 +40,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Playwright's sync API runs an event loop on this thread while it lives: module scope, so the
+    async tests collected after these never see it."""
     if reason := browser_unavailable_reason():
         _unavailable(reason)
     from playwright.sync_api import sync_playwright

@@ -114,7 +114,17 @@ form.addEventListener("submit", async (e) => {
 });
 document.getElementById("signin-cancel").addEventListener("click", () => dialog.close());
 document.getElementById("signin-open").addEventListener("click", () => openSignIn(""));
+function quiesce() {
+  // Nothing may ask the API once the token is gone: stop the stream and timers, unmount the view.
+  if (ctx.events) ctx.events.stop();
+  ctx.events = null;
+  if (unmount) { try { unmount(); } catch (err) { console.warn(err); } }
+  unmount = null;
+  replace(main);
+}
+
 document.getElementById("signout").addEventListener("click", () => {
+  quiesce();
   auth.clear();
   boot();
 });
