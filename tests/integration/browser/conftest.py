@@ -8,6 +8,7 @@ the tests fail. Every page's console errors and uncaught exceptions fail the tes
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,15 @@ def sign_in(page: Any, board: Dashboard, who: str, path: str = "/") -> None:
     page.locator("#who").filter(has_text=who).wait_for(timeout=10_000)
 
 
-def screenshot(page: Any, name: str) -> None:
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMG / f"{name}.png"))
+def screenshot(page: Any, name: str) -> Path:
+    """A PNG of the page: into docs/img/ (the README's) with FLEETD_SCREENSHOTS=1, else a temp dir, so
+    an ordinary test run leaves the work tree clean."""
+    if os.environ.get("FLEETD_SCREENSHOTS", "") in ("", "0"):
+        target = Path(tempfile.gettempdir()) / "fleetd-screenshots"
+    else:
+        target = DOCS_IMG
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"{name}.png"
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000, f"{path} looks empty"
+    return path
