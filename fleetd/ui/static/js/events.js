@@ -1,8 +1,8 @@
 // The fleet event stream (GET /api/v1/events, text/event-stream), read with fetch() so the bearer header
 // goes along (EventSource cannot send headers, and a token never goes in a URL).
-// Where the stream does not exist (404), or while it is down, the views re-read on a timer instead:
-// subscribers get {type: "tick"} every `refresh` seconds, and {type: "connected"} / {type: "reset"} when
-// they must re-list because events may have been missed.
+// The views also re-read on a timer, stream or not (the safety net, as fleetd's own full polls are for
+// its Engine event watchers): subscribers get {type: "tick"} every `refresh` seconds, and
+// {type: "connected"} / {type: "reset"} when they must re-list because events may have been missed.
 
 import { stream, lines, ApiError } from "./api.js";
 
@@ -54,6 +54,7 @@ export class FleetEvents {
   }
 
   async start() {
+    this.startTicking();
     if (!this.available) return this.polling();
     let backoff = 1;
     while (!this.stopped) {
@@ -62,7 +63,6 @@ export class FleetEvents {
         const resp = await stream("/api/v1/events", {}, {
           accept: "text/event-stream", signal: this.abort.signal, lastEventId: this.lastId,
         });
-        this.stopTicking();
         this.setMode("live", "live");
         this.emit({ type: "connected" });
         backoff = 1;
@@ -78,7 +78,6 @@ export class FleetEvents {
         }
         this.setMode("down", "event stream lost; retrying");
       }
-      this.startTicking(); // keep views current while the stream is away
       await new Promise((r) => setTimeout(r, backoff * 1000));
       backoff = Math.min(backoff * 2, 15);
     }

@@ -154,11 +154,10 @@ export function mount(root, ctx, _params, query) {
     if (stop) return;
     hosts = list.hosts;
     replace(summaryBox, numbers(summary));
-    if (ctx.events.mode !== "live") {
-      for (const x of hosts) {
-        const s = hostState(x), before = known.get(x.name);
-        if (before !== undefined && before !== s) addFeed(null, `${x.name}: ${before} → ${s}`, s === "up" ? "added" : "removed");
-      }
+    // Changes a re-read finds that no event announced (or all of them, without a stream).
+    for (const x of hosts) {
+      const s = hostState(x), before = known.get(x.name);
+      if (before !== undefined && before !== s) addFeed(null, `${x.name}: ${before} → ${s}`, s === "up" ? "added" : "removed");
     }
     known = new Map(hosts.map((x) => [x.name, hostState(x)]));
     drawTiles();
@@ -176,9 +175,13 @@ export function mount(root, ctx, _params, query) {
     else if (evt.type.startsWith("host.") || evt.type.startsWith("container.")) soon(500);
     const line = describe(evt);
     if (line) addFeed(evt.data.time, line[0], line[1]);
-    feedNote.textContent = ctx.events.mode === "live" ? "" : "No event stream here: host state changes seen by this page.";
+    if (evt.type === "host.changed" && evt.data.record) known.set(evt.data.host, hostState(evt.data.record));
+    note();
   });
-  feedNote.textContent = ctx.events.mode === "live" ? "" : "Host state changes seen by this page.";
+  function note() {
+    feedNote.textContent = ctx.events.mode === "live" ? "" : "No event stream here: host state changes seen by this page.";
+  }
+  note();
   for (const el of [groupSel, labelIn, stateSel]) el.addEventListener("input", () => { syncUrl(); drawTiles(); });
   load().catch(showError);
   return () => { stop = true; off(); clearTimeout(pending); };
