@@ -11,7 +11,7 @@ from aiohttp import web
 from fleetd.config.docker_api import DockerAPISettings
 from fleetd.dockercompat.identity import Identity, Target
 from fleetd.dockercompat.security import AuditNote, Guard, Principal
-from fleetd.dockercompat.upstream import Fleet, Upstream
+from fleetd.dockercompat.upstream import FleetAccess, Upstream
 from fleetd.dockercompat.versions import advertised_version, clamp
 from fleetd.fleet.models import HostStatus
 
@@ -21,7 +21,7 @@ PENDING_PULL_TTL = 600.0
 
 
 class Service:
-    def __init__(self, fleet: Fleet, settings: Callable[[], DockerAPISettings]) -> None:
+    def __init__(self, fleet: FleetAccess, settings: Callable[[], DockerAPISettings]) -> None:
         self.fleet = fleet
         self.identity = Identity(fleet)
         self.guard = Guard()
@@ -58,7 +58,7 @@ class Call:
     principal: Principal | None = None
 
     @property
-    def fleet(self) -> Fleet:
+    def fleet(self) -> FleetAccess:
         return self.svc.fleet
 
     def query(self, key: str) -> str | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import msgspec
 
 from fleetd.dockercompat.errors import DockerAPIError
-from fleetd.dockercompat.upstream import Fleet
+from fleetd.dockercompat.upstream import FleetAccess
 from fleetd.fleet.models import ContainerRecord
 
 __all__ = ["Identity", "Target", "no_such_container"]
@@ -61,7 +61,7 @@ def _ambiguous(ref: str, found: list[Target]) -> DockerAPIError:
 
 
 class Identity:
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: FleetAccess) -> None:
         self.fleet = fleet
         self._execs: OrderedDict[str, Target] = OrderedDict()
 

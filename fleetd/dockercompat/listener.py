@@ -17,7 +17,8 @@ from aiohttp import web
 from fleetd.config.docker_api import DockerAPISettings
 from fleetd.dockercompat.app import create_docker_app
 from fleetd.dockercompat.context import Service
-from fleetd.dockercompat.upstream import Fleet
+from fleetd.dockercompat.tlsserver import serve_tls
+from fleetd.dockercompat.upstream import FleetAccess
 
 __all__ = ["DockerListener", "server_ssl_context"]
 
@@ -60,7 +61,7 @@ def _clear_stale_socket(path: Path) -> None:
 class DockerListener:
     """Owns the Docker endpoint's runner and site; ``aclose()`` is safe to call twice."""
 
-    def __init__(self, fleet: Fleet, settings: DockerAPISettings, *, shutdown_timeout: float = 5.0) -> None:
+    def __init__(self, fleet: FleetAccess, settings: DockerAPISettings, *, shutdown_timeout: float = 5.0) -> None:
         self.settings = settings
         # read-only mode, roles and the token requirement follow reloads; the address needs a restart
         self.service = Service(fleet, lambda: fleet.settings().docker_api or self.settings)
@@ -72,33 +73,41 @@ class DockerListener:
             shutdown_timeout=shutdown_timeout,
         )
         self._site: web.BaseSite | None = None
+        self._tls_server: asyncio.Server | None = None
+        self._started = False
         self.url: str = settings.address
 
     async def start(self) -> str:
         """Bind and serve; returns the address clients use (the bound port when 0 was asked)."""
         cfg = self.settings
+        site: web.BaseSite | None = None
         await self._runner.setup()
         try:
             if cfg.unix_path is not None:
                 await asyncio.to_thread(_clear_stale_socket, cfg.unix_path)
-                site: web.BaseSite = web.UnixSite(self._runner, str(cfg.unix_path))
+                site = web.UnixSite(self._runner, str(cfg.unix_path))
                 await site.start()
                 await asyncio.to_thread(os.chmod, cfg.unix_path, cfg.socket_mode)
                 self.url = f"unix://{cfg.unix_path}"
             else:
                 ctx = await asyncio.to_thread(server_ssl_context, cfg)
-                site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=ctx)
-                await site.start()
-                server = getattr(site, "_server", None)
-                port = cfg.port
-                if server is not None and server.sockets:
-                    port = server.sockets[0].getsockname()[1]
+                if ctx is not None:  # our own TLS server: it keeps the half-close exec/attach need
+                    assert self._runner.server is not None
+                    self._tls_server = await serve_tls(self._runner.server, cfg.host, cfg.port, ctx)
+                    sockets = self._tls_server.sockets
+                else:
+                    site = web.TCPSite(self._runner, cfg.host, cfg.port)
+                    await site.start()
+                    server = getattr(site, "_server", None)
+                    sockets = server.sockets if server is not None else ()
+                port = sockets[0].getsockname()[1] if sockets else cfg.port
                 host = f"[{cfg.host}]" if cfg.host and ":" in cfg.host else cfg.host
                 self.url = f"{'https' if ctx else 'tcp'}://{host}:{port}"
         except BaseException:
             await self._runner.cleanup()
             raise
         self._site = site
+        self._started = True
         log.info("docker endpoint listening", url=self.url, read_only=cfg.read_only, tls=cfg.tls is not None)
         return self.url
 
@@ -107,10 +116,15 @@ class DockerListener:
         self.settings = settings
 
     async def aclose(self) -> None:
-        site, self._site = self._site, None
-        if site is None:
+        if not self._started:
             return
+        self._started = False
+        tls, self._tls_server = self._tls_server, None
+        if tls is not None:
+            tls.close()  # no new connections; the runner's cleanup closes the open ones
         await self._runner.cleanup()
+        if tls is not None:
+            await tls.wait_closed()
         if self.settings.unix_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(self.settings.unix_path.unlink)

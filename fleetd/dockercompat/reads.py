@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.dockercompat.filters import CONTAINER_FILTERS, Filters, match_container, parse_filters
 from fleetd.dockercompat.identity import Identity
-from fleetd.dockercompat.upstream import Fleet
+from fleetd.dockercompat.upstream import FleetAccess
 from fleetd.dockercompat.versions import FLEETD_MIN_API, parse_version
 from fleetd.fleet.models import ContainerRecord, HostRecord, HostStatus
 from fleetd.fleet.state import label_matches
@@ -92,7 +92,7 @@ def _summary(c: ContainerRecord, record: HostRecord, size: bool) -> Json:
     return item
 
 
-def container_list(fleet: Fleet, identity: Identity, query: dict[str, str]) -> list[Json]:
+def container_list(fleet: FleetAccess, identity: Identity, query: dict[str, str]) -> list[Json]:
     """``GET /containers/json``: newest first across the fleet, then ``limit``."""
     filters: Filters = parse_filters(query.get("filters"), CONTAINER_FILTERS)
     try:
@@ -134,7 +134,7 @@ def container_list(fleet: Fleet, identity: Identity, query: dict[str, str]) -> l
     return [_summary(c, record, size) for _, _, c, record in rows]
 
 
-def image_list(fleet: Fleet, query: dict[str, str], api: str) -> list[Json]:
+def image_list(fleet: FleetAccess, query: dict[str, str], api: str) -> list[Json]:
     """``GET /images/json``: one row per image id, with the union of tags and the hosts having it."""
     filters = parse_filters(query.get("filters"), frozenset({"reference", "label", "dangling", "node"}))
     by_id: dict[str, Json] = {}
@@ -218,7 +218,7 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
-def fleet_info(fleet: Fleet) -> Json:
+def fleet_info(fleet: FleetAccess) -> Json:
     now = time.time()
     records = fleet.records()
     counts: Counter[str] = Counter()
@@ -296,7 +296,7 @@ def fleet_info(fleet: Fleet) -> Json:
     }
 
 
-def fleet_version(fleet: Fleet, advertised: str) -> Json:
+def fleet_version(fleet: FleetAccess, advertised: str) -> Json:
     components: list[Json] = [
         {
             "Name": "Engine",

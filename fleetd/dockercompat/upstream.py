@@ -28,7 +28,7 @@ from fleetd.fleet.state import FleetState
 from fleetd.ops.audit import Auditor
 from fleetd.ops.targets import settle
 
-__all__ = ["Fleet", "Upstream", "host_unavailable"]
+__all__ = ["FleetAccess", "Upstream", "host_unavailable"]
 
 
 class _Version(msgspec.Struct):
@@ -92,7 +92,7 @@ class Upstream:
             )
 
 
-class Fleet:
+class FleetAccess:
     """What the Docker endpoint needs of the rest of fleetd: read the aggregate, reach a daemon,
     re-read a host after a change, audit. (The endpoint never writes the aggregate itself.)"""
 

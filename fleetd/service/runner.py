@@ -24,7 +24,7 @@ from fleetd.api.keys import AUDITOR, CONFIG, CONNECTIONS, NOTIFIER, POLLER, STAT
 from fleetd.config import ConfigError, load_config
 from fleetd.config.model import Settings
 from fleetd.dockercompat import DockerListener
-from fleetd.dockercompat.upstream import Fleet
+from fleetd.dockercompat.upstream import FleetAccess
 from fleetd.fleet.models import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.logconfig import configure_logging
@@ -111,7 +111,7 @@ async def _serve(settings: Settings, config_path: Path) -> int:
         return 1
     docker: DockerListener | None = None
     if settings.docker_api is not None:  # the Docker-compatible second listener
-        fleet = Fleet(app[STATE], app[POLLER], app[CONNECTIONS], lambda: app[CONFIG].current, app[AUDITOR])
+        fleet = FleetAccess(app[STATE], app[POLLER], app[CONNECTIONS], lambda: app[CONFIG].current, app[AUDITOR])
         docker = DockerListener(fleet, settings.docker_api, shutdown_timeout=settings.shutdown_grace)
         try:
             await docker.start()

@@ -132,7 +132,7 @@ def _command() -> list[str]:
 @contextlib.contextmanager
 def docker_endpoint(
     root: Path, hosts: list[dict[str, Any]], *, docker_api: dict[str, Any] | None = None,
-    auth: dict[str, Any] | None = None,
+    auth: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
 ) -> Iterator[Endpoint]:
     """``fleetd run`` on fresh loopback ports; yields once every host answered its first poll."""
     root.mkdir(parents=True, exist_ok=True)
@@ -144,6 +144,7 @@ def docker_endpoint(
         "log": {"format": "json", "level": "info"},
         "hosts": hosts,
         "docker_api": {"listen": f"127.0.0.1:{port}", **(docker_api or {})},
+        **(extra or {}),
     }
     if auth is not None:
         cfg["auth"] = auth
@@ -161,11 +162,11 @@ def docker_endpoint(
         def ready() -> bool:
             assert proc.poll() is None, f"fleetd exited with {proc.returncode}:\n{ep.tail()}"
             try:
-                status, _, _ = ep.http("GET", "/_ping")
                 hosts_doc = ep.api("/api/v1/hosts")
             except OSError:
                 return False
-            return status == 200 and all(h.get("state", h.get("status")) != "unknown" for h in hosts_doc["hosts"])
+            listening = "docker endpoint listening" in ep.tail(100_000)
+            return listening and all(h.get("state", h.get("status")) != "unknown" for h in hosts_doc["hosts"])
 
         ep.wait_for("fleetd's Docker endpoint ready", ready, within=30)
         yield ep

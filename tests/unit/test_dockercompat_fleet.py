@@ -23,7 +23,7 @@ from fleetd.api.keys import AUDITOR, CONFIG, CONNECTIONS, POLLER, STATE
 from fleetd.config.docker_api import DockerAPISettings
 from fleetd.config.model import Settings
 from fleetd.dockercompat import DockerListener
-from fleetd.dockercompat.upstream import Fleet
+from fleetd.dockercompat.upstream import FleetAccess
 from tests.fakes import FakeEngine, docker_20_10, docker_29
 from tests.integration.docker_endpoint import DOCKER_CLIS
 from tests.unit.opskit import Tokens, host, settings
@@ -72,7 +72,7 @@ async def _stack(tmp_path: Path, docker_api: DockerAPISettings, with_tokens: boo
         app = create_app(cfg)
         runner = web.AppRunner(app)
         await runner.setup()
-        fleet = Fleet(app[STATE], app[POLLER], app[CONNECTIONS], lambda: app[CONFIG].current, app[AUDITOR])
+        fleet = FleetAccess(app[STATE], app[POLLER], app[CONNECTIONS], lambda: app[CONFIG].current, app[AUDITOR])
         listener = DockerListener(fleet, docker_api)
         try:
             url = await listener.start()
