@@ -29,6 +29,7 @@ class Service:
         # image → (host, when): a create that found its image missing on the chosen host; the
         # docker CLI's pull that follows goes to the same host.
         self.pending_pulls: dict[str, tuple[str, float]] = {}
+        self.event_streams = 0  # `docker events` answers in progress
 
     def advertised(self) -> str:
         return advertised_version(

@@ -117,7 +117,7 @@ def container_list(fleet: FleetAccess, identity: Identity, query: dict[str, str]
         if not live and not everything:
             continue  # a down host's containers are last known, not running: only with -a
         for c in record.containers:
-            if not everything and c.state != "running":
+            if not everything and c.state not in ("running", "paused", "restarting"):  # moby: Running
                 continue
             if not match_container(c, filters):
                 continue

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -20,6 +22,8 @@ from fleetd.fleet.models import HostRecord
 __all__ = ["events", "info", "ping", "version"]
 
 EVENTS_BUFFER_MAX = 100_000  # events held to sort a bounded (since..until) answer
+#: Each `docker events` holds one stream to every up host: a bound on how many run at once.
+EVENT_STREAMS_MAX = 32
 
 
 async def ping(call: Call) -> web.StreamResponse:
@@ -98,6 +102,23 @@ async def events(call: Call) -> web.StreamResponse:
         finally:
             await queue.put(None)
 
+    svc = call.svc
+    if svc.event_streams >= EVENT_STREAMS_MAX:
+        raise DockerAPIError(429, f"{EVENT_STREAMS_MAX} `docker events` streams are open already; try again later")
+    svc.event_streams += 1
+    try:
+        return await _stream_events(call, records, pump, queue, bounded)
+    finally:
+        svc.event_streams -= 1
+
+
+async def _stream_events(
+    call: Call,
+    records: list[HostRecord],
+    pump: Callable[[HostRecord], Coroutine[Any, Any, None]],
+    queue: asyncio.Queue[tuple[int, bytes] | None],
+    bounded: bool,
+) -> web.StreamResponse:
     out = web.StreamResponse(status=200)
     out.headers["Content-Type"] = "application/json"
     out.enable_chunked_encoding()

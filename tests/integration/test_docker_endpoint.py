@@ -247,3 +247,41 @@ def test_docker_py(endpoint: Endpoint, docker_lab: DockerLab, uid: str, cleanup:
     finally:
         client.close()
 
+
+
+def test_rename_pause_top_stats_kill(endpoint: Endpoint, docker_lab: DockerLab, uid: str, cleanup: list[tuple[str, str]]) -> None:
+    cli = DOCKER_CLIS[-1]
+    d1 = docker_lab.daemons["d1"]
+    first, second = f"ren-{uid}", f"renamed-{uid}"
+    cleanup += [("d1", first), ("d1", second)]
+    endpoint.ok(cli, "run", "-d", "--network", "none", "--name", f"d1/{first}", BUSYBOX_IMAGE, "sleep", "300")
+    endpoint.ok(cli, "rename", f"d1/{first}", second)
+    assert endpoint.ok(cli, "ps", "-f", f"name={second}", "--format", "{{.Names}}").split() == [f"d1/{second}"]
+    endpoint.ok(cli, "pause", second)
+    assert "(Paused)" in endpoint.ok(cli, "ps", "-f", f"name={second}", "--format", "{{.Status}}")
+    assert d1.docker("inspect", "-f", "{{.State.Status}}", second).stdout.strip() == "paused"
+    endpoint.ok(cli, "unpause", second)
+    assert "sleep 300" in endpoint.ok(cli, "top", f"d1/{second}")
+    assert second in endpoint.ok(cli, "stats", "--no-stream", "--format", "{{.Name}}", f"d1/{second}")
+    endpoint.ok(cli, "kill", second)
+    assert endpoint.ok(cli, "ps", "-a", "-f", f"name={second}", "--format", "{{.State}}").strip() == "exited"
+    endpoint.ok(cli, "rm", second)
+
+
+def test_events_stream_live(endpoint: Endpoint, uid: str, cleanup: list[tuple[str, str]]) -> None:
+    cli = DOCKER_CLIS[0]
+    name = f"live-{uid}"
+    cleanup.append(("d2", name))
+    with subprocess.Popen(
+        [cli, "events", "--filter", "event=start", "--filter", f"container={name}"],
+        stdout=subprocess.PIPE, env=endpoint.env(),
+    ) as proc:  # fmt: skip
+        try:
+            time.sleep(1.0)  # the streams to every host are open
+            endpoint.ok(cli, "run", "-d", "--network", "none", "--name", f"d2/{name}", BUSYBOX_IMAGE, "true")
+            assert proc.stdout is not None
+            line = proc.stdout.readline().decode()
+            assert " container start " in line and "node.name=d2" in line and f"name={name}" in line
+            assert proc.poll() is None  # still streaming
+        finally:
+            proc.kill()
