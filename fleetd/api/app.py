@@ -8,7 +8,18 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from fleetd.api import containers, events, hosts, inspect, operations, snapshots, summary, ui, whoami
+from fleetd.api import (
+    containers,
+    events,
+    hosts,
+    inspect,
+    operations,
+    snapshots,
+    summary,
+    ui,
+    webhooks,
+    whoami,
+)
 from fleetd.api import metrics as metrics_routes
 from fleetd.api import reload as reload_routes
 from fleetd.api.errors import ApiError
@@ -90,4 +101,5 @@ def create_app(
     operations.install(app)  # audit + auth middlewares (after error_middleware), operation routes
     snapshots.install(app, settings)  # database + snapshot service (first cleanup ctx), routes
     events.install(app, events.SseSettings.of(settings.events))  # GET /api/v1/events, X-Fleet-Event-Id
+    webhooks.install(app)  # notify: receivers get a POST per matching fleet event
     return app

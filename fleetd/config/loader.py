@@ -25,6 +25,7 @@ from fleetd.config.model import (
     Settings,
     SnapshotSettings,
 )
+from fleetd.config.notify import read_notify
 from fleetd.config.urls import parse_listen
 from fleetd.config.yamlsrc import load_mapping
 
@@ -44,6 +45,7 @@ TOP_KEYS = (
     "listener",
     "docker_api",
     "container_logs",
+    "notify",
 )
 LISTEN_TLS_KEYS = ("cert", "key")
 POLL_KEYS = (
@@ -102,6 +104,7 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Sett
         events=read_events(top),
         docker_api=read_docker_api(top, config_dir=config_dir),
         container_logs=read_container_logs(top),
+        notify=read_notify(top, config_dir=config_dir),
     )
     if problems:
         raise ConfigError(problems.sorted(display))

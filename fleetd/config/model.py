@@ -19,6 +19,7 @@ from fleetd.config.ssh import SSHSettings
 if TYPE_CHECKING:
     from fleetd.config.docker_api import DockerAPISettings
 from fleetd.config.container_logs import ContainerLogSettings
+from fleetd.config.notify import WebhookSettings
 
 __all__ = [
     "AnswerLimits",
@@ -138,3 +139,4 @@ class Settings:
     events: EventsSettings = field(default_factory=EventsSettings)
     docker_api: DockerAPISettings | None = None  # the Docker-compatible listener; None: off
     container_logs: ContainerLogSettings = field(default_factory=ContainerLogSettings)
+    notify: tuple[WebhookSettings, ...] = ()  # webhooks (fleetd/webhooks/)

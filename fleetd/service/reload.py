@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from fleetd.api.keys import CONFIG, POLLER
+from fleetd.api.webhooks import WEBHOOKS
 from fleetd.config import ConfigError, load_config
 from fleetd.config.model import Settings
 from fleetd.fleet.poller import ReconcileReport
@@ -57,6 +58,8 @@ async def reload_app(
             new = _keep_listen(new, old)
         report = await app[POLLER].reconcile(new.hosts, new.poll)
         holder.current = new
+        if (hooks := app.get(WEBHOOKS)) is not None:
+            await hooks.reconfigure(new.notify)
         holder.last_reload_ok = True
         holder.last_reload_success = time.time()
         log.info(

@@ -17,6 +17,7 @@ from fleetd.config import docker_api as docker_api_keys
 from fleetd.config import events as events_keys
 from fleetd.config import hosts as host_keys
 from fleetd.config import loader as top_keys
+from fleetd.config import notify as notify_keys
 from fleetd.config import ssh as ssh_keys
 from fleetd.config.listener import LISTENER_KEYS
 
@@ -62,6 +63,7 @@ def test_example_config_documents_every_key() -> None:
         *docker_api_keys.DOCKER_API_KEYS,
         *docker_api_keys.TLS_KEYS,
         *container_log_keys.CONTAINER_LOGS_KEYS,
+        *notify_keys.NOTIFY_KEYS,
     }
     assert every_key - documented == set()
 

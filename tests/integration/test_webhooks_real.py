@@ -1,0 +1,68 @@
+"""Webhooks against real dockerd: a stopped daemon and a killed container each reach the receiver as
+one POST, while another receiver that never answers holds nothing up."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import pytest
+
+from fleetd.api.webhooks import WEBHOOKS
+from fleetd.config.notify import WebhookSettings
+from tests.integration.lab import BUSYBOX_IMAGE, DockerLab
+from tests.unit.opskit import host, settings, start_client, wait_until
+from tests.webhookkit import Receiver
+
+pytestmark = pytest.mark.docker
+
+
+async def test_host_down_and_container_died_are_posted_and_a_hung_receiver_delays_nothing(
+    docker_lab: DockerLab, tmp_path: Path
+) -> None:
+    d1, d2 = docker_lab.daemons["d1"], docker_lab.daemons["d2"]
+    name = f"hook-{secrets.token_hex(4)}"
+    d1.docker(
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        name,
+        "--label",
+        "hook=yes",
+        BUSYBOX_IMAGE,
+        "sleep",
+        "1000",
+    )
+    try:
+        async with Receiver() as rx, Receiver(hang=True) as hung:
+            hooks = (
+                WebhookSettings(name="ops", url=rx.url, token="lab-token"),
+                WebhookSettings(name="stuck", url=hung.url, timeout=30.0, retries=0, queue=1),
+            )
+            hosts = [host(n, d.tcp_url, interval=1.0, timeout=1.0) for n, d in (("d1", d1), ("d2", d2))]
+            client = await start_client(settings(tmp_path, hosts, notify=hooks))
+            try:
+                await asyncio.to_thread(d1.docker, "kill", name)  # SIGKILL: exit code 137
+                await wait_until(lambda: "container.died" in rx.kinds(), timeout=10.0)
+                [died] = [b for b in rx.received if b["kind"] == "container.died"]
+                assert died["host"] == "d1" and died["container"]["name"] == name and died["exit_code"] == 137
+                assert died["container"]["labels"] == {"hook": "yes"}
+
+                await d2.astop()
+                await wait_until(lambda: "host.down" in rx.kinds(), timeout=15.0)
+                [down] = [b for b in rx.received if b["kind"] == "host.down"]
+                assert (down["host"], down["before"], down["after"]) == ("d2", "up", "down")
+                assert down["error"]
+                assert rx.headers[0]["Authorization"] == "Bearer lab-token"
+                assert hung.attempts >= 1  # it got the first one, and never answered
+                stuck = client.app[WEBHOOKS].senders["stuck"]
+                assert stuck.pending <= 1
+            finally:
+                await client.close()
+    finally:
+        if not d2.running:
+            await d2.astart()
+        d1.docker("rm", "--force", name, check=False)
