@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fleetd.api.ui import CSP
@@ -19,6 +20,9 @@ def test_every_static_file_is_package_data() -> None:
     assert set(assets) == on_disk and "index.html" in assets and "js/main.js" in assets
     assert assets["js/main.js"].content_type == "text/javascript"
     text = "\n".join(a.body.decode() for a in assets.values() if a.name.endswith((".js", ".html")))
+    index = assets["index.html"].body.decode()
+    modules = {n for n in assets if n.endswith(".js") and n != "js/main.js"}
+    assert modules == set(re.findall(r'<link rel="modulepreload" href="/ui/assets/([^"]+)">', index))
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in text, sink
 

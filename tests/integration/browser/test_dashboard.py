@@ -319,3 +319,24 @@ def test_csp_tokens_keyboard_phone_and_dark(page: Any, dashboard: Dashboard) -> 
     page.emulate_media(color_scheme="dark")
     dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert light != dark and dark == "rgb(18, 21, 26)"
+
+
+def test_the_page_reads_the_fleet_event_stream_with_its_bearer_header(
+    page: Any, dashboard: Dashboard
+) -> None:
+    """Events published on fleetd's feed reach the page through GET /api/v1/events (fetch, not EventSource)."""
+    from fleetd.api.keys import FEED, STATE
+
+    app = dashboard.served.runner.app
+    sign_in(page, dashboard, "watcher")
+    expect(page.locator("#live")).to_have_text("live")
+    record = app[STATE].find_container("d1", "web1")
+    assert record is not None
+
+    async def publish() -> None:
+        app[FEED].publish(
+            "container.changed", "d1", container=record, fields=("state",), action="die", exit_code=137
+        )
+
+    dashboard.bg.run(publish())
+    expect(page.locator("#feed")).to_contain_text("d1: web1 die (exit 137)", timeout=5_000)

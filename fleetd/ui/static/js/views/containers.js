@@ -217,7 +217,11 @@ export function mount(root, ctx, _params, query) {
     soon(300); // membership and order may have changed: re-read the page (cheap, server-side)
   });
 
-  get("/api/v1/hosts").then((b) => replace(hostList, b.hosts.map((x) => h("option", { value: x.name })))).catch(() => {});
+  // Host names for the host filter's suggestions: only when it is used (1,000 hosts are 1 MB of JSON).
+  inputs.host.addEventListener("focus", () => {
+    if (hostList.childElementCount) return;
+    get("/api/v1/hosts").then((b) => replace(hostList, b.hosts.map((x) => h("option", { value: x.name })))).catch(() => {});
+  }, { once: true });
   markSort();
   load();
   return () => { stop = true; off(); clearTimeout(pending); clearTimeout(timer); };
