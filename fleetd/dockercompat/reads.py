@@ -3,11 +3,14 @@ the ``Node`` object added to a daemon's inspect answer. Hosts are named as in th
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
+
+import msgspec
 
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.dockercompat.filters import CONTAINER_FILTERS, Filters, match_container, parse_filters
@@ -19,19 +22,56 @@ from fleetd.fleet.state import label_matches
 from fleetd.ops.images import image_matches
 from fleetd.timefmt import parse_rfc3339, rfc3339
 
-__all__ = ["FLEETD_VERSION", "container_list", "fleet_info", "fleet_version", "image_list", "node_object"]
+__all__ = ["FLEETD_VERSION", "Summary", "container_list", "fleet_info", "fleet_version", "image_list", "node_object"]
 
 FLEETD_VERSION = "0.1.0"
 Json = dict[str, Any]
 
 
+@functools.lru_cache(maxsize=65_536)
 def _epoch(text: str | None) -> int:
+    """Unix seconds of a record's RFC 3339 time (cached: a list answer parses thousands)."""
     if not text:
         return 0
     try:
         return int(parse_rfc3339(text))
     except ValueError:
         return 0
+
+
+class _Port(msgspec.Struct, omit_defaults=True):
+    PrivatePort: int
+    Type: str
+    IP: str | None = None
+    PublicPort: int | None = None
+
+
+class _NetworkMode(msgspec.Struct):
+    NetworkMode: str = "default"
+
+
+class _Networks(msgspec.Struct):
+    Networks: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Summary(msgspec.Struct, omit_defaults=True):
+    """One item of ``GET /containers/json`` (moby's ContainerSummary, the fields fleetd knows)."""
+
+    Id: str
+    Names: list[str]
+    Image: str
+    ImageID: str
+    Command: str
+    Created: int
+    Ports: list[_Port]
+    Labels: dict[str, str]
+    State: str
+    Status: str
+    HostConfig: _NetworkMode
+    NetworkSettings: _Networks
+    Mounts: list[Any]
+    SizeRw: int | None = None
+    SizeRootFs: int | None = None
 
 
 def _truthy(value: str | None) -> bool:
@@ -62,37 +102,31 @@ def node_object(record: HostRecord) -> Json:
     }
 
 
-def _summary(c: ContainerRecord, record: HostRecord, size: bool) -> Json:
+def _summary(c: ContainerRecord, record: HostRecord, created: int, size: bool) -> Summary:
     status = c.status
     if record.status is not HostStatus.UP:
         status = f"Host {record.status.value.capitalize()} (last seen: {c.status or c.state})"
-    item: Json = {
-        "Id": c.id,
-        "Names": [f"/{record.name}/{n}" for n in (c.names or [c.name])],
-        "Image": c.image,
-        "ImageID": c.image_id,
-        "Command": c.command,
-        "Created": _epoch(c.created),
-        "Ports": [
-            {"IP": p.ip, "PrivatePort": p.private_port, "PublicPort": p.public_port, "Type": p.type}
-            if p.public_port is not None
-            else {"PrivatePort": p.private_port, "Type": p.type}
-            for p in c.ports
-        ],
-        "Labels": c.labels,
-        "State": c.state,
-        "Status": status,
-        "HostConfig": {"NetworkMode": "default"},
-        "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
-    }
-    if size:
-        item["SizeRw"] = 0
-        item["SizeRootFs"] = 0
-    return item
+    prefix = f"/{record.name}/"
+    return Summary(
+        Id=c.id,
+        Names=[prefix + n for n in (c.names or [c.name])],
+        Image=c.image,
+        ImageID=c.image_id,
+        Command=c.command,
+        Created=created,
+        Ports=[_Port(p.private_port, p.type, p.ip, p.public_port) for p in c.ports],
+        Labels=c.labels,
+        State=c.state,
+        Status=status,
+        HostConfig=_NetworkMode(),
+        NetworkSettings=_Networks(),
+        Mounts=[],
+        SizeRw=0 if size else None,
+        SizeRootFs=0 if size else None,
+    )
 
 
-def container_list(fleet: FleetAccess, identity: Identity, query: dict[str, str]) -> list[Json]:
+def container_list(fleet: FleetAccess, identity: Identity, query: dict[str, str]) -> list[Summary]:
     """``GET /containers/json``: newest first across the fleet, then ``limit``."""
     filters: Filters = parse_filters(query.get("filters"), CONTAINER_FILTERS)
     try:
@@ -131,7 +165,7 @@ def container_list(fleet: FleetAccess, identity: Identity, query: dict[str, str]
     if limit > 0:
         rows = rows[:limit]
     size = _truthy(query.get("size"))
-    return [_summary(c, record, size) for _, _, c, record in rows]
+    return [_summary(c, record, created, size) for created, _, c, record in rows]
 
 
 def image_list(fleet: FleetAccess, query: dict[str, str], api: str) -> list[Json]:

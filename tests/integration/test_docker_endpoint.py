@@ -135,6 +135,13 @@ def test_inspect_unique_ambiguous_missing(
     assert done.returncode != 0
     assert "ambiguous" in done.stderr and "d1" in done.stderr and "d2" in done.stderr
     assert endpoint.ok(cli, "inspect", "-f", "{{.Node.Name}}", f"d1/{name}").strip() == "d1"
+    # made behind fleetd's back on one host only: found by asking the up hosts, then usable by name
+    lone = f"lone-{uid}"
+    docker_lab.daemons["d2"].docker("create", "--network", "none", "--name", lone, BUSYBOX_IMAGE, "true")
+    cleanup.append(("d2", lone))
+    assert endpoint.ok(cli, "inspect", "-f", "{{.Name}} {{.Node.Name}}", lone).strip() == f"/{lone} d2"
+    endpoint.ok(cli, "rm", lone)
+    assert docker_lab.daemons["d2"].docker("ps", "-aq", "-f", f"name={lone}").stdout == ""
     done = endpoint.cli(cli, "inspect", f"nosuch-{uid}")
     assert done.returncode != 0 and f"No such object: nosuch-{uid}" in done.stderr
 
