@@ -270,6 +270,12 @@ def test_rename_pause_top_stats_kill(endpoint: Endpoint, docker_lab: DockerLab, 
     endpoint.ok(cli, "unpause", second)
     assert "sleep 300" in endpoint.ok(cli, "top", f"d1/{second}")
     assert second in endpoint.ok(cli, "stats", "--no-stream", "--format", "{{.Name}}", f"d1/{second}")
+    src = endpoint.root / f"cp-{uid}.txt"
+    src.write_text("copied\n")
+    endpoint.ok(cli, "cp", str(src), f"d1/{second}:/tmp/in.txt")  # PUT .../archive
+    assert d1.docker("exec", second, "cat", "/tmp/in.txt").stdout == "copied\n"
+    endpoint.ok(cli, "cp", f"d1/{second}:/tmp/in.txt", str(endpoint.root / f"back-{uid}.txt"))  # HEAD + GET
+    assert (endpoint.root / f"back-{uid}.txt").read_text() == "copied\n"
     endpoint.ok(cli, "kill", second)
     assert endpoint.ok(cli, "ps", "-a", "-f", f"name={second}", "--format", "{{.State}}").strip() == "exited"
     endpoint.ok(cli, "rm", second)
