@@ -5,8 +5,8 @@ way), the client gets ``101 UPGRADED`` and bytes are copied both ways. Half-clos
 docker CLI shuts down its sending side at once when there is no stdin (``docker exec c ls``), and
 the output must still flow back. aiohttp's server protocol closes a connection on the client's
 EOF, so after the 101 the client transport is handed to :class:`_ClientPipe`, a plain asyncio
-protocol whose ``eof_received`` keeps the socket open (over TLS, asyncio cannot half-close: the
-stream then ends with the client's EOF).
+protocol whose ``eof_received`` keeps the socket open (for TLS listeners see
+:mod:`.tlsserver`, for daemons reached over TLS :mod:`.tlsclient`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aiohttp import web
 
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.dockercompat.proxy import SENT_STATUS
-from fleetd.dockercompat.upstream import Upstream
+from fleetd.dockercompat.upstream import RawWriter, Upstream
 
 __all__ = ["HijackResponse", "hijack"]
 
@@ -39,7 +39,7 @@ class HijackResponse(web.StreamResponse):
 class _ClientPipe(asyncio.Protocol):
     """The client's side after the upgrade: bytes to the daemon, EOF kept half-open."""
 
-    def __init__(self, original: asyncio.BaseProtocol, upstream: asyncio.StreamWriter) -> None:
+    def __init__(self, original: asyncio.BaseProtocol, upstream: RawWriter) -> None:
         self.original = original
         self.upstream = upstream
         self.transport: asyncio.Transport | None = None
@@ -156,7 +156,7 @@ async def hijack(
 
 
 async def _relay(
-    request: web.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, headers: dict[str, str]
+    request: web.Request, reader: asyncio.StreamReader, writer: RawWriter, headers: dict[str, str]
 ) -> web.StreamResponse:
     upgrade = "upgrade" in request.headers.get("Connection", "").lower()
     resp = HijackResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK")

@@ -11,7 +11,7 @@ import asyncio
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -20,6 +20,7 @@ import msgspec
 from fleetd.config.model import HostSettings, Settings
 from fleetd.dockerapi import EngineConnections, parse_endpoint
 from fleetd.dockercompat.errors import DockerAPIError
+from fleetd.dockercompat.tlsclient import tls_connect
 from fleetd.dockercompat.versions import Window
 from fleetd.fleet.clients import tls_config
 from fleetd.fleet.models import HostRecord, HostStatus
@@ -28,7 +29,26 @@ from fleetd.fleet.state import FleetState
 from fleetd.ops.audit import Auditor
 from fleetd.ops.targets import settle
 
-__all__ = ["FleetAccess", "Upstream", "host_unavailable"]
+__all__ = ["FleetAccess", "RawWriter", "Upstream", "host_unavailable"]
+
+
+class RawWriter(Protocol):
+    """The writing half of a hijacked upstream connection (asyncio.StreamWriter or TLSStream)."""
+
+    @property
+    def transport(self) -> asyncio.WriteTransport: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def can_write_eof(self) -> bool: ...
+
+    def write_eof(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class _Version(msgspec.Struct):
@@ -79,17 +99,19 @@ class Upstream:
             auto_decompress=False,
         )
 
-    async def open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A fresh connection for a hijacked stream (never a pooled one)."""
+    async def open_raw(self) -> tuple[asyncio.StreamReader, RawWriter]:
+        """A fresh connection for a hijacked stream (never a pooled one). Over TLS it is a
+        :class:`~fleetd.dockercompat.tlsclient.TLSStream`, which can half-close."""
         async with asyncio.timeout(self.timeout):
             if self.unix_path is not None:
                 return await asyncio.open_unix_connection(self.unix_path, limit=2**20)
             parts = urlsplit(self.base)
-            ctx = self.ssl if isinstance(self.ssl, ssl.SSLContext) else None
-            return await asyncio.open_connection(
-                parts.hostname, parts.port, ssl=ctx, limit=2**20,
-                server_hostname=parts.hostname if ctx is not None else None,
-            )
+            if isinstance(self.ssl, ssl.SSLContext):
+                ctx = self.ssl
+                name = parts.hostname if ctx.check_hostname else None
+                stream = await tls_connect(parts.hostname or "", parts.port or 2376, ctx, name)
+                return stream.reader, stream
+            return await asyncio.open_connection(parts.hostname, parts.port, limit=2**20)
 
 
 class FleetAccess:

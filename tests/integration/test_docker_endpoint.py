@@ -298,3 +298,15 @@ def test_events_stream_live(endpoint: Endpoint, uid: str, cleanup: list[tuple[st
             assert proc.poll() is None  # still streaming
         finally:
             proc.kill()
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_exec_half_close_reaches_every_kind_of_host(endpoint: Endpoint, docker_lab: DockerLab, cli: str) -> None:
+    """The end of stdin reaches the process on hosts over TCP, mutual TLS (close_notify) and podman."""
+    targets = {"d1": "d1/web1", "tls": "tls/tls1", "podman": "podman/pod1"}
+    for host, ref in targets.items():
+        if host not in docker_lab.daemons:
+            continue
+        assert endpoint.ok(cli, "exec", ref, "echo", "ok", timeout=20) == "ok\n", host
+        out = endpoint.ok(cli, "exec", "-i", ref, "sh", "-c", "cat; echo done", input="x\n", timeout=20)
+        assert out == "x\ndone\n", host
