@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleetd.timefmt import parse_rfc3339
+from fleetd.util.timefmt import parse_rfc3339
 
 __all__ = ["main"]
 

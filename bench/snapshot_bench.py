@@ -44,12 +44,12 @@ import msgspec
 from bench.snapshot_latency import latency, print_latency
 from bench.snapshot_stats import MIB, pct, summary_ms
 from fleetd.config.model import HostSettings
-from fleetd.fleet.models import ContainerRecord, EngineFacts, HostStatus, PortRecord
+from fleetd.fleet.records import ContainerRecord, EngineFacts, HostStatus, PortRecord
 from fleetd.fleet.state import FleetState
 from fleetd.snapshot import model as snapshot_model
 from fleetd.snapshot.model import Trigger, capture_fleet
 from fleetd.store import Database, SnapshotStore
-from fleetd.timefmt import rfc3339
+from fleetd.util.timefmt import rfc3339
 
 __all__ = ["main"]
 

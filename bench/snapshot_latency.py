@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from bench.snapshot_stats import MIB, pct, summary_ms
-from fleetd.timefmt import parse_rfc3339
+from fleetd.util.timefmt import parse_rfc3339
 
 __all__ = ["latency", "print_latency"]
 

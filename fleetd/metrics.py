@@ -2,39 +2,31 @@
 
 Per-host gauges are computed at scrape time from FleetState (a custom Collector), so they
 are never out of step with the API. Histograms and counters are observed where things
-happen: the poller (poll durations) and the API middleware (requests by route template).
+happen: the poller (poll durations) and the API's middleware (requests by route template,
+fleetd/api/app.py). Nothing here knows HTTP.
 """
 
 from __future__ import annotations
 
 import platform
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Iterator
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from fleetd.api.keys import ConfigHolder
-from fleetd.fleet.models import HostStatus
+from fleetd.config.live import LiveConfig
+from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
+from fleetd.util.version import fleetd_version
 
 __all__ = ["FleetMetrics", "fleetd_version"]
 
 _POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def fleetd_version() -> str:
-    try:
-        return version("fleetd")
-    except PackageNotFoundError:  # running from a source tree without install
-        return "0+unknown"
-
-
 class _FleetCollector(Collector):
-    def __init__(self, state: FleetState, config: ConfigHolder) -> None:
+    def __init__(self, state: FleetState, config: LiveConfig) -> None:
         self._state = state
         self._config = config
 
@@ -96,7 +88,7 @@ class FleetMetrics:
     """Everything fleetd exports, on a registry of its own (a fresh one per test)."""
 
     def __init__(
-        self, state: FleetState, config: ConfigHolder, registry: CollectorRegistry | None = None
+        self, state: FleetState, config: LiveConfig, registry: CollectorRegistry | None = None
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.poll_duration = Histogram(
@@ -124,28 +116,3 @@ class FleetMetrics:
 
     def observe_poll(self, host: str, seconds: float, ok: bool) -> None:
         self.poll_duration.labels("success" if ok else "failure").observe(seconds)
-
-    def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
-        requests, latency = self.api_requests, self.api_latency
-
-        @web.middleware
-        async def metrics_middleware(
-            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-        ) -> web.StreamResponse:
-            started = time.perf_counter()
-            status = 500
-            try:
-                response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
-            finally:
-                info = request.match_info
-                # The route template, never the raw path: bounded label cardinality.
-                route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
-                requests.labels(request.method, route, str(status)).inc()
-                latency.labels(request.method, route).observe(time.perf_counter() - started)
-
-        return metrics_middleware

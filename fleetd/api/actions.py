@@ -16,7 +16,7 @@ from aiohttp import web
 
 from fleetd.api.audit import audit_note
 from fleetd.api.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, engine_error
-from fleetd.api.keys import POLLER, STATE
+from fleetd.api.keys import FLEET
 from fleetd.api.params import check_known, get_bool, get_int, get_one
 from fleetd.api.render import json_response
 from fleetd.dockerapi import DockerClient, DockerError
@@ -35,7 +35,7 @@ _SIGNAL = re.compile(r"(SIG)?[A-Z0-9+-]{1,16}|[0-9]{1,2}")
 def host_client(request: web.Request, host: str) -> DockerClient:
     """The Engine client for an operation on ``host``: 404 unknown, 409 disabled."""
     try:
-        return client_for(request.app[STATE], request.app[POLLER], host)
+        return client_for(request.app[FLEET].state, request.app[FLEET].poller, host)
     except HostUnavailable as exc:
         if exc.kind == "unknown":
             raise NotFound(exc.message, code="unknown_host") from None
@@ -45,7 +45,7 @@ def host_client(request: web.Request, host: str) -> DockerClient:
 
 
 async def settle_host(request: web.Request, host: str, *, images: bool = False) -> bool:
-    return await settle(request.app[STATE], request.app[POLLER], host, images=images)
+    return await settle(request.app[FLEET].state, request.app[FLEET].poller, host, images=images)
 
 
 def container_ref(request: web.Request) -> tuple[str, str]:
@@ -60,7 +60,7 @@ def _note_target(request: web.Request, host: str, ref: str) -> str | None:
     """Record the target for the audit log (with id and name when the aggregate knows them)."""
     found = None
     with contextlib.suppress(AmbiguousContainer):
-        found = request.app[STATE].find_container(host, ref)
+        found = request.app[FLEET].state.find_container(host, ref)
     if found is not None:
         audit_note(request).target(host, found.id, found.name)
         return found.id

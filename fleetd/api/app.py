@@ -1,38 +1,48 @@
-"""The aiohttp application factory. Tests build their own app with ``create_app(settings)``."""
+"""The HTTP adapter over a running :class:`~fleetd.runtime.Fleet`: middlewares and routes, nothing else.
+
+    async with Fleet(settings) as fleet:
+        app = create_app(fleet)
+
+Middlewares, outermost first: metrics (every request, by route template), errors (every failure as
+JSON), audit (mutating calls; refused ones too), auth (the one place that decides who may call what).
+On shutdown, before aiohttp waits for handlers, operations in flight get the grace period to finish
+and be audited; the fleet itself is closed by whoever opened it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from fleetd.api import (
+    actions,
+    batch,
     containers,
     events,
     hosts,
+    images,
     inspect,
-    operations,
+    logs,
+    openapi,
     snapshots,
     summary,
     ui,
-    webhooks,
     whoami,
 )
+from fleetd.api import audit as audit_api
 from fleetd.api import metrics as metrics_routes
 from fleetd.api import reload as reload_routes
+from fleetd.api.auth import AUTH, AuthGuard, auth_middleware
 from fleetd.api.errors import ApiError
-from fleetd.api.keys import CONFIG, CONNECTIONS, FEED, METRICS, POLLER, STATE, ConfigHolder
+from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
-from fleetd.config.model import Settings
-from fleetd.dockerapi import EngineConnections
-from fleetd.fleet.feed import FleetFeed
-from fleetd.fleet.poller import Poller
-from fleetd.fleet.state import FleetState
 from fleetd.metrics import FleetMetrics
+from fleetd.runtime import Fleet
 
-__all__ = ["create_app", "keepalive_for"]
+__all__ = ["create_app"]
 
 log = structlog.get_logger("fleetd.api")
 
@@ -62,44 +72,52 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
-def keepalive_for(settings: Settings) -> float:
-    """Idle connections must outlive the longest gap between two polls of a host."""
-    longest = max((h.interval + h.timeout for h in settings.hosts if h.enabled), default=15.0)
-    return longest + 30.0
+def metrics_middleware(metrics: FleetMetrics) -> Callable[..., Awaitable[web.StreamResponse]]:
+    requests, latency = metrics.api_requests, metrics.api_latency
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            info = request.match_info
+            # The route template, never the raw path: bounded label cardinality.
+            route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
+            requests.labels(request.method, route, str(status)).inc()
+            latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+    return middleware
 
 
-async def _fleet_ctx(app: web.Application) -> AsyncIterator[None]:
-    poller = app[POLLER]
-    await poller.start(app[CONFIG].current.hosts)
-    yield
-    await poller.aclose()
-    await app[CONNECTIONS].aclose()
+async def _drain(app: web.Application) -> None:
+    await app[FLEET].drain()
 
 
-def create_app(
-    settings: Settings, *, state: FleetState | None = None, registry: CollectorRegistry | None = None
-) -> web.Application:
-    config = ConfigHolder(settings)
-    fleet = state if state is not None else FleetState()
-    metrics = FleetMetrics(fleet, config, registry)
-    app = web.Application(middlewares=[metrics.middleware(), error_middleware])
-    app[CONFIG] = config
-    app[STATE] = fleet
-    app[METRICS] = metrics
-    app[CONNECTIONS] = EngineConnections(keepalive=keepalive_for(settings))
-    app[POLLER] = Poller(fleet, settings.poll, app[CONNECTIONS], observer=metrics)
-    app[FEED] = FleetFeed(size=settings.events.buffer, max_age=settings.events.max_age)
-    app.cleanup_ctx.append(_fleet_ctx)
-    app.add_routes(hosts.routes)
-    app.add_routes(containers.routes)
-    app.add_routes(summary.routes)
-    app.add_routes(metrics_routes.routes)
-    app.add_routes(reload_routes.routes)
-    app.add_routes(whoami.routes)
-    app.add_routes(inspect.routes)
+def create_app(fleet: Fleet) -> web.Application:
+    app = web.Application(
+        middlewares=[
+            metrics_middleware(fleet.metrics),
+            error_middleware,
+            audit_api.audit_middleware,
+            auth_middleware,
+        ]
+    )
+    app[FLEET] = fleet
+    app[AUTH] = AuthGuard()
+    app.on_shutdown.append(_drain)
+    for module in (hosts, containers, summary, metrics_routes, reload_routes, whoami, inspect):
+        app.add_routes(module.routes)
     ui.install(app)  # the dashboard at / and /ui/...
-    operations.install(app)  # audit + auth middlewares (after error_middleware), operation routes
-    snapshots.install(app, settings)  # database + snapshot service (first cleanup ctx), routes
-    events.install(app, events.SseSettings.of(settings.events))  # GET /api/v1/events, X-Fleet-Event-Id
-    webhooks.install(app)  # notify: receivers get a POST per matching fleet event
+    for module in (actions, images, batch, audit_api, openapi):
+        app.add_routes(module.routes)
+    logs.install(app)  # container logs, plain, followed and merged
+    app.add_routes(snapshots.routes)
+    events.install(app, events.SseSettings.of(fleet.settings.events))  # GET /api/v1/events, X-Fleet-Event-Id
     return app

@@ -17,12 +17,12 @@ from aiohttp import web
 
 from fleetd.api.auth import PRINCIPAL, RULE, SAFE_METHODS, client_address
 from fleetd.api.errors import ApiError, BadRequest, ServiceUnavailable
-from fleetd.api.keys import AUDITOR
+from fleetd.api.keys import FLEET
 from fleetd.api.params import check_known, get_int, get_one
 from fleetd.api.render import json_response
 from fleetd.ops.audit import AuditUnavailable
 from fleetd.store.audit import AuditEntry, AuditQuery, AuditTarget
-from fleetd.timefmt import parse_rfc3339, rfc3339
+from fleetd.util.timefmt import parse_rfc3339, rfc3339
 
 __all__ = ["AUDIT_NOTE", "AuditNote", "audit_middleware", "audit_note", "routes"]
 
@@ -80,7 +80,7 @@ async def _audited(request: web.Request, handler: Handler, note: AuditNote) -> w
 async def _record(
     request: web.Request, note: AuditNote, started: float, status: int, error: str | None
 ) -> None:
-    auditor = request.app[AUDITOR]
+    auditor = request.app[FLEET].auditor
     outcome = note.outcome or _outcome(status)
     client = client_address(request)
     if status == 429 or (outcome == "denied" and not auditor.admit_denied(client)):
@@ -115,7 +115,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     note = AuditNote()
     request[AUDIT_NOTE] = note
-    task = request.app[AUDITOR].start(_audited(request, handler, note))
+    task = request.app[FLEET].auditor.start(_audited(request, handler, note))
     return await asyncio.shield(task)
 
 
@@ -169,7 +169,7 @@ async def list_audit(request: web.Request) -> web.Response:
         offset=get_int(q, "offset", 0) or 0,
     )
     try:
-        entries, total = await request.app[AUDITOR].query(query)
+        entries, total = await request.app[FLEET].auditor.query(query)
     except AuditUnavailable as exc:
         raise ServiceUnavailable(str(exc), code="audit_unavailable") from None
     return json_response(

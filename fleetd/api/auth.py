@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import ipaddress
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,13 +23,15 @@ import structlog
 from aiohttp import web
 
 from fleetd.api.errors import ApiError, Forbidden, Unauthorized
-from fleetd.api.keys import AUTH, CONFIG
+from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
+from fleetd.config.exposure import is_loopback
 from fleetd.config.model import AuthSettings, Role, Settings
-from fleetd.ops.ratelimit import ClientBuckets
+from fleetd.util.ratelimit import ClientBuckets
 
 __all__ = [
     "ANONYMOUS",
+    "AUTH",
     "POLICY",
     "PRINCIPAL",
     "RULE",
@@ -41,8 +42,6 @@ __all__ = [
     "Rule",
     "auth_middleware",
     "client_address",
-    "exposure_problem",
-    "is_loopback",
     "rule_for",
     "template_key",
 ]
@@ -153,27 +152,6 @@ def rule_for(method: str, template: str) -> Rule | None:
     return _RULES.get(template_key(method, template))
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a name could resolve to anything: treat as exposed
-
-
-def exposure_problem(settings: Settings) -> str | None:
-    """Why fleetd must not start with these settings, or None. Called by ``fleetd run``/``check-config``."""
-    auth = settings.auth
-    if auth.tokens or auth.anonymous_read or is_loopback(settings.listen_host):
-        return None
-    return (
-        f"{settings.path}: auth: refusing to listen on {settings.listen_host}:{settings.listen_port} "
-        "(not a loopback address) without API tokens; add auth.tokens (name, token_sha256 or token_file, "
-        "role) to the config, or set auth.anonymous_read: true to allow unauthenticated reads there"
-    )
-
-
 class AuthGuard:
     """Per-app authentication state: the token digests in force and the failure limiter."""
 
@@ -199,6 +177,7 @@ class AuthGuard:
         return found
 
 
+AUTH = web.AppKey("auth", AuthGuard)
 PRINCIPAL = web.RequestKey("principal", Principal)
 RULE = web.RequestKey("rule", Rule)
 
@@ -298,7 +277,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
         rule = Rule(Access.VIEWER, "read")
     request[RULE] = rule
-    decided = _authorize(request, rule, request.app[CONFIG].current)
+    decided = _authorize(request, rule, request.app[FLEET].settings)
     if isinstance(decided, web.Response):
         return decided
     request[PRINCIPAL] = decided

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from fleetd.api.audit import audit_note
 from fleetd.api.errors import BadRequest, engine_error
-from fleetd.api.keys import POLLER, STATE
+from fleetd.api.keys import FLEET
 from fleetd.api.params import check_known
 from fleetd.api.render import json_response
 from fleetd.dockerapi import DockerError
@@ -84,7 +84,7 @@ def _result_view(r: TargetResult) -> dict[str, Any]:
 async def batch_action(request: web.Request) -> web.Response:
     check_known(request.query, ())
     req = _parse(await request.read())
-    fleet, poller = request.app[STATE], request.app[POLLER]
+    fleet, poller = request.app[FLEET].state, request.app[FLEET].poller
     try:
         selector = validate(req.selector, fleet)
     except SelectorError as exc:

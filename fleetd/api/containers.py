@@ -7,10 +7,10 @@ from collections.abc import Callable
 from aiohttp import web
 
 from fleetd.api.errors import BadRequest, NotFound
-from fleetd.api.keys import STATE
+from fleetd.api.keys import FLEET
 from fleetd.api.params import check_known, get_bool, get_choice, get_int, get_one
 from fleetd.api.render import json_response
-from fleetd.fleet.models import ContainerRecord
+from fleetd.fleet.records import ContainerRecord
 from fleetd.fleet.state import AmbiguousContainer, ContainerQuery, label_matches
 
 __all__ = ["routes"]
@@ -37,7 +37,7 @@ _SORTS = set(_SORT_KEYS) | {f"-{k}" for k in _SORT_KEYS}
 async def list_containers(request: web.Request) -> web.Response:
     q = request.query
     check_known(q, _PARAMS)
-    fleet = request.app[STATE]
+    fleet = request.app[FLEET].state
     hosts = tuple(q.getall("host", []))
     for h in hosts:
         if h not in fleet:
@@ -75,7 +75,7 @@ async def list_containers(request: web.Request) -> web.Response:
 @routes.get("/api/v1/containers/{host}/{ref}")
 async def get_container(request: web.Request) -> web.Response:
     check_known(request.query, ())
-    fleet = request.app[STATE]
+    fleet = request.app[FLEET].state
     host, ref = request.match_info["host"], request.match_info["ref"]
     if host not in fleet:
         raise NotFound(f"no host named {host!r} in the inventory", code="unknown_host")

@@ -20,13 +20,13 @@ import structlog
 from aiohttp import web
 
 from fleetd.api.errors import BadRequest, NotFound
-from fleetd.api.keys import FEED, STATE
+from fleetd.api.keys import FLEET
 from fleetd.api.params import check_known
 from fleetd.api.render import json_response
 from fleetd.config.events import EventsSettings
 from fleetd.fleet.feed import EVENT_TYPES, FleetEvent, Lagged
-from fleetd.fleet.state import label_matches
-from fleetd.timefmt import rfc3339
+from fleetd.fleet.match import label_matches
+from fleetd.util.timefmt import rfc3339
 
 __all__ = ["EVENT_ID_HEADER", "SSE", "EventFilter", "SseHub", "SseSettings", "event_id_middleware", "install"]
 
@@ -126,7 +126,7 @@ def reset_frame(head_id: str, reason: str) -> bytes:
 def _filter(request: web.Request) -> EventFilter:
     q = request.query
     check_known(q, _PARAMS)
-    fleet = request.app[STATE]
+    fleet = request.app[FLEET].state
     hosts = q.getall("host", [])
     for h in hosts:
         if h not in fleet:
@@ -146,7 +146,7 @@ def _filter(request: web.Request) -> EventFilter:
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
     hub = request.app[SSE]
-    feed = request.app[FEED]
+    feed = request.app[FLEET].feed
     settings = hub.settings
     flt = _filter(request)
     if len(hub.streams) >= settings.max_subscribers:
@@ -220,7 +220,7 @@ async def event_id_middleware(request: web.Request, handler: Handler) -> web.Str
     client that lists and then watches from that id misses nothing (it may see an event twice)."""
     if request.path not in _LIST_PATHS:
         return await handler(request)
-    head = request.app[FEED].head_id
+    head = request.app[FLEET].feed.head_id
     response = await handler(request)
     if not response.prepared:
         response.headers[EVENT_ID_HEADER] = head
@@ -228,7 +228,7 @@ async def event_id_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 async def _close_streams(app: web.Application) -> None:
-    app[FEED].close_all()  # every writer loop wakes up, sees its subscription closed and ends
+    app[FLEET].feed.close_all()  # every writer loop wakes up, sees its subscription closed and ends
 
 
 def install(app: web.Application, settings: SseSettings) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from fleetd.api.errors import NotFound
-from fleetd.api.keys import STATE
+from fleetd.api.keys import FLEET
 from fleetd.api.params import check_known, get_choice
 from fleetd.api.render import host_detail, host_view, json_response
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import label_matches
 
 __all__ = ["routes"]
@@ -24,7 +24,7 @@ async def list_hosts(request: web.Request) -> web.Response:
     check_known(q, {"state", "label"})
     state_filter = get_choice(q, "state", _STATES)
     labels = q.getall("label", [])
-    fleet = request.app[STATE]
+    fleet = request.app[FLEET].state
     now = fleet.clock()
     dups = fleet.duplicate_engine_ids()
     hosts = [
@@ -39,7 +39,7 @@ async def list_hosts(request: web.Request) -> web.Response:
 @routes.get("/api/v1/hosts/{name}")
 async def get_host(request: web.Request) -> web.Response:
     check_known(request.query, ())
-    fleet = request.app[STATE]
+    fleet = request.app[FLEET].state
     name = request.match_info["name"]
     record = fleet.get(name)
     if record is None:

@@ -9,11 +9,11 @@ from aiohttp import web
 from fleetd.api.actions import host_client, settle_host
 from fleetd.api.audit import audit_note
 from fleetd.api.errors import ApiError, BadRequest, NotFound, ServiceUnavailable, engine_error
-from fleetd.api.keys import STATE
+from fleetd.api.keys import FLEET
 from fleetd.api.params import check_known, get_int, get_one
 from fleetd.api.render import json_response
 from fleetd.dockerapi import DockerError, EngineHTTPError, EngineNotFound, ProgressEvent
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 from fleetd.ops.images import (
     LOAD_TIMEOUT,
     PULL_TIMEOUT,
@@ -22,7 +22,7 @@ from fleetd.ops.images import (
     image_matches,
     registry_unreachable,
 )
-from fleetd.timefmt import rfc3339
+from fleetd.util.timefmt import rfc3339
 
 __all__ = ["routes"]
 
@@ -57,7 +57,7 @@ def _registry_error(host: str, what: str, exc: DockerError) -> ApiError:
 async def list_images(request: web.Request) -> web.Response:
     q = request.query
     check_known(q, {"host", "reference"})
-    fleet = request.app[STATE]
+    fleet = request.app[FLEET].state
     hosts = set(q.getall("host", []))
     for h in sorted(hosts):
         if h not in fleet:
@@ -72,7 +72,7 @@ async def list_images(request: web.Request) -> web.Response:
 async def host_images(request: web.Request) -> web.Response:
     check_known(request.query, {"reference"})
     host = request.match_info["host"]
-    record = request.app[STATE].get(host)
+    record = request.app[FLEET].state.get(host)
     if record is None:
         raise NotFound(f"no host named {host!r} in the inventory", code="unknown_host")
     reference = get_one(request.query, "reference") or None
@@ -85,7 +85,7 @@ async def host_images(request: web.Request) -> web.Response:
             "images": images,
             "total": len(images) if images is not None else None,
             "listed_at": rfc3339(record.images_seen),
-            "stale": record.is_stale(request.app[STATE].clock()),
+            "stale": record.is_stale(request.app[FLEET].state.clock()),
         }
     )
 
@@ -100,7 +100,7 @@ async def search_images(request: web.Request) -> web.Response:
     limit = get_int(q, "limit", None, minimum=1, maximum=100)
     host = get_one(q, "host") or None
     if host is None:
-        up = [r.name for r in request.app[STATE].records() if r.status is HostStatus.UP]
+        up = [r.name for r in request.app[FLEET].state.records() if r.status is HostStatus.UP]
         if not up:
             raise ServiceUnavailable("no host is up to run the search on", code="no_host_up")
         host = up[0]

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from fleetd.api.actions import container_ref, engine_call, host_client
 from fleetd.api.errors import BadRequest, NotFound, ServiceUnavailable, engine_error
-from fleetd.api.keys import CONFIG, POLLER, STATE
+from fleetd.api.keys import FLEET
 from fleetd.api.params import check_known, get_bool, get_int, get_one, is_plain_int
 from fleetd.api.render import json_response
 from fleetd.config.durations import parse_duration
@@ -26,7 +26,7 @@ from fleetd.logs import LogStream, LogStreams, Selection, StreamOptions, Target,
 from fleetd.logs.entries import split_timestamp
 from fleetd.logs.stream import ClientFor, TooManyContainers
 from fleetd.ops.targets import client_for
-from fleetd.timefmt import parse_rfc3339
+from fleetd.util.timefmt import parse_rfc3339
 
 __all__ = ["LOG_STREAMS", "install", "routes"]
 
@@ -80,7 +80,7 @@ def _tail(request: web.Request, default: int, *, allow_all: bool) -> int | None:
 
 
 def _clients(request: web.Request) -> ClientFor:
-    state, poller = request.app[STATE], request.app[POLLER]
+    state, poller = request.app[FLEET].state, request.app[FLEET].poller
 
     def lookup(host: str) -> DockerClient:
         return client_for(state, poller, host)
@@ -89,7 +89,7 @@ def _clients(request: web.Request) -> ClientFor:
 
 
 async def _send(request: web.Request, stream: LogStream) -> web.StreamResponse:
-    settings = request.app[CONFIG].current.container_logs
+    settings = request.app[FLEET].settings.container_logs
     try:
         with request.app[LOG_STREAMS].register(stream, settings.max_streams):
             async with stream:
@@ -184,7 +184,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     client = host_client(request, host)
     inspected = await engine_call(host, client.containers.inspect(ref))
     target = Target(host, inspected.Id, inspected.Name.lstrip("/"))
-    window = request.app[CONFIG].current.container_logs.merge_window
+    window = request.app[FLEET].settings.container_logs.merge_window
     options = StreamOptions(follow=True, tail=tail, since=since, window=window)
     return await _send(request, LogStream(_clients(request), options, targets=(target,)))
 
@@ -201,11 +201,11 @@ async def merged_logs(request: web.Request) -> web.StreamResponse:
             "say which containers: label=key or key=value, host= or name= (all repeatable but name)",
             code="missing_selector",
         )
-    state = request.app[STATE]
+    state = request.app[FLEET].state
     for host in hosts:
         if host not in state:
             raise NotFound(f"no host named {host!r} in the inventory", code="unknown_host")
-    settings = request.app[CONFIG].current.container_logs
+    settings = request.app[FLEET].settings.container_logs
     options = StreamOptions(
         follow=bool(get_bool(q, "follow", False)),
         tail=_tail(request, MERGED_TAIL_DEFAULT, allow_all=True),

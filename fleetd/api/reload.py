@@ -6,9 +6,9 @@ from aiohttp import web
 
 from fleetd.api.audit import audit_note
 from fleetd.api.errors import BadRequest
-from fleetd.api.keys import CONFIG, NOTIFIER
+from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
-from fleetd.service.reload import ReloadFailed, reload_app
+from fleetd.config.live import ReloadFailed
 
 __all__ = ["routes"]
 
@@ -17,12 +17,12 @@ routes = web.RouteTableDef()
 
 @routes.post("/api/v1/reload")
 async def reload(request: web.Request) -> web.Response:
-    app = request.app
-    path = app[CONFIG].current.path
+    fleet = request.app[FLEET]
+    path = fleet.settings.path
     note = audit_note(request)
     note.detail["config"] = str(path)
     try:
-        report = await reload_app(app, path, app.get(NOTIFIER))
+        report = await fleet.reload(path)
     except ReloadFailed as exc:
         note.detail["problems"] = exc.problems
         raise BadRequest(

@@ -7,9 +7,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from fleetd.fleet.models import HostRecord
+from fleetd.fleet.records import HostRecord
 from fleetd.fleet.state import FleetState
-from fleetd.timefmt import rfc3339
+from fleetd.util.timefmt import rfc3339
 
 __all__ = ["host_detail", "host_view", "json_response"]
 
@@ -49,7 +49,8 @@ def host_view(r: HostRecord, now: float, duplicates: dict[str, list[str]]) -> di
         "duplicate_of": dup_with,
         "interval": s.interval,
         "timeout": s.timeout,
-        **{k: v for k, v in r.extra.items() if not k.startswith("_")},
+        "findings": r.findings,
+        "insecure_transport": r.insecure_transport,
     }
 
 

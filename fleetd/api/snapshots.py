@@ -1,10 +1,7 @@
 """``/api/v1/snapshots``: the inventory's history — take, list, read (JSON/YAML/CSV), diff, delete, prune.
 
-:func:`install` puts the database and the snapshot service behind their AppKeys and registers
-:func:`snapshots_ctx` *first* among the cleanup contexts: the database is opened (and checked: a file
-that is not fleetd's, or from a newer schema, stops fleetd from starting) before the poller starts,
-and closed after everything else, once a snapshot being written is finished or the grace period is over.
-With ``snapshots.enabled: false`` nothing is opened and every endpoint answers 503 saying so.
+The snapshot service belongs to the running fleet (fleetd/runtime.py), which also owns the database.
+With ``snapshots.enabled: false`` no snapshot is taken and every endpoint answers 503 saying so.
 
 Access (the auth policy table): taking and reading snapshots is for viewers (it changes nothing on
 any host); deleting and pruning are for admins.
@@ -14,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from typing import Final, cast
 
 import msgspec
@@ -23,22 +19,20 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from fleetd.api.errors import BadRequest, NotFound, ServiceUnavailable
-from fleetd.api.keys import AUDITOR, CONFIG, DATABASE, SNAPSHOTS, STATE
+from fleetd.api.keys import FLEET
 from fleetd.api.params import INT64_MAX, check_known, get_choice, get_int, get_one, is_plain_int
 from fleetd.api.render import json_response
 from fleetd.config.durations import parse_duration
-from fleetd.config.model import Settings
 from fleetd.snapshot.diff import diff_snapshots
 from fleetd.snapshot.export import FORMATS, MEDIA_TYPES, Format, dumps
-from fleetd.snapshot.model import Snapshot, Trigger, fleetd_version
+from fleetd.snapshot.model import Snapshot, Trigger
 from fleetd.snapshot.service import SnapshotService, SnapshotServiceClosed
-from fleetd.store.db import Database
 from fleetd.store.errors import StoreError
 from fleetd.store.retention import RetentionPolicy
-from fleetd.store.snapshots import ListQuery, SnapshotStore
-from fleetd.timefmt import parse_rfc3339
+from fleetd.store.snapshots import ListQuery
+from fleetd.util.timefmt import parse_rfc3339
 
-__all__ = ["install", "routes", "snapshots_ctx"]
+__all__ = ["routes"]
 
 log = structlog.get_logger("fleetd.snapshots")
 
@@ -49,54 +43,13 @@ MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 100
 
 
-# -- wiring ----------------------------------------------------------------------------------------
-
-
-def install(app: web.Application, settings: Settings) -> None:
-    db = Database(settings.snapshots.path, created_by=f"fleetd {fleetd_version()}")
-    app[DATABASE] = db
-    app[SNAPSHOTS] = SnapshotService(app[STATE], SnapshotStore(db), enabled=settings.snapshots.enabled)
-    app.cleanup_ctx.insert(0, snapshots_ctx)
-    app.add_routes(routes)
-
-
-async def snapshots_ctx(app: web.Application) -> AsyncIterator[None]:
-    service = app[SNAPSHOTS]
-    if not service.enabled:
-        yield
-        return
-    db = app[DATABASE]
-    try:
-        await db.open()
-    except StoreError as exc:
-        log.error("fleetd cannot start: the snapshot database is unusable", error=str(exc))
-        raise
-    auditor = app.get(AUDITOR)
-    if auditor is not None:
-        auditor.database = db  # the audit log lives in the same database
-    try:
-        service.start_schedule(
-            settings=lambda: app[CONFIG].current.snapshots,
-            ready=app[STATE].is_ready,
-            last_taken_at=await service.store.latest_taken_at(),
-        )
-        yield
-    finally:
-        try:
-            await service.aclose(app[CONFIG].current.shutdown_grace)
-        finally:
-            if auditor is not None:
-                auditor.database = None
-            await db.aclose()
-
-
 # -- helpers ---------------------------------------------------------------------------------------
 
 
 def _service(request: web.Request) -> SnapshotService:
-    service = request.app[SNAPSHOTS]
+    service = request.app[FLEET].snapshots
     if not service.enabled:
-        config = request.app[CONFIG].current.path
+        config = request.app[FLEET].settings.path
         raise ServiceUnavailable(
             f"snapshots are disabled: set `snapshots: {{enabled: true}}` in {config} and restart fleetd",
             code="snapshots_disabled",
@@ -207,7 +160,7 @@ async def prune_snapshots(request: web.Request) -> web.Response:
     q = request.query
     check_known(q, {"last", "max_age"})
     service = _service(request)
-    keep = request.app[CONFIG].current.snapshots.keep
+    keep = request.app[FLEET].settings.snapshots.keep
     last = get_int(q, "last", keep.last, minimum=1)
     raw_age = get_one(q, "max_age")
     max_age = keep.max_age

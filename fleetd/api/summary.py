@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fleetd.api.keys import STATE
+from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
-from fleetd.ops.findings import security_summary
-from fleetd.timefmt import rfc3339
+from fleetd.fleet.findings import security_summary
+from fleetd.util.timefmt import rfc3339
 
 __all__ = ["routes"]
 
@@ -16,7 +16,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/v1/summary")
 async def summary(request: web.Request) -> web.Response:
-    fleet = request.app[STATE]
+    fleet = request.app[FLEET].state
     now = fleet.clock()
     data = fleet.summary(now)
     data["generated_at"] = rfc3339(now)
@@ -31,7 +31,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    fleet = request.app[STATE]
+    fleet = request.app[FLEET].state
     if fleet.is_ready():
         return json_response({"ready": True})
     pending = sorted(r.name for r in fleet.records() if not r.first_poll_done)

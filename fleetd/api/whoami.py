@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from fleetd.api.auth import POLICY, PRINCIPAL, ROLE_ACCESS, Access, is_loopback
-from fleetd.api.keys import CONFIG
+from fleetd.api.keys import FLEET
 from fleetd.api.openapi import OPERATIONS
 from fleetd.api.params import check_known
 from fleetd.api.render import json_response
@@ -46,7 +46,7 @@ def _features(app: web.Application) -> dict[str, bool]:
 @routes.get("/api/v1/whoami")
 async def whoami(request: web.Request) -> web.Response:
     check_known(request.query, ())
-    settings = request.app[CONFIG].current
+    settings = request.app[FLEET].settings
     principal = request.get(PRINCIPAL)
     role = principal.role if principal is not None else None
     reads = role is not None or _reads_open(settings)

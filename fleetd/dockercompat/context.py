@@ -13,7 +13,7 @@ from fleetd.dockercompat.identity import Identity, Target
 from fleetd.dockercompat.security import AuditNote, Guard, Principal
 from fleetd.dockercompat.upstream import FleetAccess, Upstream
 from fleetd.dockercompat.versions import advertised_version, clamp
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 
 __all__ = ["Call", "Service"]
 

@@ -9,7 +9,7 @@ import re
 import msgspec
 
 from fleetd.dockercompat.errors import DockerAPIError
-from fleetd.fleet.models import ContainerRecord
+from fleetd.fleet.records import ContainerRecord
 from fleetd.fleet.state import label_matches
 
 __all__ = ["CONTAINER_FILTERS", "Filters", "match_container", "parse_filters"]

@@ -17,7 +17,7 @@ import msgspec
 
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.dockercompat.upstream import FleetAccess
-from fleetd.fleet.models import ContainerRecord
+from fleetd.fleet.records import ContainerRecord
 
 __all__ = ["Identity", "Target", "no_such_container"]
 

@@ -12,7 +12,7 @@ from fleetd.dockercompat.placement import Placement, choose_host, has_image
 from fleetd.dockercompat.proxy import forward, upstream_error
 from fleetd.dockercompat.reads import image_list, node_object
 from fleetd.dockercompat.responses import json_ok
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 
 __all__ = ["inspect_image", "list_images", "pull"]
 

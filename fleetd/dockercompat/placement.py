@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from fleetd.dockercompat.errors import DockerAPIError
-from fleetd.fleet.models import HostRecord, HostStatus
+from fleetd.fleet.records import HostRecord, HostStatus
 from fleetd.ops.images import image_matches
 
 __all__ = ["Placement", "Rule", "choose_host", "extract_rules", "has_image"]

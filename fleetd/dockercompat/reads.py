@@ -17,10 +17,10 @@ from fleetd.dockercompat.filters import CONTAINER_FILTERS, Filters, match_contai
 from fleetd.dockercompat.identity import Identity
 from fleetd.dockercompat.upstream import FleetAccess
 from fleetd.dockercompat.versions import FLEETD_MIN_API, parse_version
-from fleetd.fleet.models import ContainerRecord, HostRecord, HostStatus
+from fleetd.fleet.records import ContainerRecord, HostRecord, HostStatus
 from fleetd.fleet.state import label_matches
 from fleetd.ops.images import image_matches
-from fleetd.timefmt import parse_rfc3339, rfc3339
+from fleetd.util.timefmt import parse_rfc3339, rfc3339
 
 __all__ = ["FLEETD_VERSION", "Summary", "container_list", "fleet_info", "fleet_version", "image_list", "node_object"]
 

@@ -25,8 +25,8 @@ from fleetd.config.docker_api import DockerAPISettings
 from fleetd.config.model import AuthSettings, Role
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.ops.audit import Auditor
-from fleetd.ops.ratelimit import ClientBuckets
 from fleetd.store.audit import AuditEntry, AuditTarget
+from fleetd.util.ratelimit import ClientBuckets
 
 __all__ = ["Access", "AuditNote", "Guard", "Principal", "record_audit"]
 

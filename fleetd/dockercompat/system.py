@@ -17,7 +17,7 @@ from fleetd.dockercompat.context import Call
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.dockercompat.reads import fleet_info, fleet_version, node_object
 from fleetd.dockercompat.responses import json_ok
-from fleetd.fleet.models import HostRecord
+from fleetd.fleet.records import HostRecord
 
 __all__ = ["events", "info", "ping", "version"]
 

@@ -23,8 +23,8 @@ from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.dockercompat.tlsclient import tls_connect
 from fleetd.dockercompat.versions import Window
 from fleetd.fleet.clients import tls_config
-from fleetd.fleet.models import HostRecord, HostStatus
 from fleetd.fleet.poller import Poller
+from fleetd.fleet.records import HostRecord, HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.ops.audit import Auditor
 from fleetd.ops.targets import settle

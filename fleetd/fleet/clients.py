@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fleetd.config.model import AnswerLimits, HostSettings
+from fleetd.config.model import AnswerLimits, HostSettings, Settings
 from fleetd.dockerapi import (
     DockerClient,
     EngineConnections,
@@ -16,7 +16,7 @@ from fleetd.dockerapi import (
     parse_endpoint,
 )
 
-__all__ = ["ClientFactory", "read_limits", "ssh_options", "tls_config"]
+__all__ = ["ClientFactory", "keepalive_for", "read_limits", "ssh_options", "tls_config"]
 
 
 def read_limits(limits: AnswerLimits) -> ReadLimits:
@@ -28,6 +28,12 @@ def read_limits(limits: AnswerLimits) -> ReadLimits:
         other=limits.other,
         hint="raise poll.max_answer.{name} in the config if this daemon is genuine",
     )
+
+
+def keepalive_for(settings: Settings) -> float:
+    """Idle connections must outlive the longest gap between two polls of a host."""
+    longest = max((h.interval + h.timeout for h in settings.hosts if h.enabled), default=15.0)
+    return longest + 30.0
 
 
 def tls_config(settings: HostSettings) -> TLSConfig | None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from fleetd.fleet.models import ContainerRecord
+from fleetd.fleet.records import ContainerRecord
 
 __all__ = ["EVENT_TYPES", "FeedSubscription", "FleetEvent", "FleetFeed", "Lagged", "ResetReason"]
 

@@ -1,7 +1,13 @@
-"""The fleet aggregate and its queries. The poller writes; the API, store and metrics read."""
+"""The fleet aggregate: its queries, and the writer methods that are the only way to change it.
+
+Every write goes through a method below, and each announces what it changed on :attr:`FleetState.changes`
+(see fleet/changes.py). Writers: the poller (poll results, the inventory on reload), the findings watch,
+and event watchers (container rows by id, host status). Readers: the API, snapshots, metrics.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -10,9 +16,40 @@ from dataclasses import dataclass, field
 import msgspec
 
 from fleetd.config.model import HostSettings
-from fleetd.fleet.models import ContainerRecord, HostRecord, HostStatus
+from fleetd.fleet.changes import (
+    Change,
+    ChangeHub,
+    ContainerAdded,
+    ContainerChanged,
+    ContainerRemoved,
+    FleetReady,
+    HostAdded,
+    HostChanged,
+    HostRemoved,
+    HostResynced,
+    HostUpdated,
+)
+from fleetd.fleet.match import container_image_matches, label_matches
+from fleetd.fleet.records import (
+    ContainerDiff,
+    ContainerRecord,
+    EngineFacts,
+    Finding,
+    HostRecord,
+    HostStatus,
+    ImageRecord,
+    changed_fields,
+    diff_containers,
+)
 
-__all__ = ["AmbiguousContainer", "ContainerQuery", "FleetState", "label_matches"]
+__all__ = [
+    "AmbiguousContainer",
+    "ContainerQuery",
+    "FleetState",
+    "PollFailure",
+    "PollSuccess",
+    "label_matches",
+]
 
 
 class AmbiguousContainer(LookupError):
@@ -20,24 +57,6 @@ class AmbiguousContainer(LookupError):
         super().__init__(f"container reference {ref!r} matches {len(matches)} containers")
         self.ref = ref
         self.matches = matches
-
-
-def label_matches(labels: dict[str, str], selectors: Iterable[str]) -> bool:
-    """``k`` means the label exists; ``k=v`` means it has that value; all must hold."""
-    for sel in selectors:
-        key, eq, value = sel.partition("=")
-        if key not in labels or (eq and labels[key] != value):
-            return False
-    return True
-
-
-def _image_matches(c: ContainerRecord, ref: str) -> bool:
-    if c.image == ref or c.image_id == ref:
-        return True
-    if c.image.rpartition(":")[0] == ref and "/" not in c.image.rpartition(":")[2]:
-        return True  # "nginx" matches "nginx:1.27"
-    short = ref.removeprefix("sha256:")
-    return len(short) >= 12 and c.image_id.removeprefix("sha256:").startswith(short)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +70,42 @@ class ContainerQuery:
     name: str | None = None  # substring
 
 
+@dataclass(frozen=True, slots=True)
+class PollSuccess:
+    """A poll that answered: the host's data as of ``at`` (wall clock)."""
+
+    at: float
+    facts: EngineFacts
+    info_raw: msgspec.Raw
+    containers: tuple[ContainerRecord, ...]
+    diff: ContainerDiff  # against the previous poll's containers
+    images: tuple[ImageRecord, ...] | None = None  # None: not listed this time
+
+
+@dataclass(frozen=True, slots=True)
+class PollFailure:
+    at: float
+    status: HostStatus  # DOWN or ERROR
+    message: str
+
+
+def _stale(c: ContainerRecord) -> ContainerRecord:
+    return msgspec.structs.replace(c, stale=True)
+
+
 @dataclass(slots=True)
 class FleetState:
     """All hosts by name, in inventory order; the single source of truth for readers."""
 
     clock: Callable[[], float] = time.time
+    changes: ChangeHub = field(default_factory=ChangeHub)
     _hosts: dict[str, HostRecord] = field(default_factory=dict)
     _ready_once: bool = False
-    version: int = 0  # bumped on every write, so readers can cache derived views
+    # Hosts whose containers another writer changed since their last poll: the poll's own diff
+    # (against the previous poll) does not hold for them, so the next poll compares in full.
+    _foreign: set[str] = field(default_factory=set)
 
-    # -- writes (poller and reload only) -----------------------------------------
+    # -- inventory (start-up and reload) -------------------------------------------------
 
     def add(self, settings: HostSettings) -> HostRecord:
         record = HostRecord(settings=settings)
@@ -68,21 +113,158 @@ class FleetState:
             record.status = HostStatus.DISABLED
             record.first_poll_done = True
         self._hosts[settings.name] = record
-        self.touch()
+        self.changes.publish((HostAdded(settings.name),))
         return record
 
     def remove(self, name: str) -> None:
-        if self._hosts.pop(name, None) is not None:
-            self.touch()
+        record = self._hosts.pop(name, None)
+        self._foreign.discard(name)
+        if record is not None:
+            gone: list[Change] = [ContainerRemoved(name, c) for c in record.containers]
+            gone.append(HostRemoved(name))
+            self.changes.publish(gone)
+            self._check_ready()
+
+    def update_settings(self, name: str, settings: HostSettings, *, announce: bool = True) -> None:
+        """New settings that need no reconnect (labels, interval, ...): the data stays.
+        ``announce=False``: nothing the user wrote changed (only where: its ``source``)."""
+        record = self._hosts[name]
+        if record.settings != settings:
+            record.settings = settings
+            if announce:
+                self.changes.publish((HostUpdated(name),))
 
     def reorder(self, names: list[str]) -> None:
         """Inventory order after a reload."""
         self._hosts = {n: self._hosts[n] for n in names if n in self._hosts}
 
-    def touch(self) -> None:
-        self.version += 1
+    # -- polls ----------------------------------------------------------------------------
 
-    # -- reads ----------------------------------------------------------------------
+    def poll_started(self, name: str, at: float) -> None:
+        record = self._hosts.get(name)
+        if record is not None:
+            record.last_attempt = at
+
+    def poll_done(self, name: str, duration: float, result: PollSuccess | PollFailure | None) -> HostStatus:
+        """Apply one poll (``None``: discarded, an action happened meanwhile); returns the status before."""
+        record = self._hosts[name]
+        previous = record.status
+        record.poll_duration = duration
+        record.polls += 1
+        changes: list[Change] = []
+        if isinstance(result, PollSuccess):
+            self._succeed(record, result, changes)
+        elif isinstance(result, PollFailure):
+            record.consecutive_failures += 1
+            record.last_error = result.message
+            if record.status is not result.status:
+                record.status = result.status
+                record.changed_at = result.at
+        if record.status is not previous:
+            changes.append(HostChanged(name, previous, record.status))
+        first = result is not None and not record.first_poll_done
+        if first:
+            record.first_poll_done = True
+        if first and not self._ready_once and self.is_ready():
+            changes.append(FleetReady())
+        if changes:
+            self.changes.publish(changes)
+        return previous
+
+    def _succeed(self, record: HostRecord, result: PollSuccess, changes: list[Change]) -> None:
+        name = record.name
+        diff = result.diff
+        if name in self._foreign:
+            self._foreign.discard(name)
+            diff = diff_containers(record.containers, result.containers)
+        record.containers = result.containers
+        record.facts = result.facts
+        record.info_raw = result.info_raw
+        if result.images is not None:
+            record.images = result.images
+            record.images_seen = result.at
+        record.last_seen = result.at
+        record.consecutive_failures = 0
+        record.last_error = None
+        if record.status is not HostStatus.UP:
+            record.status = HostStatus.UP
+            record.changed_at = result.at
+        if diff:
+            _announce(name, diff, changes)
+
+    def set_images(self, name: str, images: tuple[ImageRecord, ...], at: float) -> None:
+        record = self._hosts.get(name)
+        if record is not None:
+            record.images = images
+            record.images_seen = at
+
+    # -- other writers ------------------------------------------------------------------------
+
+    def set_findings(self, name: str, findings: tuple[Finding, ...]) -> None:
+        record = self._hosts.get(name)
+        if record is not None:
+            record.findings = findings
+
+    def set_host_status(self, name: str, status: HostStatus, error: str | None = None) -> None:
+        """An event watcher's verdict on the host (its stream broke, or came back)."""
+        record = self._hosts.get(name)
+        if record is None or record.status is status:
+            return
+        previous = record.status
+        record.status = status
+        record.changed_at = self.clock()
+        if status is not HostStatus.UP:
+            record.last_error = error
+        self.changes.publish((HostChanged(name, previous, status),))
+
+    def upsert_containers(self, name: str, containers: Iterable[ContainerRecord]) -> None:
+        """Replace (or add) the rows with these ids; the others stay as they are."""
+        record = self._hosts.get(name)
+        if record is None:
+            return
+        rows = {c.id: c for c in record.containers}
+        changes: list[Change] = []
+        for c in containers:
+            old = rows.get(c.id)
+            rows[c.id] = c
+            if old is None:
+                changes.append(ContainerAdded(name, c))
+            elif fields := changed_fields(old, c):
+                changes.append(ContainerChanged(name, c, fields))
+        record.containers = tuple(sorted(rows.values(), key=lambda c: c.name))
+        self._foreign.add(name)
+        self.changes.publish(changes)
+
+    def remove_containers(self, name: str, ids: Iterable[str]) -> None:
+        record = self._hosts.get(name)
+        if record is None:
+            return
+        wanted = set(ids)
+        gone = [c for c in record.containers if c.id in wanted]
+        if gone:
+            record.containers = tuple(c for c in record.containers if c.id not in wanted)
+            self._foreign.add(name)
+            self.changes.publish([ContainerRemoved(name, c) for c in gone])
+
+    def replace_containers(self, name: str, containers: Iterable[ContainerRecord], *, gap: bool) -> None:
+        """The host's containers as a whole (after a resync); ``gap``: changes may have been missed."""
+        record = self._hosts.get(name)
+        if record is None:
+            return
+        new = tuple(sorted(containers, key=lambda c: c.name))
+        changes: list[Change] = []
+        _announce(name, diff_containers(record.containers, new), changes)
+        record.containers = new
+        self._foreign.add(name)
+        changes.append(HostResynced(name, gap))
+        self.changes.publish(changes)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """Moves whenever a write changed something readers can see (the newest change's seq)."""
+        return self.changes.seq
 
     def __len__(self) -> int:
         return len(self._hosts)
@@ -105,6 +287,23 @@ class FleetState:
             self._ready_once = True
         return self._ready_once
 
+    def _check_ready(self) -> None:
+        if not self._ready_once and self.is_ready():
+            self.changes.publish((FleetReady(),))
+
+    async def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until :meth:`is_ready` (False when ``timeout`` seconds passed first)."""
+        if self.is_ready():
+            return True
+        with self.changes.subscribe(maxsize=8) as sub:
+            try:
+                async with asyncio.timeout(timeout):
+                    while not self.is_ready():
+                        await sub.get()
+            except TimeoutError:
+                return self.is_ready()
+        return True
+
     def duplicate_engine_ids(self) -> dict[str, list[str]]:
         """Engine IDs reported by more than one host (cloned VMs): both are kept, both flagged."""
         by_id: dict[str, list[str]] = {}
@@ -112,11 +311,6 @@ class FleetState:
             if r.facts is not None and r.facts.engine_id:
                 by_id.setdefault(r.facts.engine_id, []).append(r.name)
         return {k: sorted(v) for k, v in by_id.items() if len(v) > 1}
-
-    def host_containers(self, record: HostRecord, now: float) -> list[ContainerRecord]:
-        if record.is_stale(now):
-            return [msgspec.structs.replace(c, stale=True) for c in record.containers]
-        return list(record.containers)
 
     def containers(self, query: ContainerQuery, now: float | None = None) -> list[ContainerRecord]:
         """Containers across the fleet, ordered by host then name."""
@@ -138,9 +332,9 @@ class FleetState:
                     continue
                 if query.labels and not label_matches(c.labels, query.labels):
                     continue
-                if query.image is not None and not _image_matches(c, query.image):
+                if query.image is not None and not container_image_matches(c, query.image):
                     continue
-                out.append(msgspec.structs.replace(c, stale=True) if stale else c)
+                out.append(_stale(c) if stale else c)
         return out
 
     def find_container(self, host: str, ref: str) -> ContainerRecord | None:
@@ -160,7 +354,7 @@ class FleetState:
             if len(matches) > 1:
                 raise AmbiguousContainer(ref, [c.id[:12] for c in matches])
             chosen = matches[0]
-        return msgspec.structs.replace(chosen, stale=True) if record.is_stale(now) else chosen
+        return _stale(chosen) if record.is_stale(now) else chosen
 
     def summary(self, now: float | None = None) -> dict[str, object]:
         now = self.clock() if now is None else now
@@ -196,3 +390,9 @@ class FleetState:
             "ready": self.is_ready(),
             "generated_at": now,
         }
+
+
+def _announce(host: str, diff: ContainerDiff, changes: list[Change]) -> None:
+    changes.extend(ContainerRemoved(host, c) for c in diff.removed)
+    changes.extend(ContainerAdded(host, c) for c in diff.added)
+    changes.extend(ContainerChanged(host, c, fields) for c, fields in diff.changed)

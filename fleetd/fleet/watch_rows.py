@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fleetd.fleet.models import ContainerRecord
+from fleetd.fleet.records import ContainerRecord
 
 __all__ = ["FullMerge", "RowClock", "SubsetMerge", "semantic_fields"]
 

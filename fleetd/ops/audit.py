@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import structlog
 
-from fleetd.ops.ratelimit import ClientBuckets
 from fleetd.store.audit import (
     AuditEntry,
     AuditQuery,
@@ -25,6 +24,7 @@ from fleetd.store.audit import (
     prune_entries,
     query_entries,
 )
+from fleetd.util.ratelimit import ClientBuckets
 
 __all__ = ["AuditRetention", "AuditUnavailable", "Auditor"]
 

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 import msgspec
 
-from fleetd.fleet.models import HostRecord, ImageRecord
+from fleetd.fleet.match import image_matches
+from fleetd.fleet.records import HostRecord
 
 __all__ = [
     "LOAD_TIMEOUT",
@@ -31,17 +32,6 @@ class FleetImage(msgspec.Struct):
     size: int
     created: str | None
     hosts: list[str]
-
-
-def image_matches(image: ImageRecord, reference: str) -> bool:
-    """``nginx:1.27`` (a tag), ``nginx`` (any tag of that repository), an id or a unique id prefix
-    (12+ hex digits, with or without ``sha256:``), or a ``name@sha256:...`` digest."""
-    if reference in image.tags or reference in image.digests:
-        return True
-    if any(tag.rpartition(":")[0] == reference for tag in image.tags if "/" not in tag.rpartition(":")[2]):
-        return True
-    short = reference.removeprefix("sha256:")
-    return len(short) >= 12 and image.id.removeprefix("sha256:").startswith(short)
 
 
 def fleet_images(

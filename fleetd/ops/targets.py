@@ -10,8 +10,8 @@ import asyncio
 import re
 
 from fleetd.dockerapi import DockerClient
-from fleetd.fleet.models import HostStatus
 from fleetd.fleet.poller import Poller
+from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 
 __all__ = ["HostUnavailable", "InvalidReference", "check_ref", "client_for", "settle"]

@@ -19,18 +19,18 @@ import structlog
 from aiohttp import web
 
 from fleetd.api.app import create_app
-from fleetd.api.auth import exposure_problem
-from fleetd.api.keys import AUDITOR, CONFIG, CONNECTIONS, NOTIFIER, POLLER, STATE
 from fleetd.config import ConfigError, load_config
+from fleetd.config.exposure import exposure_problem
+from fleetd.config.live import ReloadFailed
 from fleetd.config.model import Settings
 from fleetd.dockercompat import DockerListener
 from fleetd.dockercompat.upstream import FleetAccess
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.logconfig import configure_logging
+from fleetd.runtime import Fleet
 from fleetd.service.listener import ConnectionGuard, GuardedRunner
 from fleetd.service.notify import Notifier, watchdog_loop
-from fleetd.service.reload import ReloadFailed, reload_app
 from fleetd.store.errors import StoreError
 
 __all__ = ["fleet_status_line", "run_service"]
@@ -79,27 +79,39 @@ def _listen_ssl(settings: Settings) -> ssl.SSLContext | None:
 
 async def _serve(settings: Settings, config_path: Path) -> int:
     notifier = Notifier()
+    fleet = Fleet(settings, listener=notifier)
+    try:
+        await fleet.start()
+    except StoreError as exc:
+        # A database fleetd must not touch (another program's, a newer schema): say why, exit 2.
+        log.error("not started: snapshot database refused", error=str(exc))
+        print(f"fleetd: not started: {exc}", file=sys.stderr)
+        notifier.close()
+        return 2
+    try:
+        return await _listen(fleet, config_path, notifier)
+    finally:
+        try:
+            async with asyncio.timeout(fleet.settings.shutdown_grace + 5):
+                await fleet.aclose()
+        except TimeoutError:
+            log.warning("shutdown exceeded the grace period", grace=fleet.settings.shutdown_grace)
+        notifier.close()
+
+
+async def _listen(fleet: Fleet, config_path: Path, notifier: Notifier) -> int:
+    settings = fleet.settings
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    app = create_app(settings)
-    app[NOTIFIER] = notifier
     runner = GuardedRunner(
-        app,
+        create_app(fleet),
         ConnectionGuard(settings.listener),
         access_log=None,
         handle_signals=False,
         shutdown_timeout=settings.shutdown_grace,
         keepalive_timeout=settings.listener.idle_timeout,
     )
-    try:
-        await runner.setup()
-    except StoreError as exc:
-        # A database fleetd must not touch (another program's, a newer schema): say why, exit 2.
-        log.error("not started: snapshot database refused", error=str(exc))
-        print(f"fleetd: not started: {exc}", file=sys.stderr)
-        await runner.cleanup()
-        notifier.close()
-        return 2
+    await runner.setup()
     try:
         ssl_ctx = await asyncio.to_thread(_listen_ssl, settings)
         site = web.TCPSite(runner, settings.listen_host, settings.listen_port, ssl_context=ssl_ctx)
@@ -107,18 +119,16 @@ async def _serve(settings: Settings, config_path: Path) -> int:
     except (OSError, ssl.SSLError) as exc:
         log.error("cannot listen", listen=f"{settings.listen_host}:{settings.listen_port}", error=str(exc))
         await runner.cleanup()
-        notifier.close()
         return 1
     docker: DockerListener | None = None
     if settings.docker_api is not None:  # the Docker-compatible second listener
-        fleet = FleetAccess(app[STATE], app[POLLER], app[CONNECTIONS], lambda: app[CONFIG].current, app[AUDITOR])
-        docker = DockerListener(fleet, settings.docker_api, shutdown_timeout=settings.shutdown_grace)
+        upstream = FleetAccess(fleet.state, fleet.poller, fleet.connections, lambda: fleet.settings, fleet.auditor)
+        docker = DockerListener(upstream, settings.docker_api, shutdown_timeout=settings.shutdown_grace)
         try:
             await docker.start()
         except (OSError, ssl.SSLError) as exc:
             log.error("cannot listen", listen=settings.docker_api.address, error=str(exc))
             await runner.cleanup()
-            notifier.close()
             return 1
     scheme = "https" if settings.listen_tls else "http"
     log.info(
@@ -133,7 +143,7 @@ async def _serve(settings: Settings, config_path: Path) -> int:
 
     async def hup() -> None:
         with contextlib.suppress(ReloadFailed):  # logged; the old configuration keeps running
-            await reload_app(app, config_path, notifier)
+            await fleet.reload(config_path)
 
     def on_hup() -> None:
         task = loop.create_task(hup())
@@ -143,7 +153,7 @@ async def _serve(settings: Settings, config_path: Path) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    watchdog = loop.create_task(watchdog_loop(notifier, lambda: fleet_status_line(app[STATE])))
+    watchdog = loop.create_task(watchdog_loop(notifier, lambda: fleet_status_line(fleet.state)))
     try:
         await stop.wait()
     finally:
@@ -156,14 +166,14 @@ async def _serve(settings: Settings, config_path: Path) -> int:
         for task in list(reloads):
             task.cancel()
         await asyncio.gather(watchdog, *reloads, return_exceptions=True)
-        grace = app[CONFIG].current.shutdown_grace
+        grace = fleet.settings.shutdown_grace
         if docker is not None:
             await docker.aclose()
         try:
             async with asyncio.timeout(grace + 5):
                 await runner.cleanup()
+                await fleet.aclose()
         except TimeoutError:
             log.warning("shutdown exceeded the grace period", grace=grace)
-        notifier.close()
         log.info("fleetd stopped", seconds=round(time.monotonic() - started, 3))
     return 0

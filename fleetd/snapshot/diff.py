@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import msgspec
 
-from fleetd.fleet.models import EngineFacts
+from fleetd.fleet.records import EngineFacts
 from fleetd.snapshot.model import Snapshot, SnapshotContainer, SnapshotHost
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, get_args
 
 import msgspec
 
-from fleetd.fleet.models import EngineFacts, HostStatus, PortRecord
+from fleetd.fleet.records import EngineFacts, HostStatus, PortRecord
 from fleetd.snapshot.model import (
     Snapshot,
     SnapshotContainer,

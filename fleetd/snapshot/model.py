@@ -25,8 +25,6 @@ and stall the event loop.
 from __future__ import annotations
 
 import enum
-import functools
-import importlib.metadata
 import re
 import threading
 import time
@@ -36,9 +34,10 @@ from typing import Final
 import msgspec
 
 from fleetd.config.model import HostSettings
-from fleetd.fleet.models import ContainerRecord, EngineFacts, HostStatus, PortRecord
+from fleetd.fleet.records import ContainerRecord, EngineFacts, HostStatus, PortRecord
 from fleetd.fleet.state import FleetState
-from fleetd.timefmt import rfc3339
+from fleetd.util.timefmt import rfc3339
+from fleetd.util.version import fleetd_version
 
 __all__ = [
     "FleetCapture",
@@ -192,14 +191,6 @@ def yield_gil() -> None:
     if now - getattr(_last_yield, "at", 0.0) >= YIELD_EVERY:
         time.sleep(YIELD_FOR)
         _last_yield.at = time.perf_counter()
-
-
-@functools.cache
-def fleetd_version() -> str:
-    try:
-        return importlib.metadata.version("fleetd")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 # The relative times dockerd (go-units HumanDuration) and podman put in the status text.

@@ -2,14 +2,15 @@
 
 A restart does not reset the period: the first snapshot is due one interval after the newest in the
 database (at once when there is none or it is older than that), but never before the fleet finished its
-first polls (``FleetState.is_ready``), waiting at most one interval for that. After each scheduled
-snapshot, retention is applied. The interval and retention are read from the settings in force at each
-step, so a reload changes them within :data:`RECHECK` seconds.
+first polls (``FleetState.wait_ready``, woken by the state's change signal), waiting at most one interval
+for that. After each scheduled snapshot, retention is applied. The interval and retention are read from
+the settings in force at each step: a reload (``config_changed``) wakes the schedule at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -24,16 +25,16 @@ __all__ = ["RECHECK", "run_schedule"]
 
 log = structlog.get_logger("fleetd.snapshots")
 
-RECHECK: Final = 10.0  # longest sleep before the interval is read again
-READY_POLL: Final = 0.5
+RECHECK: Final = 3600.0  # longest sleep before the interval is read again without a reload signal
 
 
-async def _until_ready(ready: Callable[[], bool], limit: float) -> None:
-    # FleetState has no readiness event to wait on; checking twice a second costs nothing.
-    for _ in range(max(1, int(limit / READY_POLL))):
-        if ready():
-            return
-        await asyncio.sleep(READY_POLL)
+async def _sleep_or_changed(delay: float, changed: Callable[[], Awaitable[object]] | None) -> None:
+    if changed is None:
+        await asyncio.sleep(delay)
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await changed()
 
 
 async def run_schedule(
@@ -42,7 +43,8 @@ async def run_schedule(
     take: Callable[[Trigger], Awaitable[SnapshotInfo]],
     prune: Callable[[RetentionPolicy], Awaitable[PruneResult]],
     last_taken_at: float | None,
-    ready: Callable[[], bool],
+    wait_ready: Callable[[float], Awaitable[bool]],
+    config_changed: Callable[[], Awaitable[object]] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Runs until cancelled; a failed snapshot or prune is logged and tried again next period."""
@@ -57,9 +59,9 @@ async def run_schedule(
         current = settings()
         delay = anchor + current.interval - loop.time()
         if delay > 0:
-            await asyncio.sleep(min(delay, RECHECK))
+            await _sleep_or_changed(min(delay, RECHECK), config_changed)
             continue
-        await _until_ready(ready, current.interval)
+        await wait_ready(current.interval)
         anchor = loop.time()
         try:
             await take(Trigger.SCHEDULE)

@@ -2,7 +2,7 @@
 
     service = SnapshotService(state, SnapshotStore(db))
     info = await service.take(Trigger.ON_DEMAND)    # capture in the loop, build + write in the db thread
-    service.start_schedule(settings=lambda: holder.current.snapshots, ready=state.is_ready)
+    service.start_schedule(settings=lambda: live.current.snapshots, last_taken_at=None)
     ...
     await service.aclose(grace=10.0)                # waits for a write in progress, at most ``grace``
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -98,7 +98,11 @@ class SnapshotService:
         return result
 
     def start_schedule(
-        self, *, settings: Callable[[], SnapshotSettings], ready: Callable[[], bool], last_taken_at: float | None
+        self,
+        *,
+        settings: Callable[[], SnapshotSettings],
+        last_taken_at: float | None,
+        config_changed: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         if self._schedule is not None:
             raise RuntimeError("the snapshot schedule is already running")
@@ -108,7 +112,8 @@ class SnapshotService:
                 take=self.take,
                 prune=self.prune,
                 last_taken_at=last_taken_at,
-                ready=ready,
+                wait_ready=self.state.wait_ready,
+                config_changed=config_changed,
                 clock=self.state.clock,
             ),
             name="snapshot-schedule",

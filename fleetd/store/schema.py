@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from fleetd.store.errors import NotFleetdDatabase, SchemaTooNew, SchemaTooOld, StoreError
-from fleetd.timefmt import rfc3339
+from fleetd.util.timefmt import rfc3339
 
 __all__ = [
     "APPLICATION_ID",

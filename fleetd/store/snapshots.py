@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 from fleetd.snapshot.model import (
     FleetCapture,
     HostContent,
@@ -41,7 +41,7 @@ from fleetd.snapshot.model import (
 )
 from fleetd.store.db import Database, read_transaction, transaction
 from fleetd.store.retention import PruneResult, RetentionPolicy, delete_snapshots, prune
-from fleetd.timefmt import parse_rfc3339, rfc3339
+from fleetd.util.timefmt import parse_rfc3339, rfc3339
 
 __all__ = ["ListQuery", "SnapshotPage", "SnapshotStore", "content_digest"]
 

@@ -24,10 +24,11 @@ from typing import Any, TypeVar
 
 import aiohttp
 import yaml
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from fleetd.api.app import create_app
 from fleetd.config.model import HostSettings, PollSettings, Settings, SnapshotSettings, TLSSettings
+from fleetd.runtime import Fleet as Runtime
+from tests.harness import FleetClient
 from tests.integration.lab_daemon import Daemon
 from tests.integration.lab_os import free_port
 
@@ -204,9 +205,9 @@ async def fleet_server(tmp_path: Path, *hosts: HostSettings) -> AsyncIterator[Fl
         path=tmp_path / "fleetd.yaml",
         poll=PollSettings(interval=INTERVAL, timeout=TIMEOUT, max_backoff=MAX_BACKOFF),
         hosts=hosts,
-        snapshots=SnapshotSettings(enabled=False),
+        snapshots=SnapshotSettings(enabled=False, path=tmp_path / "fleetd.db"),
     )
-    async with TestClient(TestServer(create_app(settings))) as client:
+    async with FleetClient(Runtime(settings)) as client:
         fleet = Fleet(client)
         await wait_until(fleet.ready, "fleetd ready", within=10)
         yield fleet

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from fleetd.api.keys import POLLER
+from fleetd.api.keys import FLEET
 from fleetd.api.logs import LOG_STREAMS
 from fleetd.logs import parse_timestamp
 from tests.integration.lab import BUSYBOX_IMAGE, Daemon, DockerLab
@@ -125,7 +125,7 @@ async def test_merged_logs_by_label_across_two_daemons_with_a_late_joiner(
     for daemon_name, name in names.items():
         run(daemon_name, name, label)
     run("d1", f"other-{uid}", "logs-merge=someone-else")
-    await asyncio.gather(*(fleet.app[POLLER].refresh(h) for h in ("d1", "d2")))
+    await asyncio.gather(*(fleet.app[FLEET].poller.refresh(h) for h in ("d1", "d2")))
     resp = await fleet.get("/api/v1/logs", params={"label": label, "follow": "1", "tail": "0"}, headers=OP)
     assert resp.status == 200
     await asyncio.sleep(0.5)
@@ -143,7 +143,7 @@ async def test_merged_logs_by_label_across_two_daemons_with_a_late_joiner(
 
     late = f"m3-{uid}"
     run("d2", late, label)
-    await fleet.app[POLLER].refresh("d2")  # the state learns of it; the merged stream follows it
+    await fleet.app[FLEET].poller.refresh("d2")  # the state learns of it; the merged stream follows it
     await asyncio.sleep(1.0)
     await asyncio.to_thread(echo_into, d["d2"], late, "late-joiner")
     joined = await next_line(resp)
@@ -158,7 +158,7 @@ async def test_the_client_leaving_closes_every_upstream_connection(
     label = f"logs-leave={uid}"
     run("d1", f"l1-{uid}", label)
     run("d1", f"l2-{uid}", label)
-    await fleet.app[POLLER].refresh("d1")
+    await fleet.app[FLEET].poller.refresh("d1")
     resp = await fleet.get("/api/v1/logs", params={"label": label, "follow": "1"}, headers=OP)
     assert resp.status == 200
     await wait_until(lambda: len(fleet.app[LOG_STREAMS]) == 1)

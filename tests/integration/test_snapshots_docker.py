@@ -14,13 +14,13 @@ from typing import Any
 import msgspec
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from fleetd.api.app import create_app
-from fleetd.api.keys import POLLER
 from fleetd.config.model import HostSettings, PollSettings, Settings, SnapshotSettings, TLSSettings
+from fleetd.runtime import Fleet
 from fleetd.snapshot.export import loads
 from fleetd.snapshot.model import Snapshot
+from tests.harness import FleetClient
 from tests.integration.lab import BUSYBOX_IMAGE, Daemon, DockerLab
 
 pytestmark = pytest.mark.docker
@@ -44,7 +44,7 @@ async def client(docker_lab: DockerLab, tmp_path: Path) -> AsyncIterator[Client]
         hosts=tuple(host_settings(d) for d in docker_lab.daemons.values()),
         snapshots=SnapshotSettings(path=tmp_path / "fleetd.db", interval=3600.0),
     )
-    c: Client = TestClient(TestServer(create_app(settings)))
+    c: Client = FleetClient(Fleet(settings))
     await c.start_server()
     try:
         deadline = time.monotonic() + 30
@@ -73,7 +73,7 @@ async def test_the_diff_names_exactly_the_containers_that_changed(docker_lab: Do
             BUSYBOX_IMAGE, "sleep", "100000",
         )  # fmt: skip
         await d1.adocker("create", "--network", "none", "--name", doomed, BUSYBOX_IMAGE, "sleep", "1")
-        await client.app[POLLER].refresh("d1")
+        await client.fleet.poller.refresh("d1")
         first = await take(client)
         before = await (await client.get(f"/api/v1/snapshots/{first}")).json()
         d1_before = next(h for h in before["hosts"] if h["name"] == "d1")
@@ -83,7 +83,7 @@ async def test_the_diff_names_exactly_the_containers_that_changed(docker_lab: Do
 
         await d1.adocker("stop", "--time", "1", started)
         await d1.adocker("rm", doomed)
-        await client.app[POLLER].refresh("d1")
+        await client.fleet.poller.refresh("d1")
         second = await take(client)
 
         resp = await client.get(f"/api/v1/snapshots/{second}/diff", params={"against": str(first)})

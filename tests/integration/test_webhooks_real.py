@@ -8,8 +8,8 @@ import secrets
 from pathlib import Path
 
 import pytest
-
 from fleetd.api.webhooks import WEBHOOKS
+
 from fleetd.config.notify import WebhookSettings
 from tests.integration.lab import BUSYBOX_IMAGE, DockerLab
 from tests.unit.opskit import host, settings, start_client, wait_until

@@ -8,16 +8,12 @@ import re
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from fleetd.api.app import create_app
-from fleetd.api.keys import AUDITOR
 from fleetd.config.model import (
     AuthSettings,
     HostSettings,
@@ -27,6 +23,8 @@ from fleetd.config.model import (
     SnapshotSettings,
     TokenSettings,
 )
+from fleetd.runtime import Fleet
+from tests.harness import FleetClient, eventually, fleet_client
 
 T = TypeVar("T")
 
@@ -99,36 +97,19 @@ def settings(
         path=tmp_path / "fleetd.yaml",
         poll=PollSettings(interval=30.0, timeout=1.0, max_backoff=1.0, images_every=1000),
         hosts=tuple(hosts),
-        snapshots=SnapshotSettings(enabled=False),
+        snapshots=SnapshotSettings(enabled=False, path=tmp_path / "fleetd.db"),
         auth=auth or AuthSettings(),
         **kw,
     )
 
 
-async def start_client(
-    cfg: Settings, *, db: ThreadDatabase | None = None, ready: bool = True
-) -> TestClient[web.Request, web.Application]:
-    app = create_app(cfg)
-    app[AUDITOR].database = db
-    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        deadline = time.monotonic() + 10
-        while ready and (await client.get("/readyz")).status != 200:
-            assert time.monotonic() < deadline, "fleetd never became ready"
-            await asyncio.sleep(0.02)
-    except BaseException:
-        await client.close()
-        raise
-    return client
+async def start_client(cfg: Settings, *, db: ThreadDatabase | None = None, ready: bool = True) -> FleetClient:
+    """fleetd over ``cfg``, its audit rows in ``db`` when given (else in fleetd's own database)."""
+    return await fleet_client(Fleet(cfg, audit_sql=db), ready=ready)
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
+    await eventually(cond, timeout=timeout)
 
 
 EngineHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 
 from fleetd.config.model import HostSettings
-from fleetd.fleet.models import ContainerRecord, EngineFacts, HostRecord, HostStatus, PortRecord
+from fleetd.fleet.records import ContainerRecord, EngineFacts, HostRecord, HostStatus, PortRecord
 from fleetd.fleet.state import FleetState
-from fleetd.timefmt import rfc3339
+from fleetd.util.timefmt import rfc3339
 
 NOW = 1_764_496_800.0  # 2025-11-30T10:00:00Z
 

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from fleetd.api.app import create_app
 from fleetd.config.model import HostSettings, PollSettings, Settings, SnapshotSettings
+from fleetd.runtime import Fleet
 from tests.fakes import FakeEngines
 from tests.fakes.behaviour import Fault, docker_20_10
+from tests.harness import FleetClient
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$")
 
@@ -31,9 +32,9 @@ async def make_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
             path=tmp_path / "fleetd.yaml",
             poll=PollSettings(interval=1.0, timeout=0.5, max_backoff=1.0),
             hosts=tuple(hosts),
-            snapshots=SnapshotSettings(enabled=False),
+            snapshots=SnapshotSettings(enabled=False, path=tmp_path / "fleetd.db"),
         )
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
+        client: TestClient[Any, Any] = FleetClient(Fleet(settings))
         await client.start_server()
         clients.append(client)
         if wait:

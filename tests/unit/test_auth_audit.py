@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from fleetd.api.keys import AUDITOR
+from fleetd.api.keys import FLEET
 from fleetd.config.model import SnapshotSettings
 from fleetd.ops.audit import Auditor, AuditRetention
-from fleetd.ops.ratelimit import ClientBuckets
 from fleetd.store.audit import AuditEntry, AuditQuery, AuditTarget, insert_entry, query_entries
+from fleetd.util.ratelimit import ClientBuckets
 from tests.fakes import FakeEngines
 from tests.fakes.behaviour import Fault
 from tests.unit.opskit import ThreadDatabase, Tokens, host, settings, start_client, wait_until
@@ -128,7 +128,7 @@ async def test_shutdown_lets_an_inflight_action_finish_and_be_audited(
         client.post(f"/api/v1/containers/h1/{target.id}/stop", headers=tokens.header("ci"))
     )
     await wait_until(lambda: any(p.endswith("/stop") for p in eng.paths()))
-    assert client.app is not None and client.app[AUDITOR].inflight == 1
+    assert client.app is not None and client.app[FLEET].auditor.inflight == 1
     started = time.monotonic()
     await client.close()  # the client goes away and the server shuts down mid-stop
     assert time.monotonic() - started < 4.0
@@ -160,14 +160,17 @@ async def test_shutdown_grace_bounds_the_wait_and_the_cancellation_is_audited(
     assert [(r["action"], r["outcome"]) for r in db.rows()] == [("container.start", "cancelled")]
 
 
-async def test_without_database_audit_goes_to_the_log_only(tmp_path: Path) -> None:
+async def test_with_snapshots_disabled_the_audit_log_is_still_stored(tmp_path: Path) -> None:
     tokens = Tokens(root="admin")
-    client = await start_client(settings(tmp_path, [], tokens.auth()))
+    cfg = settings(tmp_path, [], tokens.auth())
+    assert cfg.snapshots.enabled is False
+    client = await start_client(cfg)
     try:
-        resp = await client.get("/api/v1/audit", headers=tokens.header("root"))
-        assert resp.status == 503
-        err = (await resp.json())["error"]
-        assert err["code"] == "audit_unavailable" and "log" in err["message"]
+        assert (await client.post("/api/v1/snapshots", headers=tokens.header("root"))).status == 503
+        resp = await client.get("/api/v1/audit?action=snapshot.take", headers=tokens.header("root"))
+        assert resp.status == 200, await resp.text()
+        entries = (await resp.json())["entries"]
+        assert [(e["actor"], e["action"], e["status"]) for e in entries] == [("root", "snapshot.take", 503)]
     finally:
         await client.close()
 
@@ -205,7 +208,7 @@ async def test_a_flood_of_refused_calls_is_counted_not_stored_row_by_row(
     client = await start_client(settings(tmp_path, [], tokens.auth()), db=db)
     try:
         assert client.app is not None
-        auditor = client.app[AUDITOR]
+        auditor = client.app[FLEET].auditor
         auditor.denied_budget = ClientBuckets(burst=5, per_minute=1.0)
         for _ in range(20):
             assert (await client.post("/api/v1/actions", json={})).status == 401

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fleetd.config.model import HostSettings, TLSSettings
+from fleetd.fleet.findings import FindingsWatch, host_findings, read_cert
 from fleetd.fleet.state import FleetState
-from fleetd.ops.findings import FindingsWatch, host_findings, read_cert
 from tests.unit.opskit import host, settings, start_client
 
 
@@ -102,14 +102,14 @@ async def test_watch_follows_time_and_new_hosts(certs: dict[str, tuple[Path, Pat
     watch = FindingsWatch(state, clock=lambda: now[0])
     await watch.refresh()
     watch.apply()
-    assert record.extra["findings"] == []
+    assert record.findings == ()
     now[0] += 380 * 86400  # 20 days before expiry
     await watch.refresh()
     watch.apply()
-    assert [f.code for f in record.extra["findings"]] == ["tls_cert_expiring"]  # type: ignore[attr-defined]
+    assert [f.code for f in record.findings] == ["tls_cert_expiring"]
     now[0] += 30 * 86400
     watch.apply()
-    assert "expired on" in record.extra["findings"][0].message  # type: ignore[index]
+    assert "expired on" in record.findings[0].message
     added = state.add(HostSettings(name="new", url="tcp://127.0.0.1:9"))
     watch.apply()
-    assert added.extra["insecure_transport"] is True
+    assert added.insecure_transport is True

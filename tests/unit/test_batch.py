@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi import DockerClient, EngineConflict, EngineUnreachable
-from fleetd.fleet.models import ContainerRecord, HostStatus
+from fleetd.fleet.records import ContainerRecord, HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.ops.batch import run_batch
 from fleetd.ops.containers import ActionOptions

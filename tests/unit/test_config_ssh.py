@@ -143,7 +143,7 @@ def test_check_config_reports_ssh_problems_with_file_and_line(
 
 def test_ssh_hosts_are_not_reported_as_plain_tcp() -> None:
     from fleetd.config import HostSettings
-    from fleetd.ops.findings import host_findings
+    from fleetd.fleet.findings import host_findings
 
     ssh = HostSettings(name="web3", url="ssh://deploy@web3.example.internal:22", ssh=SSHSettings())
     tcp = HostSettings(name="web4", url="tcp://web4.example.internal:2375")

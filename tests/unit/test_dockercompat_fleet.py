@@ -19,11 +19,12 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from fleetd.api.app import create_app
-from fleetd.api.keys import AUDITOR, CONFIG, CONNECTIONS, POLLER, STATE
+from fleetd.api.keys import FLEET
 from fleetd.config.docker_api import DockerAPISettings
 from fleetd.config.model import Settings
 from fleetd.dockercompat import DockerListener
 from fleetd.dockercompat.upstream import FleetAccess
+from fleetd.runtime import Fleet
 from tests.fakes import FakeEngine, docker_20_10, docker_29
 from tests.integration.docker_endpoint import DOCKER_CLIS
 from tests.unit.opskit import Tokens, host, settings
@@ -69,21 +70,24 @@ async def _stack(tmp_path: Path, docker_api: DockerAPISettings, with_tokens: boo
         cfg: Settings = settings(
             tmp_path, [host("old", old.url), host("new", new.url)], TOKENS.auth() if with_tokens else None
         )
-        app = create_app(cfg)
+        runtime = Fleet(cfg)
+        await runtime.start()
+        app = create_app(runtime)
         runner = web.AppRunner(app)
         await runner.setup()
-        fleet = FleetAccess(app[STATE], app[POLLER], app[CONNECTIONS], lambda: app[CONFIG].current, app[AUDITOR])
+        fleet = FleetAccess(runtime.state, runtime.poller, runtime.connections, lambda: runtime.settings, runtime.auditor)
         listener = DockerListener(fleet, docker_api)
         try:
             url = await listener.start()
             for _ in range(200):
-                if all(r.status.value == "up" and r.images is not None for r in app[STATE].records()):
+                if all(r.status.value == "up" and r.images is not None for r in runtime.state.records()):
                     break
                 await asyncio.sleep(0.02)
             yield Stack(url, old, new, app, listener, tmp_path)
         finally:
             await listener.aclose()
             await runner.cleanup()
+            await runtime.aclose()
 
 
 @pytest.fixture
@@ -99,7 +103,7 @@ async def guarded(tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 def _names(stack: Stack, host_name: str) -> list[str]:
-    record = stack.app[STATE].get(host_name)
+    record = stack.app[FLEET].state.get(host_name)
     assert record is not None
     return [c.name for c in record.containers]
 

@@ -14,7 +14,7 @@ from fleetd.dockercompat.filters import CONTAINER_FILTERS, match_container, pars
 from fleetd.dockercompat.identity import Identity
 from fleetd.dockercompat.placement import choose_host, extract_rules
 from fleetd.dockercompat.versions import Window, advertised_version, clamp, too_new
-from fleetd.fleet.models import ContainerRecord, EngineFacts, HostRecord, HostStatus, ImageRecord
+from fleetd.fleet.records import ContainerRecord, EngineFacts, HostRecord, HostStatus, ImageRecord
 from fleetd.fleet.state import FleetState
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from fleetd.api.app import create_app
 from fleetd.api.auth import POLICY, rule_for, template_key
 from fleetd.api.openapi import OPERATIONS, build_spec
+from fleetd.runtime import Fleet
 from tests.unit.opskit import settings, start_client
 
 
@@ -17,7 +18,7 @@ def _described() -> set[tuple[str, str]]:
 
 
 def test_every_route_of_the_app_is_described(tmp_path: Path) -> None:
-    app = create_app(settings(tmp_path, []))
+    app = create_app(Fleet(settings(tmp_path, [])))
     routes = {
         template_key(r.method, r.resource.canonical)
         for r in app.router.routes()

@@ -11,8 +11,8 @@ import structlog
 
 from fleetd.config.model import HostSettings, PollSettings
 from fleetd.dockerapi import EngineConnections
-from fleetd.fleet.models import HostStatus
 from fleetd.fleet.poller import Poller
+from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from tests.fakes import FakeEngines
 from tests.fakes.behaviour import Fault, docker_20_10, docker_29, podman
@@ -256,7 +256,7 @@ async def test_refresh_discards_a_poll_that_started_before_the_action(
     # Make the next poll slow, start it, then "act" while it is in flight.
     eng.behaviour.latency = 0.3
     infos = sum(1 for p in eng.paths() if p.endswith("/info"))
-    harness.poller._workers["act"].wake.set()
+    harness.poller.wake("act")
     await wait_until(lambda: sum(1 for p in eng.paths() if p.endswith("/info")) > infos)
     seen_before = rec.last_seen
     eng.behaviour.latency = 0.0

@@ -6,17 +6,15 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from fleetd.api.app import create_app
-from fleetd.api.keys import CONFIG, STATE
 from fleetd.config import load_config
-from fleetd.fleet.models import HostStatus
-from fleetd.service.reload import ReloadFailed, reload_app
+from fleetd.config.live import ReloadFailed
+from fleetd.fleet.records import HostStatus
+from fleetd.runtime import Fleet
 from tests.fakes import FakeEngines
+from tests.harness import FleetClient
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -43,18 +41,18 @@ async def test_reload_applies_inventory_changes_without_a_gap(
     keep, drop, move_from, move_to, new = [await fake_engine(containers=2) for _ in range(5)]
     cfg = tmp_path / "fleetd.yaml"
     write(cfg, {"keep": keep.url, "drop": drop.url, "moved": move_from.url}, interval="30s")
-    app = create_app(load_config(cfg))
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    fleet = Fleet(load_config(cfg))
+    client = FleetClient(fleet)
     await client.start_server()
     try:
-        state = app[STATE]
+        state = fleet.state
         await wait_until(lambda: state.is_ready())
         kept = state.get("keep")
         assert kept is not None and kept.status is HostStatus.UP
         seen, polls, requests = kept.last_seen, kept.polls, len(keep.requests)
 
         write(cfg, {"keep": keep.url, "moved": move_to.url, "added": new.url}, interval="30s")
-        report = await reload_app(app, cfg)
+        report = await fleet.reload(cfg)
         assert report.added == ("added",) and report.removed == ("drop",)
         assert report.reconnected == ("moved",) and report.unchanged == ("keep",)
 
@@ -80,23 +78,23 @@ async def test_invalid_new_config_is_rejected_and_the_old_one_keeps_running(
     eng = await fake_engine(containers=1)
     cfg = tmp_path / "fleetd.yaml"
     write(cfg, {"one": eng.url})
-    app = create_app(load_config(cfg))
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    fleet = Fleet(load_config(cfg))
+    client = FleetClient(fleet)
     await client.start_server()
     try:
-        await wait_until(lambda: app[STATE].is_ready())
+        await wait_until(lambda: fleet.state.is_ready())
         cfg.write_text("hosts:\n  - name: one\n    url: ftp://nowhere\n")
         with pytest.raises(ReloadFailed) as info:
-            await reload_app(app, cfg)
+            await fleet.reload(cfg)
         assert f"{cfg}:3: hosts[0].url" in info.value.problems[0]
-        assert app[CONFIG].last_reload_ok is False
-        record = app[STATE].get("one")
+        assert fleet.config.last_reload_ok is False
+        record = fleet.state.get("one")
         assert record is not None and record.settings.url == eng.url
         metrics = await (await client.get("/metrics")).text()
         assert "fleetd_config_last_reload_successful 0.0" in metrics
         write(cfg, {"one": eng.url})
-        await reload_app(app, cfg)
-        assert app[CONFIG].last_reload_ok is True
+        await fleet.reload(cfg)
+        assert fleet.config.last_reload_ok is True
     finally:
         await client.close()
 
@@ -105,13 +103,13 @@ async def test_listen_address_cannot_change_on_reload(tmp_path: Path, fake_engin
     eng = await fake_engine(containers=1)
     cfg = tmp_path / "fleetd.yaml"
     write(cfg, {"one": eng.url})
-    app = create_app(load_config(cfg))
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    fleet = Fleet(load_config(cfg))
+    client = FleetClient(fleet)
     await client.start_server()
     try:
         cfg.write_text(cfg.read_text().replace("127.0.0.1:8080", "127.0.0.1:9090"))
-        await reload_app(app, cfg)
-        assert app[CONFIG].current.listen_port == 8080
+        await fleet.reload(cfg)
+        assert fleet.config.current.listen_port == 8080
     finally:
         await client.close()
 
@@ -130,20 +128,20 @@ async def test_post_reload_needs_admin_and_reports_the_outcome(
     )
     cfg = tmp_path / "fleetd.yaml"
     write(cfg, {"one": one.url}, extra=auth)
-    app = create_app(load_config(cfg))
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    fleet = Fleet(load_config(cfg))
+    client = FleetClient(fleet)
     await client.start_server()
     try:
         write(cfg, {"one": one.url, "two": two.url}, extra=auth)
         denied = await client.post("/api/v1/reload", headers={"Authorization": f"Bearer {viewer}"})
         assert denied.status == 403
-        assert app[STATE].get("two") is None
+        assert fleet.state.get("two") is None
         assert (await client.post("/api/v1/reload")).status == 401
 
         ok = await client.post("/api/v1/reload", headers={"Authorization": f"Bearer {admin}"})
         assert ok.status == 200, await ok.text()
         assert (await ok.json())["added"] == ["two"]
-        assert app[STATE].get("two") is not None
+        assert fleet.state.get("two") is not None
 
         cfg.write_text(cfg.read_text().replace("interval: 1s", "interval: banana"))
         bad = await client.post("/api/v1/reload", headers={"Authorization": f"Bearer {admin}"})
@@ -151,6 +149,6 @@ async def test_post_reload_needs_admin_and_reports_the_outcome(
         body = await bad.json()
         assert body["error"]["code"] == "invalid_config"
         assert any(f"{cfg}:2: poll.interval" in p for p in body["error"]["problems"])
-        assert app[STATE].get("two") is not None  # nothing lost
+        assert fleet.state.get("two") is not None  # nothing lost
     finally:
         await client.close()

@@ -15,13 +15,14 @@ from typing import Any
 import msgspec
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from fleetd.api.app import create_app
-from fleetd.api.keys import AUDITOR, DATABASE
+from fleetd.api.keys import FLEET
 from fleetd.config.model import PollSettings, RetentionSettings, Settings, SnapshotSettings
 from fleetd.fleet.state import FleetState
+from fleetd.runtime import Fleet
 from fleetd.store import NotFleetdDatabase
+from tests.harness import FleetClient
 from tests.unit.opskit import Tokens
 from tests.unit.snapshotkit import Clock, container, fleet
 
@@ -46,8 +47,8 @@ async def make_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
     clients: list[Client] = []
 
     async def make(state: FleetState | None = None, *, first: bool = True, **snapshots: Any) -> Client:
-        app = create_app(settings(tmp_path, **snapshots), state=state if state is not None else fleet(3, 4))
-        client: Client = TestClient(TestServer(app))
+        runtime = Fleet(settings(tmp_path, **snapshots), state=state if state is not None else fleet(3, 4))
+        client: Client = FleetClient(runtime)
         clients.append(client)
         await client.start_server()
         if first:  # the schedule takes one as soon as the fleet is ready: wait for it
@@ -186,8 +187,8 @@ async def test_delete_and_prune_are_for_admins(make_client: MakeClient) -> None:
 
 async def test_taking_a_snapshot_is_audited_in_the_same_database(make_client: MakeClient) -> None:
     client = await make_client()
-    db = client.app[DATABASE]
-    assert client.app[AUDITOR].database is db
+    db = client.app[FLEET].database
+    assert client.app[FLEET].auditor.database is db
     await take(client)
 
     def actions(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -220,7 +221,8 @@ async def test_disabled_snapshots_answer_503_saying_how_to_enable_them(
         e = await error(await client.request(method, path, headers=VIEWER), 503)
         assert e["code"] == "snapshots_disabled"
         assert "snapshots: {enabled: true}" in e["message"] and str(tmp_path / "fleetd.yaml") in e["message"]
-    assert not (tmp_path / "fleetd.db").exists()
+    # fleetd's database still holds the audit log; it just has no snapshots.
+    assert (tmp_path / "fleetd.db").exists()
 
 
 async def test_a_database_that_is_not_fleetd_s_stops_the_start(tmp_path: Path) -> None:
@@ -228,11 +230,10 @@ async def test_a_database_that_is_not_fleetd_s_stops_the_start(tmp_path: Path) -
     conn.execute("CREATE TABLE mine (x)")
     conn.commit()
     conn.close()
-    app = create_app(settings(tmp_path), state=fleet(1, 1))
-    server = TestServer(app)
+    runtime = Fleet(settings(tmp_path), state=fleet(1, 1))
     with pytest.raises(NotFleetdDatabase, match="not a fleetd database"):
-        await server.start_server()
-    await server.close()
+        await runtime.start()
+    await runtime.aclose()
 
 
 async def test_a_snapshot_is_consistent_with_the_state_at_request_time(make_client: MakeClient) -> None:

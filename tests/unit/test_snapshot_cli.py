@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from fleetd.cli_snapshot import one_shot
+from fleetd.cli.snapshots import one_shot
 from fleetd.config import load_config
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 from fleetd.snapshot.export import dumps, loads
 from fleetd.snapshot.model import Trigger, build_snapshot, capture_fleet
 from fleetd.store import Database, SnapshotStore

@@ -7,7 +7,7 @@ import re
 
 import msgspec
 
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.snapshot.diff import Change, diff_snapshots
 from fleetd.snapshot.model import Snapshot, Trigger, build_snapshot, capture_fleet

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 import yaml
 
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.snapshot.export import (
     CSV_COLUMNS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.snapshot.model import Trigger, build_snapshot, capture_fleet, strip_relative_time
 from tests.unit.snapshotkit import NOW, Clock, add_host, container

@@ -88,6 +88,12 @@ class Recorder:
         return PruneResult()
 
 
+async def _ready(ready: bool, limit: float) -> bool:
+    if not ready:
+        await asyncio.sleep(limit)  # FleetState.wait_ready gives up after ``limit`` seconds
+    return ready
+
+
 async def schedule_for(
     seconds: float,
     *,
@@ -104,7 +110,7 @@ async def schedule_for(
             take=rec.take,
             prune=rec.prune,
             last_taken_at=last_taken_at,
-            ready=lambda: ready,
+            wait_ready=lambda limit: _ready(ready, limit),
         )
     )
     await asyncio.sleep(seconds)

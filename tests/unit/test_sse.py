@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from fleetd.api.app import create_app
 from fleetd.api.events import SSE
-from fleetd.api.keys import FEED
+from fleetd.api.keys import FLEET
 from fleetd.config.events import EventsSettings
 from fleetd.config.model import HostSettings, PollSettings, Settings, SnapshotSettings
 from fleetd.dockerapi import ContainerSummary
 from fleetd.fleet.feed import FleetFeed
-from fleetd.fleet.models import container_record
+from fleetd.fleet.records import container_record
+from fleetd.runtime import Fleet
+from tests.harness import FleetClient
 from tests.ssekit import SseReader
 from tests.unit.watchkit import eventually
 
@@ -37,10 +38,10 @@ async def make_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
                 HostSettings(name="d1", url="tcp://127.0.0.1:9", enabled=False),
                 HostSettings(name="d2", url="tcp://127.0.0.1:9", enabled=False),
             ),
-            snapshots=SnapshotSettings(enabled=False),
+            snapshots=SnapshotSettings(enabled=False, path=tmp_path / "fleetd.db"),
             events=EventsSettings(**events),
         )
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
+        client: TestClient[Any, Any] = FleetClient(Fleet(settings))
         await client.start_server()
         clients.append(client)
         return client
@@ -51,7 +52,7 @@ async def make_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
 
 
 def feed(client: TestClient[Any, Any]) -> FleetFeed:
-    return client.server.app[FEED]
+    return client.server.app[FLEET].feed
 
 
 def changed(f: FleetFeed, host: str = "d1", name: str = "web", labels: dict[str, str] | None = None) -> str:

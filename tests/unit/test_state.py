@@ -4,7 +4,7 @@ import pytest
 
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi.models import ContainerSummary, SystemInfo
-from fleetd.fleet.models import EngineFacts, HostStatus, container_record
+from fleetd.fleet.records import EngineFacts, HostStatus, container_record
 from fleetd.fleet.state import AmbiguousContainer, ContainerQuery, FleetState
 
 NOW = 1_800_000_000.0

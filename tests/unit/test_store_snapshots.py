@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from fleetd.config.model import RetentionSettings
-from fleetd.fleet.models import HostStatus
+from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.snapshot.model import Trigger, build_snapshot, capture_fleet
 from fleetd.store import Database, ListQuery, RetentionPolicy, SnapshotStore

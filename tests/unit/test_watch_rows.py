@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fleetd.dockerapi import ContainerSummary
 from fleetd.dockerapi.events import EngineEvent, EventActor
-from fleetd.fleet.models import ContainerRecord, container_record
+from fleetd.fleet.records import ContainerRecord, container_record
 from fleetd.fleet.watch_events import Effect, classify, merge_cause
 from fleetd.fleet.watch_rows import RowClock
 

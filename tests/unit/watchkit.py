@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 
 from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError
-from fleetd.fleet.models import ContainerRecord, container_record
+from fleetd.fleet.records import ContainerRecord, container_record
 from fleetd.fleet.watch_events import Cause
 from fleetd.fleet.watch_rows import RowClock
 

@@ -5,8 +5,9 @@
 - ``tls_verify_disabled``: TLS without verifying the daemon's certificate.
 - ``tls_cert_expiring``: a client or CA certificate expires within 30 days (or already has).
 
-Certificates are read in a thread (never on the event loop), again every hour; findings are put
-into each host's ``HostRecord.extra`` (rendered into host objects).
+Certificates are read in a thread (never on the event loop), again every hour; findings are written
+to each host's ``HostRecord.findings`` through the state's writer. The watch wakes up when the
+inventory changes (the state's change signal) and at the top of every hour, never on a timer tick.
 """
 
 from __future__ import annotations
@@ -23,30 +24,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import structlog
 
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi import parse_endpoint
+from fleetd.fleet.changes import HostAdded, HostRemoved, HostUpdated, Lagged
 from fleetd.fleet.clients import tls_config
-from fleetd.fleet.models import HostRecord
+from fleetd.fleet.records import Finding, HostRecord
 from fleetd.fleet.state import FleetState
-from fleetd.timefmt import rfc3339
+from fleetd.util.timefmt import rfc3339
 
 __all__ = ["CertInfo", "Finding", "FindingsWatch", "host_findings", "read_cert", "security_summary"]
+
+_INVENTORY = (HostAdded, HostRemoved, HostUpdated)
 
 log = structlog.get_logger("fleetd.findings")
 
 EXPIRY_WARNING = 30 * 86400.0
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 _decode_cert: Callable[[str], dict[str, Any]] | None = getattr(_ssl, "_test_decode_cert", None)
-
-
-class Finding(msgspec.Struct, frozen=True, omit_defaults=True):
-    code: str
-    message: str
-    path: str | None = None
-    not_after: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +84,12 @@ def _cert_paths(settings: HostSettings) -> list[tuple[str, Path]]:
     return [(what, p) for what, p in (("client certificate", tls.cert), ("CA certificate", tls.ca)) if p]
 
 
-def host_findings(settings: HostSettings, certs: dict[Path, CertInfo], now: float) -> list[Finding]:
+def host_findings(settings: HostSettings, certs: dict[Path, CertInfo], now: float) -> tuple[Finding, ...]:
     found: list[Finding] = []
     try:
         endpoint = parse_endpoint(settings.url, tls_config(settings))
     except ValueError:
-        return found
+        return ()
     if endpoint.unix_path is None and endpoint.tls is None and endpoint.ssh is None:
         found.append(
             Finding(
@@ -113,18 +109,17 @@ def host_findings(settings: HostSettings, certs: dict[Path, CertInfo], now: floa
         found.append(
             Finding("tls_cert_expiring", f"the {what} {verb} on {when}", path=str(path), not_after=when)
         )
-    return found
+    return tuple(found)
 
 
 def security_summary(records: Iterable[HostRecord]) -> dict[str, int]:
     """Hosts per finding code, from what :class:`FindingsWatch` put on the records."""
     counts = {"insecure_transport": 0, "tls_verify_disabled": 0, "tls_cert_expiring": 0, "hosts_flagged": 0}
     for record in records:
-        findings = record.extra.get("findings")
-        if not isinstance(findings, list) or not findings:
+        if not record.findings:
             continue
         counts["hosts_flagged"] += 1
-        for code in {f.code for f in findings if isinstance(f, Finding)}:
+        for code in {f.code for f in record.findings}:
             counts[code] = counts.get(code, 0) + 1
     return counts
 
@@ -137,15 +132,14 @@ class FindingsWatch:
         state: FleetState,
         *,
         reread_every: float = 3600.0,
-        tick: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
         self.reread_every = reread_every
-        self.tick = tick
         self.clock = clock
         self.certs: dict[Path, CertInfo] = {}
         self._generation = 0
+        self._applied: dict[str, tuple[object, ...]] = {}  # host -> what its findings were computed from
 
     async def refresh(self) -> None:
         """Read certificates not read yet (new hosts) or not for ``reread_every`` seconds."""
@@ -167,22 +161,43 @@ class FindingsWatch:
         self._generation += 1
 
     def apply(self) -> None:
-        """Put findings on every record whose settings, certificates or hour changed."""
+        """Write findings for every host whose settings, certificates or hour changed."""
         now = self.clock()
+        hour = int(now // 3600)
+        seen: dict[str, tuple[object, ...]] = {}
         for record in self.state.records():
-            key = (record.settings, self._generation, int(now // 3600))
-            if record.extra.get("_findings_key") == key:
+            key = (record, record.settings, self._generation, hour)
+            seen[record.name] = key
+            if self._applied.get(record.name) == key:
                 continue
-            findings = host_findings(record.settings, self.certs, now)
-            record.extra["_findings_key"] = key
-            record.extra["findings"] = findings
-            record.extra["insecure_transport"] = any(f.code == "insecure_transport" for f in findings)
+            self.state.set_findings(record.name, host_findings(record.settings, self.certs, now))
+        self._applied = seen
+
+    async def update(self) -> None:
+        await self.refresh()
+        self.apply()
+
+    def _next_wake(self) -> float:
+        """Seconds until the next hour starts (expiry warnings are judged per hour) or a re-read is due."""
+        now = self.clock()
+        to_hour = 3600.0 - now % 3600.0
+        oldest = min((c.read_at for c in self.certs.values()), default=None)
+        to_reread = oldest + self.reread_every - now if oldest is not None else to_hour
+        return max(0.05, min(to_hour, to_reread) + 0.01)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-                self.apply()
-            except Exception:
-                log.exception("updating security findings failed")
-            await asyncio.sleep(self.tick)
+        """Update on every inventory change and every hour; runs until cancelled."""
+        with self.state.changes.subscribe(maxsize=64) as sub:
+            while True:
+                try:
+                    await self.update()
+                except Exception:
+                    log.exception("updating security findings failed")
+                try:
+                    async with asyncio.timeout(self._next_wake()):
+                        while True:
+                            item = await sub.get()
+                            if isinstance(item, Lagged) or any(isinstance(c, _INVENTORY) for c in item.changes):
+                                break
+                except TimeoutError:
+                    pass

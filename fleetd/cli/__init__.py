@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fleetd.cli_snapshot import add_commands as add_snapshot_commands
+from fleetd.cli.snapshots import add_commands as add_snapshot_commands
 
 __all__ = ["main"]
 
@@ -21,14 +21,14 @@ def _check_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    from fleetd.api.auth import exposure_problem
+    from fleetd.config.exposure import exposure_problem
 
     if exposed := exposure_problem(settings):
         print(exposed, file=sys.stderr)
         return 2
     from fleetd.store.schema import file_problem
 
-    if settings.snapshots.enabled and (unusable := file_problem(settings.snapshots.path)):
+    if unusable := file_problem(settings.snapshots.path):
         print(unusable, file=sys.stderr)  # the database `fleetd run` would refuse
         return 2
     enabled = sum(1 for h in settings.hosts if h.enabled)

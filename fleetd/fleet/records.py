@@ -11,18 +11,23 @@ import msgspec
 
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi.models import ContainerSummary, ImageSummary, SystemInfo
-from fleetd.timefmt import rfc3339
+from fleetd.util.timefmt import rfc3339
 
 __all__ = [
+    "CONTAINER_FIELDS",
+    "ContainerDiff",
     "ContainerRecord",
     "ContainerRecords",
     "ContainerTally",
     "EngineFacts",
+    "Finding",
     "HostRecord",
     "HostStatus",
     "ImageRecord",
     "PortRecord",
+    "changed_fields",
     "container_record",
+    "diff_containers",
     "image_record",
 ]
 
@@ -60,6 +65,35 @@ class ContainerRecord(msgspec.Struct, frozen=True, gc=False):
     ports: list[PortRecord]
     observed_at: str | None
     stale: bool = False
+
+
+#: The fields whose change is announced (ContainerChanged.fields); observed_at moves every poll.
+CONTAINER_FIELDS: tuple[str, ...] = (
+    "name",
+    "names",
+    "image",
+    "image_id",
+    "command",
+    "state",
+    "status",
+    "health",
+    "created",
+    "labels",
+    "ports",
+)
+
+
+def changed_fields(old: ContainerRecord, new: ContainerRecord) -> tuple[str, ...]:
+    return tuple(f for f in CONTAINER_FIELDS if getattr(old, f) != getattr(new, f))
+
+
+class Finding(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A security finding about a host (see fleet/findings.py for the codes)."""
+
+    code: str
+    message: str
+    path: str | None = None
+    not_after: str | None = None
 
 
 class ImageRecord(msgspec.Struct, frozen=True, gc=False):
@@ -127,7 +161,7 @@ def container_record(host: str, c: ContainerSummary, observed_at: str | None) ->
         status=c.Status,
         health=_health(c),
         created=rfc3339(c.Created) if c.Created else None,
-        labels=c.Labels if c.Labels is not None else {},  # shared: both records are immutable
+        labels=c.Labels if c.Labels is not None else {},  # shared with the summary: neither is mutated
         ports=[
             PortRecord(private_port=p.PrivatePort, type=p.Type, ip=p.IP, public_port=p.PublicPort)
             for p in (c.Ports or [])
@@ -135,6 +169,31 @@ def container_record(host: str, c: ContainerSummary, observed_at: str | None) ->
         observed_at=observed_at,
     )
 
+
+@dataclass(slots=True)
+class ContainerDiff:
+    """How one host's containers differ from what was there before."""
+
+    added: list[ContainerRecord] = field(default_factory=list)
+    changed: list[tuple[ContainerRecord, tuple[str, ...]]] = field(default_factory=list)  # new, fields
+    removed: list[ContainerRecord] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+def diff_containers(old: tuple[ContainerRecord, ...], new: tuple[ContainerRecord, ...]) -> ContainerDiff:
+    """The full comparison, for when no builder knows what the state holds (after other writers)."""
+    before = {c.id: c for c in old}
+    diff = ContainerDiff()
+    for c in new:
+        prev = before.pop(c.id, None)
+        if prev is None:
+            diff.added.append(c)
+        elif prev is not c and (fields := changed_fields(prev, c)):
+            diff.changed.append((c, fields))
+    diff.removed.extend(before.values())
+    return diff
 
 
 class ContainerRecords:
@@ -152,24 +211,45 @@ class ContainerRecords:
         self, host: str, containers: list[ContainerSummary], observed_at: str | None
     ) -> tuple[ContainerRecord, ...]:
         """The records of ``containers``, ordered by name."""
+        return self.build_diff(host, containers, observed_at)[0]
+
+    def build_diff(
+        self, host: str, containers: list[ContainerSummary], observed_at: str | None
+    ) -> tuple[tuple[ContainerRecord, ...], ContainerDiff]:
+        """The records, and how they differ from the previous build's (added, changed, removed).
+
+        An unchanged summary means an unchanged record, so the comparison costs nothing more for the
+        containers that did not change; only rebuilt ones are compared field by field."""
         seen = self._seen
         fresh: dict[str, tuple[ContainerSummary, ContainerRecord]] = {}
         records: list[ContainerRecord] = []
+        diff = ContainerDiff()
+        hits = 0
         for c in containers:
             hit = seen.get(c.Id)
             if hit is not None and hit[0] == c:
                 summary, record = hit[0], msgspec.structs.replace(hit[1], observed_at=observed_at)
+                hits += 1
             else:
                 summary, record = c, container_record(host, c, observed_at)
+                if hit is None:
+                    diff.added.append(record)
+                else:
+                    hits += 1
+                    if fields := changed_fields(hit[1], record):
+                        diff.changed.append((record, fields))
             fresh[c.Id] = (summary, record)
             records.append(record)
+        if hits != len(seen):
+            diff.removed.extend(r for cid, (_, r) in seen.items() if cid not in fresh)
         self._seen = fresh
         records.sort(key=_by_name)
-        return tuple(records)
+        return tuple(records), diff
 
 
 def _by_name(c: ContainerRecord) -> str:
     return c.name
+
 
 def image_record(i: ImageSummary) -> ImageRecord:
     return ImageRecord(
@@ -180,7 +260,6 @@ def image_record(i: ImageSummary) -> ImageRecord:
         created=rfc3339(i.Created) if i.Created else None,
         labels=dict(i.Labels or {}),
     )
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +276,7 @@ class ContainerTally:
 
 @dataclass(slots=True, eq=False)
 class HostRecord:
-    """What fleetd knows about one host. Mutated only by the poller (one writer)."""
+    """What fleetd knows about one host. Written only through FleetState's writer methods."""
 
     settings: HostSettings
     status: HostStatus = HostStatus.UNKNOWN
@@ -214,7 +293,7 @@ class HostRecord:
     polls: int = 0
     first_poll_done: bool = False
     changed_at: float | None = None  # when status last changed
-    extra: dict[str, object] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()  # written by FindingsWatch
     _tally: ContainerTally | None = field(default=None, init=False, repr=False)
     _tallied: tuple[ContainerRecord, ...] | None = field(default=None, init=False, repr=False)
 
@@ -239,6 +318,10 @@ class HostRecord:
             self._tally = ContainerTally.of(self.containers)
             self._tallied = self.containers
         return self._tally
+
+    @property
+    def insecure_transport(self) -> bool:
+        return any(f.code == "insecure_transport" for f in self.findings)
 
     @property
     def running(self) -> int:

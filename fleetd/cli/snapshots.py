@@ -87,23 +87,9 @@ def _load_settings(path: str) -> Settings | None:
 
 async def one_shot(settings: Settings) -> Snapshot:
     """Poll every enabled host of ``settings`` once and build the snapshot."""
-    from fleetd.api.app import keepalive_for
-    from fleetd.dockerapi import EngineConnections
-    from fleetd.fleet.poller import Poller
-    from fleetd.fleet.state import FleetState
-    from fleetd.snapshot.model import Trigger, build_snapshot, capture_fleet
+    from fleetd.runtime import Fleet
 
-    state = FleetState()
-    connections = EngineConnections(keepalive=keepalive_for(settings))
-    poller = Poller(state, settings.poll, connections)
-    try:
-        await poller.reconcile(settings.hosts, settings.poll)  # registers hosts; no background tasks
-        await poller.poll_once()
-        capture = capture_fleet(state, Trigger.ONE_SHOT)
-    finally:
-        await poller.aclose()
-        await connections.aclose()
-    return build_snapshot(capture)
+    return await Fleet.one_shot(settings)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -120,7 +106,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def snapshot_command(args: argparse.Namespace) -> int:
-    from fleetd.fleet.models import HostStatus
+    from fleetd.fleet.records import HostStatus
     from fleetd.logconfig import configure_logging
 
     settings = _load_settings(args.config)

@@ -1,0 +1,177 @@
+"""One host's polling loop: wait for its turn (schedule or wake-up), fetch, hand the result to the state.
+
+There is one loop per enabled host, so never more than one poll in flight per host. A loop waits for
+a slot of the poller's shared semaphore before it sends anything, so request timeouts measure the
+daemon, not the queue. Actions bump ``epoch``: a poll that started before an action is discarded, not
+applied, so the action's effect cannot be overwritten by older data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from fleetd.dockerapi import DockerClient, DockerError
+from fleetd.fleet.fetch import Answer, Failed, fetch
+from fleetd.fleet.records import ContainerRecords, EngineFacts, HostRecord, HostStatus, image_record
+from fleetd.fleet.schedule import Schedule
+from fleetd.fleet.state import FleetState, PollFailure, PollSuccess
+from fleetd.util.timefmt import rfc3339
+
+__all__ = ["HostLoop", "PollObserver"]
+
+log = structlog.get_logger("fleetd.poller")
+
+
+class PollObserver(Protocol):
+    def observe_poll(self, host: str, seconds: float, ok: bool) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class HostLoop:
+    state: FleetState
+    record: HostRecord
+    client: DockerClient
+    schedule: Schedule
+    slots: Callable[[], asyncio.Semaphore]  # the poller's current bound (replaced on reload)
+    observer: PollObserver
+    images_every: Callable[[], int]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    epoch: int = 0  # bumped by every action; a poll started in an older epoch is discarded
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    images_wanted: bool = False  # an image action happened: list images on the next poll
+    containers: ContainerRecords = field(default_factory=ContainerRecords)
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"poll:{self.name}")
+
+    async def stop(self) -> None:
+        """Cancel the loop and wait for it; callers waiting for a refresh are cancelled too."""
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.client.aclose()  # cancels a pending version negotiation; pools are shared
+        for fut in self.waiters:
+            if not fut.done():
+                fut.cancel()
+
+    async def refresh(self, *, images: bool = False) -> None:
+        """Poll now; a poll already in flight is discarded. Returns when that poll is done."""
+        self.images_wanted = self.images_wanted or images
+        self.epoch += 1
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        self.wake.set()
+        await asyncio.shield(fut)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        structlog.contextvars.bind_contextvars(host=self.name)
+        while True:
+            waiters, self.waiters = self.waiters, []
+            self.wake.clear()
+            async with self.slots():
+                await self.poll()
+            if self.record.images is None and self.record.status is HostStatus.UP and not self.images_wanted:
+                async with self.slots():  # FIFO: after the first polls already waiting
+                    await self.list_images()
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            if self.waiters:
+                continue  # an action arrived during the poll: poll again at once
+            regular_due = self.schedule.due
+            if waiters and regular_due is not None and not self.record.consecutive_failures:
+                # An extra poll for an action: the regular schedule stays where it was, so actions
+                # can never push a host's next regular poll back (and leave it silently stale).
+                due = regular_due
+            else:
+                due = self.schedule.next_due(loop.time(), self.record.consecutive_failures)
+            # A timer that sets the event, rather than asyncio.timeout: no exception and
+            # no reference cycle per poll for the garbage collector to clean up.
+            timer = loop.call_at(due, self.wake.set)
+            try:
+                await self.wake.wait()
+            finally:
+                timer.cancel()
+
+    async def list_images(self) -> None:
+        """Images alone, once, after a host's first successful poll."""
+        try:
+            images = await self.client.images.list()
+        except DockerError as exc:
+            self.images_wanted = True  # the next regular poll lists them, and judges a failure
+            log.debug("image listing deferred", host=self.name, error=str(exc))
+            return
+        self.state.set_images(self.name, tuple(image_record(i) for i in images), time.time())
+
+    async def poll(self) -> None:
+        record = self.record
+        name = record.name
+        epoch = self.epoch
+        started = time.monotonic()
+        self.state.poll_started(name, time.time())
+        # The first poll leaves images out so the complete view comes sooner; run() lists
+        # them right after it, queued behind every other host's first poll.
+        polls = record.polls
+        want_images = self.images_wanted or (polls > 0 and polls % max(1, self.images_every()) == 0)
+        got = await fetch(self.client, name, images=want_images)
+        duration = time.monotonic() - started
+        if epoch != self.epoch:
+            self.state.poll_done(name, duration, None)  # an action happened meanwhile; polled again next
+            return
+        self.observer.observe_poll(name, duration, isinstance(got, Answer))
+        if isinstance(got, Failed):
+            self._failed(got, duration)
+        else:
+            self._answered(got, duration)
+
+    def _answered(self, got: Answer, duration: float) -> None:
+        name = self.name
+        now = time.time()
+        if got.images is not None:
+            self.images_wanted = False
+        records, diff = self.containers.build_diff(name, got.containers, rfc3339(now))
+        api_version = self.client.api_version
+        result = PollSuccess(
+            at=now,
+            facts=EngineFacts.from_info(got.info, api_version or ""),
+            info_raw=got.info_raw,
+            containers=records,
+            diff=diff,
+            images=tuple(image_record(i) for i in got.images) if got.images is not None else None,
+        )
+        failures = self.record.consecutive_failures
+        previous = self.state.poll_done(name, duration, result)
+        if previous is HostStatus.UNKNOWN:
+            log.info(
+                "host up",
+                host=name,
+                server_version=got.info.ServerVersion,
+                api_version=api_version,
+                containers=len(records),
+            )
+        elif previous is not HostStatus.UP:
+            log.info("host recovered", host=name, was=previous.value, after_failures=failures)
+
+    def _failed(self, got: Failed, duration: float) -> None:
+        if got.status is HostStatus.DOWN:
+            self.client.forget_version()  # it may come back as a different daemon version
+        previous = self.state.poll_done(name := self.name, duration, PollFailure(time.time(), got.status, got.message))
+        if previous is not got.status:
+            log.warning(f"host {got.status.value}", host=name, was=previous.value, error=got.message)
+
+
+def new_schedule(interval: float, jitter: float, max_backoff: float, rng: random.Random) -> Schedule:
+    return Schedule(interval, jitter, max_backoff, random.Random(rng.random()))

@@ -1,0 +1,53 @@
+"""Matching containers and images: labels, image references. One rule each, for the whole program."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from fleetd.fleet.records import ContainerRecord, ImageRecord
+
+__all__ = ["CONTAINER_STATES", "HEALTH_STATES", "container_image_matches", "image_matches", "label_matches"]
+
+#: Container states as the Engine reports them.
+CONTAINER_STATES = frozenset({"created", "restarting", "running", "removing", "paused", "exited", "dead"})
+HEALTH_STATES = frozenset({"healthy", "unhealthy", "starting", "none"})
+
+
+def label_matches(labels: Mapping[str, str], selectors: Iterable[str]) -> bool:
+    """``k`` means the label exists; ``k=v`` means it has that value; all must hold."""
+    for sel in selectors:
+        key, eq, value = sel.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    return True
+
+
+def _repository_of(tag: str) -> str | None:
+    """``nginx:1.27`` → ``nginx``; None when the reference has no tag (``registry:5000/app``)."""
+    repo, colon, tail = tag.rpartition(":")
+    return repo if colon and "/" not in tail else None
+
+
+def _id_prefix_matches(image_id: str, reference: str) -> bool:
+    short = reference.removeprefix("sha256:")
+    return len(short) >= 12 and image_id.removeprefix("sha256:").startswith(short)
+
+
+def container_image_matches(c: ContainerRecord, reference: str) -> bool:
+    """The container runs ``reference``: the same image name, its repository (``nginx`` matches
+    ``nginx:1.27``), its id, or a unique id prefix of 12+ hex digits (with or without ``sha256:``)."""
+    if c.image == reference or c.image_id == reference:
+        return True
+    if _repository_of(c.image) == reference:
+        return True
+    return _id_prefix_matches(c.image_id, reference)
+
+
+def image_matches(image: ImageRecord, reference: str) -> bool:
+    """``nginx:1.27`` (a tag), ``nginx`` (any tag of that repository), an id or a unique id prefix
+    (12+ hex digits, with or without ``sha256:``), or a ``name@sha256:...`` digest."""
+    if reference in image.tags or reference in image.digests:
+        return True
+    if any(_repository_of(tag) == reference for tag in image.tags):
+        return True
+    return _id_prefix_matches(image.id, reference)

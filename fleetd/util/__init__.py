@@ -1,0 +1,1 @@
+"""Small helpers with no fleetd knowledge: time formats, rate limits, tasks."""
