@@ -49,6 +49,8 @@ async def test_reload_applies_inventory_changes_without_a_gap(
         await wait_until(lambda: state.is_ready())
         kept = state.get("keep")
         assert kept is not None and kept.status is HostStatus.UP
+        # Images are listed right after the first poll (queued behind the other hosts' first polls).
+        await wait_until(lambda: kept.images is not None)
         seen, polls, requests = kept.last_seen, kept.polls, len(keep.requests)
 
         write(cfg, {"keep": keep.url, "moved": move_to.url, "added": new.url}, interval="30s")
