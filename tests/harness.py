@@ -45,12 +45,16 @@ class FleetClient(TestClient[web.Request, web.Application]):
 
 
 async def fleet_client(fleet: Fleet, *, ready: bool = False, timeout: float = 10.0) -> FleetClient:
-    """A started client; ``ready``: after ``/readyz`` said 200."""
+    """A started client; ``ready``: once ``/readyz`` answers 200 (asked over HTTP, as a user would)."""
     client = FleetClient(fleet)
     await client.start_server()
     try:
         if ready:
-            await eventually(lambda: fleet.state.is_ready(), timeout=timeout, what="fleetd never became ready")
+
+            async def answers_ready() -> bool:
+                return (await client.get("/readyz")).status == 200
+
+            await eventually(answers_ready, timeout=timeout, interval=0.02, what="fleetd never became ready")
     except BaseException:
         await client.close()
         raise
