@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from fleetd.api.keys import POLLER
+from fleetd.api.keys import FLEET
 from fleetd.api.logs import LOG_STREAMS
 from fleetd.config.container_logs import ContainerLogSettings
 from fleetd.config.model import HostSettings
@@ -146,7 +146,7 @@ async def test_a_merged_follow_orders_within_the_window_and_picks_up_later_conta
 
         cid3 = e2.add("web3", {"app": "web"})
         e2.write("web3", "written before fleetd saw it", at=stamp(22))
-        await client.app[POLLER].refresh("h2")  # the state learns of web3; the stream follows it
+        await client.app[FLEET].poller.refresh("h2")  # the state learns of web3; the stream follows it
         [joined] = await read_lines(resp, 1)
         assert (joined["host"], joined["id"], joined["container"]) == ("h2", cid3, "web3")
         assert joined["line"] == "written before fleetd saw it"
