@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fleetd.api.auth import POLICY, PRINCIPAL, ROLE_ACCESS, Access, is_loopback
+from fleetd.api.auth import POLICY, PRINCIPAL, ROLE_ACCESS, Access
 from fleetd.api.keys import FLEET
 from fleetd.api.openapi import OPERATIONS
 from fleetd.api.params import check_known
 from fleetd.api.render import json_response
+from fleetd.config.exposure import is_loopback
 from fleetd.config.model import Settings
 
 __all__ = ["allowed_actions", "routes"]

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from fleetd.api.app import create_app
 from fleetd.config.model import Settings
+from fleetd.runtime import Fleet
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "Background", "Served", "browser_unavailable_reason", "serve"]
 
@@ -70,22 +71,28 @@ class Background:
 class Served:
     runner: web.AppRunner
     port: int
+    fleet: Fleet
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def aclose(self) -> None:
-        await self.runner.cleanup()
+        try:
+            await self.runner.cleanup()
+        finally:
+            await self.fleet.aclose()
 
 
 async def serve(settings: Settings) -> Served:
     """fleetd's whole app (poller, auth, snapshots, dashboard) on a loopback port chosen by the kernel."""
-    runner = web.AppRunner(create_app(settings), access_log=None, shutdown_timeout=2.0)
+    fleet = Fleet(settings)
+    await fleet.start()
+    runner = web.AppRunner(create_app(fleet), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server = site._server
     assert server is not None and server.sockets  # type: ignore[attr-defined]
     port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    return Served(runner, port)
+    return Served(runner, port, fleet)
