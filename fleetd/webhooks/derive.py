@@ -13,7 +13,7 @@ from collections import deque
 from typing import Any
 
 from fleetd.fleet.feed import FleetEvent, Lagged
-from fleetd.fleet.models import ContainerRecord
+from fleetd.fleet.records import ContainerRecord
 from fleetd.fleet.state import FleetState
 from fleetd.webhooks.notices import exit_code_of
 

@@ -8,9 +8,9 @@ import msgspec
 
 from fleetd.config.notify import WebhookSettings
 from fleetd.fleet.feed import FleetEvent
-from fleetd.fleet.models import ContainerRecord
+from fleetd.fleet.records import ContainerRecord
 from fleetd.fleet.state import label_matches
-from fleetd.timefmt import rfc3339
+from fleetd.util.timefmt import rfc3339
 
 __all__ = ["Notice", "NoticeContainer", "exit_code_of", "matches", "notices_for"]
 

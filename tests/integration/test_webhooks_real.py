@@ -8,8 +8,8 @@ import secrets
 from pathlib import Path
 
 import pytest
-from fleetd.api.webhooks import WEBHOOKS
 
+from fleetd.api.keys import FLEET
 from fleetd.config.notify import WebhookSettings
 from tests.integration.lab import BUSYBOX_IMAGE, DockerLab
 from tests.unit.opskit import host, settings, start_client, wait_until
@@ -58,7 +58,7 @@ async def test_host_down_and_container_died_are_posted_and_a_hung_receiver_delay
                 assert down["error"]
                 assert rx.headers[0]["Authorization"] == "Bearer lab-token"
                 assert hung.attempts >= 1  # it got the first one, and never answered
-                stuck = client.app[WEBHOOKS].senders["stuck"]
+                stuck = client.app[FLEET].webhooks.senders["stuck"]
                 assert stuck.pending <= 1
             finally:
                 await client.close()

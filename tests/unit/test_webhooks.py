@@ -7,11 +7,11 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from fleetd.fleet.models import ContainerRecord
 from prometheus_client import CollectorRegistry
 
 from fleetd.config.notify import WEBHOOK_KINDS, WebhookSettings
 from fleetd.fleet.feed import FleetEvent, FleetFeed
+from fleetd.fleet.records import ContainerRecord
 from fleetd.webhooks import WebhookService, notices_for
 from fleetd.webhooks.notices import matches
 from tests.unit.opskit import wait_until

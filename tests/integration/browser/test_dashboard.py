@@ -325,16 +325,14 @@ def test_the_page_reads_the_fleet_event_stream_with_its_bearer_header(
     page: Any, dashboard: Dashboard
 ) -> None:
     """Events published on fleetd's feed reach the page through GET /api/v1/events (fetch, not EventSource)."""
-    from fleetd.api.keys import FEED, STATE
-
-    app = dashboard.served.runner.app
+    fleet = dashboard.served.fleet
     sign_in(page, dashboard, "watcher")
     expect(page.locator("#live")).to_have_text("live")
-    record = app[STATE].find_container("d1", "web1")
+    record = fleet.state.find_container("d1", "web1")
     assert record is not None
 
     async def publish() -> None:
-        app[FEED].publish(
+        fleet.feed.publish(
             "container.changed", "d1", container=record, fields=("state",), action="die", exit_code=137
         )
 
