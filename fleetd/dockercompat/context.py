@@ -69,7 +69,8 @@ class Call:
         return {k: self.request.query[k] for k in self.request.query}
 
     async def path_for(self, host: str, path: str) -> str:
-        """``path`` with the caller's version moved into ``host``'s window."""
+        """``path`` with the caller's version moved into ``host``'s window (503 at once for a down host)."""
+        self.fleet.upstream(host)
         window = await self.fleet.window(host)
         return f"/v{clamp(self.version, window)}{path}"
 

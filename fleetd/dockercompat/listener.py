@@ -19,6 +19,7 @@ from fleetd.dockercompat.app import create_docker_app
 from fleetd.dockercompat.context import Service
 from fleetd.dockercompat.tlsserver import serve_tls
 from fleetd.dockercompat.upstream import FleetAccess
+from fleetd.service.listener import ConnectionGuard, GuardedRunner
 
 __all__ = ["DockerListener", "server_ssl_context"]
 
@@ -65,12 +66,16 @@ class DockerListener:
         self.settings = settings
         # read-only mode, roles and the token requirement follow reloads; the address needs a restart
         self.service = Service(fleet, lambda: fleet.settings().docker_api or self.settings)
-        self._runner = web.AppRunner(
+        # The main listener's self-defence too: idle and slow clients cut, connections capped.
+        hygiene = fleet.settings().listener
+        self._runner = GuardedRunner(
             create_docker_app(self.service),
+            ConnectionGuard(hygiene),
             access_log=None,
             handle_signals=False,
             handler_cancellation=True,  # a client that left must not hold upstream streams open
             shutdown_timeout=shutdown_timeout,
+            keepalive_timeout=hygiene.idle_timeout,
         )
         self._site: web.BaseSite | None = None
         self._tls_server: asyncio.Server | None = None
