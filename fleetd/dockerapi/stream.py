@@ -43,11 +43,12 @@ async def demux_log_stream(
     def lines(stream: StreamName, chunk: bytes) -> list[LogLine]:
         buf = pending[stream] + chunk
         *complete, rest = buf.split(b"\n")
+        pieces = [raw[i : i + max_line] for raw in complete for i in range(0, max(len(raw), 1), max_line)]
         while len(rest) > max_line:
-            complete.append(rest[:max_line])
+            pieces.append(rest[:max_line])
             rest = rest[max_line:]
         pending[stream] = rest
-        return [LogLine(stream, raw.decode("utf-8", "replace")) for raw in complete]
+        return [LogLine(stream, raw.decode("utf-8", "replace")) for raw in pieces]
 
     if tty:
         async for chunk in content.iter_any():

@@ -161,6 +161,10 @@ class LogStream:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def buffered(self) -> int:
+        """Lines read from upstream and not yet taken by the client, over all containers."""
+        return sum(len(s.items) for s in self._sources.values())
+
     @property
     def following(self) -> list[Target]:
         return [s.target for s in self._sources.values() if not s.done]
