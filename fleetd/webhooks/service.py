@@ -91,16 +91,19 @@ class WebhookService:
                 self._senders[name] = sender
 
     async def _dispatch(self) -> None:
-        async for item in self._source:
-            if isinstance(item, Lagged):
-                log.warning(
-                    "webhooks fell behind the fleet events; some were not notified", missed=item.missed
-                )
-                continue
-            for notice in notices_for(item):
-                for sender in self._senders.values():
-                    if matches(sender.settings, notice):
-                        sender.offer(notice)
+        try:
+            async for item in self._source:
+                if isinstance(item, Lagged):
+                    log.warning(
+                        "webhooks fell behind the fleet events; some were not notified", missed=item.missed
+                    )
+                    continue
+                for notice in notices_for(item):
+                    for sender in self._senders.values():
+                        if matches(sender.settings, notice):
+                            sender.offer(notice)
+        except Exception:  # a bug here must be seen, and must not take anything else down
+            log.exception("webhook dispatch stopped; no more notices will be sent")
 
     async def aclose(self) -> None:
         """Stop reading, stop every receiver, close the session. Safe twice."""
