@@ -114,9 +114,12 @@ async def _write(request: web.Request, stream: LogStream) -> web.StreamResponse:
                 return response  # the client left: closing the stream closes every upstream stream
             if item is None:
                 continue
+            data = (
+                b"".join(encode(x) + b"\n" for x in item) if isinstance(item, list) else encode(item) + b"\n"
+            )
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT):
-                    await response.write(encode(item) + b"\n")
+                    await response.write(data)
             except TimeoutError:
                 transport.abort()
                 return response

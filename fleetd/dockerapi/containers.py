@@ -46,7 +46,9 @@ class ContainersAPI:
 
     async def inspect_raw(self, container_id: str, *, timeout: float | None = None) -> msgspec.Raw:
         """``GET /containers/{id}/json`` exactly as the daemon answered (for people to read)."""
-        return await self._client._query("GET", f"/containers/{container_id}/json", msgspec.Raw, timeout=timeout)
+        return await self._client._query(
+            "GET", f"/containers/{container_id}/json", msgspec.Raw, timeout=timeout
+        )
 
     async def create(
         self, config: Mapping[str, Any], *, name: str | None = None, timeout: float | None = None
@@ -104,10 +106,12 @@ class ContainersAPI:
         follow: bool = False,
         max_line: int = MAX_LOG_LINE,
         timeout: float | None = None,
+        read_timeout: float | None = None,
     ) -> AsyncGenerator[LogLine, None]:
         """Log lines of a container, demultiplexed; with ``follow`` the stream goes on until the
         container stops (then the daemon ends it) or the caller closes the generator, and
-        only connecting (and ``timeout`` is ignored). ``tail`` is a count or ``"all"``; ``since`` is Unix
+        only connecting (and ``timeout`` is ignored); ``timeout=0`` means
+        the same for a plain read, and ``read_timeout`` bounds each pause then. ``tail`` is a count or ``"all"``; ``since`` is Unix
         seconds or ``"<sec>.<nanoseconds>"`` (inclusive). Lines longer than ``max_line`` bytes are
         split, so memory stays bounded whatever the container writes.
 
@@ -121,7 +125,11 @@ class ContainersAPI:
         if follow:
             params["follow"] = 1
         async with self._client._stream(
-            "GET", f"/containers/{container_id}/logs", params=params, timeout=0 if follow else timeout
+            "GET",
+            f"/containers/{container_id}/logs",
+            params=params,
+            timeout=0 if follow else timeout,
+            read_timeout=read_timeout,
         ) as resp:
             kind = resp.headers.get("Content-Type", "")
             if kind == "application/vnd.docker.multiplexed-stream":

@@ -7,13 +7,14 @@ window, picking up containers that start later, closing every upstream stream) l
 
 from __future__ import annotations
 
-from fleetd.logs.entries import LogEnd, LogEntry, parse_timestamp
+from fleetd.logs.entries import LogEnd, LogEntry, LogError, parse_timestamp
 from fleetd.logs.hub import LogStreams, TooManyStreams
 from fleetd.logs.stream import LogStream, Selection, StreamOptions, Target
 
 __all__ = [
     "LogEnd",
     "LogEntry",
+    "LogError",
     "LogStream",
     "LogStreams",
     "Selection",

@@ -7,7 +7,7 @@ import re
 
 import msgspec
 
-__all__ = ["LogEnd", "LogEntry", "parse_timestamp", "since_param", "split_timestamp"]
+__all__ = ["LogEnd", "LogEntry", "LogError", "parse_timestamp", "since_param", "split_timestamp"]
 
 
 class LogEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -19,6 +19,15 @@ class LogEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     stream: str
     time: str | None = None  # RFC 3339 with nanoseconds, as the daemon stamped it
     line: str
+
+
+class LogError(msgspec.Struct, frozen=True, kw_only=True):
+    """In a merged stream: one container's upstream stream failed (the others go on), and why."""
+
+    host: str
+    id: str
+    container: str
+    error: str
 
 
 class LogEnd(msgspec.Struct, frozen=True):

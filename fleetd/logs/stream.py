@@ -23,7 +23,7 @@ import structlog
 from fleetd.dockerapi import DockerClient, DockerError
 from fleetd.dockerapi.stream import MAX_LOG_LINE
 from fleetd.fleet.state import ContainerQuery, FleetState
-from fleetd.logs.entries import LogEnd, LogEntry, since_param, split_timestamp
+from fleetd.logs.entries import LogEnd, LogEntry, LogError, since_param, split_timestamp
 
 __all__ = ["ClientFor", "LogStream", "Selection", "StreamOptions", "Target", "TooManyContainers"]
 
@@ -36,6 +36,9 @@ Key = tuple[str, str]  # (host, container id)
 IDLE_TICK = 1.0  # the iterator yields None this often when idle, so its writer can check the client
 DISCOVERY_EVERY = 0.5  # how often a merged stream looks for a state change
 RETRY_AFTER = 5.0  # a container whose stream failed is not tried again sooner
+READ_TIMEOUT = 30.0  # a plain (not followed) read fails when the daemon sends nothing this long
+BATCH = 512  # lines handed to the writer at once, so it writes them with one call
+Item = LogEntry | LogError
 
 
 class TooManyContainers(Exception):
@@ -55,14 +58,16 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """The running containers a merged stream follows, re-evaluated on every state change."""
+    """The containers a merged stream reads: when followed, the running ones, re-evaluated on every
+    state change; read once, all that match, stopped ones included."""
 
     hosts: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     name: str | None = None
 
-    def query(self) -> ContainerQuery:
-        return ContainerQuery(hosts=self.hosts, state="running", labels=self.labels, name=self.name)
+    def query(self, *, running: bool = True) -> ContainerQuery:
+        state = "running" if running else None
+        return ContainerQuery(hosts=self.hosts, state=state, labels=self.labels, name=self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,7 @@ class LogStream:
         self._seen_version = -1
         self._capped = False
         self._wake = asyncio.Event()
+        self._errors: list[LogError] = []  # merged streams: containers whose stream failed, to report
         self._end: str | None = None
         self._closed = False
         for target in targets:
@@ -128,10 +134,11 @@ class LogStream:
         if self._state is None or self._selection is None:
             return
         state, selection = self._state, self._selection
-        matching = state.containers(selection.query())
+        # Followed: the running containers (stopped ones have nothing to follow). Read once: all of them.
+        matching = state.containers(selection.query(running=self._options.follow))
         if len(matching) > self._options.max_containers:
             raise TooManyContainers(len(matching), self._options.max_containers)
-        every = ContainerQuery(hosts=selection.hosts, labels=selection.labels, name=selection.name)
+        every = selection.query(running=False)
         self._known_at_start = {(c.host, c.id) for c in state.containers(every)}
         self._seen_version = state.version
         for c in matching:
@@ -190,6 +197,8 @@ class LogStream:
                 tty=tty,
                 follow=options.follow,
                 max_line=options.max_line,
+                timeout=0,  # no bound on the whole read: a slow client may take its time
+                read_timeout=None if options.follow else READ_TIMEOUT,
             )
             async with contextlib.aclosing(lines) as upstream:
                 async for item in upstream:
@@ -289,6 +298,11 @@ class LogStream:
                     self._last_ns[key] = source.last_ns
                 if self._state is not None:
                     del self._sources[key]
+                    if source.error is not None:
+                        t = source.target
+                        self._errors.append(
+                            LogError(host=t.host, id=t.id, container=t.name, error=source.error)
+                        )
 
     def _finished(self) -> str | None:
         """Why the stream is over by itself, or None. A selection that follows never ends by itself."""
@@ -303,11 +317,12 @@ class LogStream:
             return "container stopped" if self._options.follow else "all lines sent"
         return "all lines sent"
 
-    def __aiter__(self) -> AsyncGenerator[LogEntry | LogEnd | None, None]:
+    def __aiter__(self) -> AsyncGenerator[list[Item] | LogEnd | None, None]:
         return self.items()
 
-    async def items(self) -> AsyncGenerator[LogEntry | LogEnd | None, None]:
-        """What :class:`LogStream` promises to ``async for``; close it (``aclosing``) when leaving early."""
+    async def items(self) -> AsyncGenerator[list[Item] | LogEnd | None, None]:
+        """Batches of lines (every line ready now, up to :data:`BATCH`), ``None`` on an idle tick, and
+        the final :class:`LogEnd`. Close it (``aclosing``) when leaving early."""
         loop = asyncio.get_running_loop()
         next_discovery = last_out = loop.time()
         while not self._closed:
@@ -318,12 +333,21 @@ class LogStream:
             if now >= next_discovery:
                 self._discover()
                 next_discovery = now + DISCOVERY_EVERY
-            source, due = self._next_ready(now)
-            if source is not None:
-                yield self._take(source)
+            batch: list[Item] = []
+            due: float | None = None
+            while len(batch) < BATCH:
+                source, due = self._next_ready(now)
+                if source is None:
+                    break
+                batch.append(self._take(source))
+            self._prune()
+            if self._errors:
+                batch.extend(self._errors)
+                self._errors.clear()
+            if batch:
+                yield batch
                 last_out = loop.time()
                 continue
-            self._prune()
             if (reason := self._finished()) is not None:
                 yield LogEnd(reason)
                 return

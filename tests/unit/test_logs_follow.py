@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from fleetd.api.keys import FLEET
@@ -213,3 +214,23 @@ async def test_shutdown_ends_open_streams_with_a_reason(make_client: MakeClient)
         await client.app.shutdown()  # what aiohttp runs first when fleetd stops
         assert await read_lines(resp, 1) == [{"reason": "fleetd is shutting down", "end": True}]
         await wait_until(lambda: eng.open_follows() == 0, timeout=5.0)
+
+
+async def test_a_failing_container_in_a_merged_stream_is_reported_in_band(make_client: MakeClient) -> None:
+    async with LogEngine() as eng:
+        eng.add("web1", {"app": "web"})
+        broken = eng.add("web2", {"app": "web"})
+        eng.write("web1", "fine", at=stamp(1))
+
+        async def fail(request: web.Request) -> web.StreamResponse:
+            return web.json_response({"message": "log driver exploded"}, status=500)
+
+        eng.on("GET", rf"/containers/{broken}/logs", fail)
+        client = await make_client(host("h1", eng.url))
+        resp = await client.get("/api/v1/logs", params={"label": "app=web", "tail": "all"}, headers=OP)
+        lines = await read_lines(resp, 5)
+        assert lines[0]["line"] == "fine"
+        [error] = [x for x in lines if "error" in x]
+        assert (error["host"], error["id"], error["container"]) == ("h1", broken, "web2")
+        assert "log driver exploded" in error["error"]
+        assert lines[-1] == {"reason": "all lines sent", "end": True}
