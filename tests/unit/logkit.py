@@ -43,6 +43,7 @@ class LogEngine(ScriptedEngine):
         self.containers: dict[str, _Container] = {}
         self.follow_requests: list[web.BaseRequest] = []
         self._active: list[web.BaseRequest] = []
+        self.line_delay = 0.0  # seconds between the lines of a log answer (a slow daemon)
         self.on("GET", "/containers/json", self._list)
         self.on("GET", r"/containers/[^/]+/json", self._inspect)
         self.on("GET", r"/containers/[^/]+/logs", self._logs)
@@ -133,6 +134,8 @@ class LogEngine(ScriptedEngine):
         await resp.prepare(request)
         for stream, line in backlog:
             await resp.write(frame(stream, line))
+            if self.line_delay:
+                await asyncio.sleep(self.line_delay)
         if q.get("follow") == "1" and c.running:
             feed: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
             c.feeds.append(feed)

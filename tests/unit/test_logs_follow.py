@@ -234,3 +234,16 @@ async def test_a_failing_container_in_a_merged_stream_is_reported_in_band(make_c
         assert (error["host"], error["id"], error["container"]) == ("h1", broken, "web2")
         assert "log driver exploded" in error["error"]
         assert lines[-1] == {"reason": "all lines sent", "end": True}
+
+
+async def test_a_long_plain_read_is_not_cut_by_the_request_timeout(make_client: MakeClient) -> None:
+    async with LogEngine() as eng:
+        eng.add("web1", {"app": "web"})
+        for i in range(30):
+            eng.write("web1", f"n{i}", at=stamp(1, i))
+        eng.line_delay = 0.06  # 1.8 s in all, longer than the host's 1 s timeout
+        client = await make_client(host("h1", eng.url, timeout=1.0))
+        resp = await client.get("/api/v1/logs", params={"label": "app=web", "tail": "all"}, headers=OP)
+        lines = await read_lines(resp, 40, timeout=10.0)
+        assert [x.get("line") for x in lines[:-1]] == [f"n{i}" for i in range(30)]
+        assert lines[-1] == {"reason": "all lines sent", "end": True}
