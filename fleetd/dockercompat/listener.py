@@ -10,16 +10,21 @@ import socket
 import ssl
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
 
 from fleetd.config.docker_api import DockerAPISettings
+from fleetd.config.model import Settings
 from fleetd.dockercompat.app import create_docker_app
 from fleetd.dockercompat.context import Service
 from fleetd.dockercompat.tlsserver import serve_tls
 from fleetd.dockercompat.upstream import FleetAccess
 from fleetd.service.listener import ConnectionGuard, GuardedRunner
+
+if TYPE_CHECKING:
+    from fleetd.runtime import Fleet
 
 __all__ = ["DockerListener", "server_ssl_context"]
 
@@ -82,8 +87,14 @@ class DockerListener:
         self._started = False
         self.url: str = settings.address
 
-    async def start(self) -> str:
-        """Bind and serve; returns the address clients use (the bound port when 0 was asked)."""
+    @classmethod
+    def for_fleet(cls, fleet: Fleet, settings: DockerAPISettings) -> DockerListener:
+        """The listener as a part of the running fleet (``fleet.add_part(...)``)."""
+        access = FleetAccess(fleet.state, fleet.poller, fleet.connections, lambda: fleet.settings, fleet.auditor)
+        return cls(access, settings, shutdown_timeout=fleet.settings.shutdown_grace)
+
+    async def start(self) -> None:
+        """Bind and serve; ``url`` is then the address clients use (the bound port when 0 was asked)."""
         cfg = self.settings
         site: web.BaseSite | None = None
         await self._runner.setup()
@@ -114,11 +125,17 @@ class DockerListener:
         self._site = site
         self._started = True
         log.info("docker endpoint listening", url=self.url, read_only=cfg.read_only, tls=cfg.tls is not None)
-        return self.url
 
-    def reconfigure(self, settings: DockerAPISettings) -> None:
-        """A reload changed roles, token requirement or read-only mode (not the address)."""
-        self.settings = settings
+    async def reconfigure(self, settings: Settings) -> None:
+        """After a reload: roles, the token requirement and read-only mode follow it at once (the
+        service reads them per call); a new address or TLS needs a restart, which is logged."""
+        new = settings.docker_api
+        if new is None or (new.address, new.tls) != (self.settings.address, self.settings.tls):
+            log.warning(
+                "docker_api listen/tls changed: restart fleetd to apply",
+                running=self.url,
+                configured=new.address if new is not None else "off",
+            )
 
     async def aclose(self) -> None:
         if not self._started:

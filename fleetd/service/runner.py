@@ -24,7 +24,6 @@ from fleetd.config.exposure import exposure_problem
 from fleetd.config.live import ReloadFailed
 from fleetd.config.model import Settings
 from fleetd.dockercompat import DockerListener
-from fleetd.dockercompat.upstream import FleetAccess
 from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.logconfig import configure_logging
@@ -80,8 +79,15 @@ def _listen_ssl(settings: Settings) -> ssl.SSLContext | None:
 async def _serve(settings: Settings, config_path: Path) -> int:
     notifier = Notifier()
     fleet = Fleet(settings, listener=notifier)
+    if settings.docker_api is not None:  # the Docker-compatible second listener: a part of the fleet
+        fleet.add_part(DockerListener.for_fleet(fleet, settings.docker_api))
     try:
         await fleet.start()
+    except (OSError, ssl.SSLError) as exc:  # only the docker listener binds during start
+        address = settings.docker_api.address if settings.docker_api else "?"
+        log.error("cannot listen", listen=address, error=str(exc))
+        notifier.close()
+        return 1
     except StoreError as exc:
         # A database fleetd must not touch (another program's, a newer schema): say why, exit 2.
         log.error("not started: snapshot database refused", error=str(exc))
@@ -120,16 +126,6 @@ async def _listen(fleet: Fleet, config_path: Path, notifier: Notifier) -> int:
         log.error("cannot listen", listen=f"{settings.listen_host}:{settings.listen_port}", error=str(exc))
         await runner.cleanup()
         return 1
-    docker: DockerListener | None = None
-    if settings.docker_api is not None:  # the Docker-compatible second listener
-        upstream = FleetAccess(fleet.state, fleet.poller, fleet.connections, lambda: fleet.settings, fleet.auditor)
-        docker = DockerListener(upstream, settings.docker_api, shutdown_timeout=settings.shutdown_grace)
-        try:
-            await docker.start()
-        except (OSError, ssl.SSLError) as exc:
-            log.error("cannot listen", listen=settings.docker_api.address, error=str(exc))
-            await runner.cleanup()
-            return 1
     scheme = "https" if settings.listen_tls else "http"
     log.info(
         "fleetd listening",
@@ -167,8 +163,6 @@ async def _listen(fleet: Fleet, config_path: Path, notifier: Notifier) -> int:
             task.cancel()
         await asyncio.gather(watchdog, *reloads, return_exceptions=True)
         grace = fleet.settings.shutdown_grace
-        if docker is not None:
-            await docker.aclose()
         try:
             async with asyncio.timeout(grace + 5):
                 await runner.cleanup()

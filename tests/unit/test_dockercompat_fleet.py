@@ -78,7 +78,8 @@ async def _stack(tmp_path: Path, docker_api: DockerAPISettings, with_tokens: boo
         fleet = FleetAccess(runtime.state, runtime.poller, runtime.connections, lambda: runtime.settings, runtime.auditor)
         listener = DockerListener(fleet, docker_api)
         try:
-            url = await listener.start()
+            await listener.start()
+            url = listener.url
             for _ in range(200):
                 if all(r.status.value == "up" and r.images is not None for r in runtime.state.records()):
                     break
