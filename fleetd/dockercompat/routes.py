@@ -14,7 +14,7 @@ from functools import partial
 
 from aiohttp import web
 
-from fleetd.dockercompat import containers, images, system
+from fleetd.dockercompat import containers, events, images, system
 from fleetd.dockercompat.context import Call
 from fleetd.dockercompat.security import Access
 
@@ -54,7 +54,7 @@ ROUTES: tuple[Route, ...] = (
     _r("GET|HEAD", "/_ping", system.ping, _P, ro=True),
     _r("GET", "/version", system.version, _P, ro=True),
     _r("GET", "/info", system.info, _R, ro=True),
-    _r("GET", "/events", system.events, _R, ro=True),
+    _r("GET", "/events", events.events, _R, ro=True),
     _r("GET", "/containers/json", containers.list_containers, _R, ro=True),
     _r("POST", "/containers/create", containers.create, _O, "container.create"),
     _r("GET", f"/containers/{_REF}/json", containers.inspect, _R, ro=True),

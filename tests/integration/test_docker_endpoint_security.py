@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,8 @@ def test_a_down_host_is_a_warning_and_its_containers_only_listed_with_all(
     with docker_endpoint(tmp_path / "fleetd", hosts) as ep:
         cli = DOCKER_CLIS[0]
         assert "d2/web2" in ep.ok(cli, "ps", "--format", "{{.Names}}").split()
+        watch = subprocess.Popen([cli, "events", "--filter", "type=swarm"], stdout=subprocess.PIPE, env=ep.env())
+        time.sleep(0.5)
         d2.stop()
         try:
             ep.wait_for("d2 down", lambda: any(
@@ -75,5 +79,15 @@ def test_a_down_host_is_a_warning_and_its_containers_only_listed_with_all(
             assert any(line.startswith("d2/web2 Host Down") for line in everything), everything
             refused = ep.cli(cli, "stop", "d2/web2")
             assert refused.returncode != 0 and "host d2 is down" in refused.stderr
-        finally:
             d2.start()
+            assert watch.stdout is not None
+            lines = [watch.stdout.readline().decode() for _ in range(2)]  # classic Swarm's engine events
+            assert " swarm engine_disconnect " in lines[0] and "node.name=d2" in lines[0], lines
+            assert " swarm engine_reconnect " in lines[1] and "node.name=d2" in lines[1], lines
+        finally:
+            watch.kill()
+            watch.wait()
+            assert watch.stdout is not None
+            watch.stdout.close()
+            if not d2.running:
+                d2.start()
