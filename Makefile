@@ -21,6 +21,7 @@ run: $(BIN)/fleetd
 test: $(VENV)/.test-extras
 	$(BIN)/ruff check fleetd tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-extras

@@ -35,8 +35,8 @@ from fleetd.fleet.poller import Poller, ReconcileReport
 from fleetd.fleet.state import FleetState
 from fleetd.metrics import FleetMetrics
 from fleetd.ops.audit import Auditor
+from fleetd.ops.snapshots import SnapshotService
 from fleetd.snapshot.model import Snapshot, Trigger, build_snapshot, capture_fleet
-from fleetd.snapshot.service import SnapshotService
 from fleetd.store.audit import SqlRunner
 from fleetd.store.db import Database
 from fleetd.store.errors import StoreError

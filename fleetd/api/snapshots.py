@@ -23,10 +23,10 @@ from fleetd.api.keys import FLEET
 from fleetd.api.params import INT64_MAX, check_known, get_choice, get_int, get_one, is_plain_int
 from fleetd.api.render import json_response
 from fleetd.config.durations import parse_duration
+from fleetd.ops.snapshots import SnapshotService, SnapshotServiceClosed
 from fleetd.snapshot.diff import diff_snapshots
 from fleetd.snapshot.export import FORMATS, MEDIA_TYPES, Format, dumps
 from fleetd.snapshot.model import Snapshot, Trigger
-from fleetd.snapshot.service import SnapshotService, SnapshotServiceClosed
 from fleetd.store.errors import StoreError
 from fleetd.store.retention import RetentionPolicy
 from fleetd.store.snapshots import ListQuery

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from fleetd.config.fields import Section
-from fleetd.config.model import Role
+from fleetd.config.roles import Role
 from fleetd.config.urls import parse_listen
 from fleetd.config.yamlsrc import Map
 

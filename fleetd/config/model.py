@@ -9,17 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from fleetd.config.answer_limits import AnswerLimits
+from fleetd.config.container_logs import ContainerLogSettings
+from fleetd.config.docker_api import DockerAPISettings
 from fleetd.config.events import EventsSettings
 from fleetd.config.listener import ListenerSettings
-from fleetd.config.ssh import SSHSettings
-
-if TYPE_CHECKING:
-    from fleetd.config.docker_api import DockerAPISettings
-from fleetd.config.container_logs import ContainerLogSettings
 from fleetd.config.notify import WebhookSettings
+from fleetd.config.roles import Role
+from fleetd.config.ssh import SSHSettings
 
 __all__ = [
     "AnswerLimits",
@@ -37,7 +36,6 @@ __all__ = [
     "TokenSettings",
 ]
 
-Role = Literal["viewer", "operator", "admin"]
 
 
 @dataclass(frozen=True, slots=True)

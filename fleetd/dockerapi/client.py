@@ -5,7 +5,7 @@
         for c in await docker.containers.list(all=True):
             ...
 
-Every request goes through :meth:`DockerClient._stream`, which negotiates the API
+Every request goes through :meth:`DockerClient.stream`, which negotiates the API
 version once, builds the versioned URL, applies the timeout, refuses what no Docker daemon
 sends (redirects, compressed bodies) and maps every failure into the error tree of
 :mod:`fleetd.dockerapi.errors`. Bodies are read under a per-endpoint cap (:mod:`.limits`).
@@ -19,7 +19,6 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -47,6 +46,7 @@ from fleetd.dockerapi.errors import (
 )
 from fleetd.dockerapi.limits import ReadLimits
 from fleetd.dockerapi.ssh import SSHOptions
+from fleetd.dockerapi.transport import Params, Timeouts
 
 __all__ = ["CLIENT_API_VERSION", "MIN_API_VERSION", "DockerClient", "Timeouts", "negotiate_version"]
 
@@ -56,13 +56,6 @@ CLIENT_API_VERSION = "1.51"
 MIN_API_VERSION = "1.24"
 
 T = TypeVar("T")
-Params = Mapping[str, str | int]
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    total: float = 5.0
-    connect: float | None = None  # None: same as total
 
 
 def _vtuple(v: str) -> tuple[int, int]:
@@ -415,3 +408,9 @@ class DockerClient:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._map_error(exc, method, path, t) from exc
+
+    # The EngineTransport (transport.py) the sub-APIs are written against.
+    stream = _stream
+    request = _request
+    json_body = _json_body
+    query = _query

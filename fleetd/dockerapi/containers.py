@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from fleetd.dockerapi.models import ContainerInspect, ContainerSummary, CreateResult
 from fleetd.dockerapi.stream import MAX_LOG_LINE, LogLine, demux_log_stream
-
-if TYPE_CHECKING:
-    from fleetd.dockerapi.client import DockerClient
+from fleetd.dockerapi.transport import EngineTransport
 
 __all__ = ["ContainersAPI"]
 
@@ -21,7 +19,7 @@ DEFAULT_STOP_WAIT = 10
 
 
 class ContainersAPI:
-    def __init__(self, client: DockerClient) -> None:
+    def __init__(self, client: EngineTransport) -> None:
         self._client = client
 
     async def list(
@@ -37,16 +35,16 @@ class ContainersAPI:
             params["all"] = 1
         if filters:
             params["filters"] = msgspec.json.encode(dict(filters)).decode()
-        return await self._client._query("GET", "/containers/json", _LIST, params=params, timeout=timeout)
+        return await self._client.query("GET", "/containers/json", _LIST, params=params, timeout=timeout)
 
     async def inspect(self, container_id: str, *, timeout: float | None = None) -> ContainerInspect:
-        return await self._client._query(
+        return await self._client.query(
             "GET", f"/containers/{container_id}/json", ContainerInspect, timeout=timeout
         )
 
     async def inspect_raw(self, container_id: str, *, timeout: float | None = None) -> msgspec.Raw:
         """``GET /containers/{id}/json`` exactly as the daemon answered (for people to read)."""
-        return await self._client._query(
+        return await self._client.query(
             "GET", f"/containers/{container_id}/json", msgspec.Raw, timeout=timeout
         )
 
@@ -54,7 +52,7 @@ class ContainersAPI:
         self, config: Mapping[str, Any], *, name: str | None = None, timeout: float | None = None
     ) -> CreateResult:
         params: dict[str, str | int] = {"name": name} if name else {}
-        return await self._client._query(
+        return await self._client.query(
             "POST", "/containers/create", CreateResult, params=params, json=dict(config), timeout=timeout
         )
 
@@ -62,7 +60,7 @@ class ContainersAPI:
         self, container_id: str, action: str, params: dict[str, str | int], timeout: float | None
     ) -> bool:
         """True when the daemon acted, False on 304 (already in that state)."""
-        status, _ = await self._client._request(
+        status, _ = await self._client.request(
             "POST", f"/containers/{container_id}/{action}", params=params, timeout=timeout
         )
         return status != 304
@@ -93,7 +91,7 @@ class ContainersAPI:
         self, container_id: str, *, force: bool = False, v: bool = False, timeout: float | None = None
     ) -> None:
         params: dict[str, str | int] = {"force": int(force), "v": int(v)}
-        await self._client._request("DELETE", f"/containers/{container_id}", params=params, timeout=timeout)
+        await self._client.request("DELETE", f"/containers/{container_id}", params=params, timeout=timeout)
 
     async def logs(
         self,
@@ -124,7 +122,7 @@ class ContainersAPI:
             params["since"] = since
         if follow:
             params["follow"] = 1
-        async with self._client._stream(
+        async with self._client.stream(
             "GET",
             f"/containers/{container_id}/logs",
             params=params,

@@ -22,15 +22,13 @@ import socket
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import aiohttp
 import msgspec
 
 from fleetd.dockerapi.errors import EngineHTTPError, EngineProtocolError, EngineTimeout, EngineUnreachable
-
-if TYPE_CHECKING:
-    from fleetd.dockerapi.client import DockerClient
+from fleetd.dockerapi.transport import EngineTransport
 
 __all__ = [
     "MAX_EVENT_LINE",
@@ -142,7 +140,7 @@ class EventStream:
 
     def __init__(
         self,
-        client: DockerClient,
+        client: EngineTransport,
         params: dict[str, str | int],
         *,
         open_timeout: float,
@@ -165,7 +163,7 @@ class EventStream:
         return self._resp is not None
 
     async def __aenter__(self) -> EventStream:
-        cm = self._client._stream(
+        cm = self._client.stream(
             "GET", "/events", params=self._params, timeout=0, headers={"Accept": "application/json"}
         )
         try:

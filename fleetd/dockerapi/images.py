@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterable
-from typing import TYPE_CHECKING
 
 from fleetd.dockerapi.errors import EngineHTTPError
 from fleetd.dockerapi.models import ImageSearchResult, ImageSummary
 from fleetd.dockerapi.stream import ProgressEvent, json_lines
-
-if TYPE_CHECKING:
-    from fleetd.dockerapi.client import DockerClient
+from fleetd.dockerapi.transport import EngineTransport
 
 __all__ = ["ImagesAPI"]
 
 
 class ImagesAPI:
-    def __init__(self, client: DockerClient) -> None:
+    def __init__(self, client: EngineTransport) -> None:
         self._client = client
 
     async def list(self, *, all: bool = False, timeout: float | None = None) -> list[ImageSummary]:
         params: dict[str, str | int] = {"all": 1} if all else {}
-        return await self._client._query(
+        return await self._client.query(
             "GET", "/images/json", list[ImageSummary], params=params, timeout=timeout
         )
 
@@ -32,7 +29,7 @@ class ImagesAPI:
         params: dict[str, str | int] = {"term": term}
         if limit is not None:
             params["limit"] = limit
-        return await self._client._query(
+        return await self._client.query(
             "GET", "/images/search", list[ImageSearchResult], params=params, timeout=timeout
         )
 
@@ -44,7 +41,7 @@ class ImagesAPI:
         if "@" not in image and ":" in last:
             params["fromImage"], params["tag"] = image.rsplit(":", 1)
         events: builtins.list[ProgressEvent] = []
-        async with self._client._stream("POST", "/images/create", params=params, timeout=timeout) as resp:
+        async with self._client.stream("POST", "/images/create", params=params, timeout=timeout) as resp:
             async for event in json_lines(resp.content):
                 events.append(event)
         for event in events:
@@ -57,7 +54,7 @@ class ImagesAPI:
     ) -> builtins.list[ProgressEvent]:
         """``POST /images/load`` streaming the tarball through, never holding it in memory."""
         events: builtins.list[ProgressEvent] = []
-        async with self._client._stream(
+        async with self._client.stream(
             "POST",
             "/images/load",
             params={"quiet": 1},

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from fleetd.dockerapi.events import MAX_EVENT_LINE, EventStream, event_params
 from fleetd.dockerapi.models import PingResult, SystemInfo, VersionInfo
-
-if TYPE_CHECKING:
-    from fleetd.dockerapi.client import DockerClient
+from fleetd.dockerapi.transport import EngineTransport
 
 __all__ = ["SystemAPI"]
 
 
 class SystemAPI:
-    def __init__(self, client: DockerClient) -> None:
+    def __init__(self, client: EngineTransport) -> None:
         self._client = client
 
     async def ping(self, *, timeout: float | None = None) -> PingResult:
         """``GET /_ping`` (unversioned): the daemon's newest API version is in a header."""
-        async with self._client._stream("GET", "/_ping", timeout=timeout, versioned=False) as resp:
+        async with self._client.stream("GET", "/_ping", timeout=timeout, versioned=False) as resp:
             await resp.read()
             h = resp.headers
         return PingResult(
@@ -33,7 +30,7 @@ class SystemAPI:
         )
 
     async def version(self, *, versioned: bool = True, timeout: float | None = None) -> VersionInfo:
-        return await self._client._query("GET", "/version", VersionInfo, versioned=versioned, timeout=timeout)
+        return await self._client.query("GET", "/version", VersionInfo, versioned=versioned, timeout=timeout)
 
     async def info(self, *, timeout: float | None = None) -> SystemInfo:
         info, _ = await self.info_raw(timeout=timeout)
@@ -41,7 +38,7 @@ class SystemAPI:
 
     async def info_raw(self, *, timeout: float | None = None) -> tuple[SystemInfo, msgspec.Raw]:
         """``GET /info`` as typed facts plus the daemon's whole answer, kept verbatim."""
-        body = await self._client._json_body("GET", "/info", timeout=timeout)
+        body = await self._client.json_body("GET", "/info", timeout=timeout)
         info = self._client.decode(body, SystemInfo, "GET", "/info")
         return info, msgspec.Raw(body)
 

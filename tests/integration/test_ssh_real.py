@@ -135,7 +135,7 @@ async def test_action_and_log_over_ssh(docker_lab: DockerLab, sshd: Sshd, tmp_pa
         async with EngineConnections() as connections:
             docker = DockerClient(sshd.url(), ssh=options, connections=connections)
             params: dict[str, str | int] = {"stdout": 1, "follow": 1, "tail": 0}
-            async with docker._stream(
+            async with docker.stream(
                 "GET", f"/containers/{name}/logs", params=params, timeout=30, read_timeout=10
             ) as stream:
                 seen: list[int] = []

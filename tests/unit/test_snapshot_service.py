@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from fleetd.config.model import RetentionSettings, SnapshotSettings
+from fleetd.ops.snapshot_schedule import run_schedule
+from fleetd.ops.snapshots import SnapshotService, SnapshotServiceClosed
 from fleetd.snapshot.model import SnapshotCounts, SnapshotInfo, Trigger
-from fleetd.snapshot.scheduler import run_schedule
-from fleetd.snapshot.service import SnapshotService, SnapshotServiceClosed
 from fleetd.store import Database, ListQuery, PruneResult, RetentionPolicy, SnapshotStore
 from tests.unit.snapshotkit import fleet
 

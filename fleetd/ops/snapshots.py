@@ -22,8 +22,8 @@ import structlog
 
 from fleetd.config.model import SnapshotSettings
 from fleetd.fleet.state import FleetState
+from fleetd.ops.snapshot_schedule import run_schedule
 from fleetd.snapshot.model import FleetCapture, SnapshotInfo, Trigger, capture_fleet
-from fleetd.snapshot.scheduler import run_schedule
 from fleetd.store.retention import PruneResult, RetentionPolicy
 from fleetd.store.snapshots import SnapshotStore
 

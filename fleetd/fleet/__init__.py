@@ -1,0 +1,1 @@
+"""The fleet: records, the aggregate and its change signal, polling, findings (no HTTP, no storage)."""
