@@ -21,7 +21,7 @@ from fleetd.dockercompat.app import create_docker_app
 from fleetd.dockercompat.context import Service
 from fleetd.dockercompat.tlsserver import serve_tls
 from fleetd.dockercompat.upstream import FleetAccess
-from fleetd.service.listener import ConnectionGuard, GuardedRunner
+from fleetd.web.listener import ConnectionGuard, GuardedRunner
 
 if TYPE_CHECKING:
     from fleetd.runtime import Fleet

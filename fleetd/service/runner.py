@@ -28,9 +28,9 @@ from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.logconfig import configure_logging
 from fleetd.runtime import Fleet
-from fleetd.service.listener import ConnectionGuard, GuardedRunner
 from fleetd.service.notify import Notifier, watchdog_loop
 from fleetd.store.errors import StoreError
+from fleetd.web.listener import ConnectionGuard, GuardedRunner
 
 __all__ = ["fleet_status_line", "run_service"]
 

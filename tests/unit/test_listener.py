@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from fleetd.config.listener import ListenerSettings
-from fleetd.service.listener import ConnectionGuard, GuardedRunner
+from fleetd.web.listener import ConnectionGuard, GuardedRunner
 
 BIG = b"x" * (64 * 1024 * 1024)  # far more than the socket buffers hold
 

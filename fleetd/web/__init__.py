@@ -1,0 +1,1 @@
+"""aiohttp server plumbing shared by both listeners (the API and the Docker-compatible endpoint)."""
