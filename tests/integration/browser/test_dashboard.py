@@ -24,7 +24,11 @@ from tests.integration.lab import BUSYBOX_IMAGE
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
 # sleep as PID 1 ignores SIGTERM; this one stops at once, so stopping from the page takes no 10 s.
-QUICK = ["sh", "-c", "trap 'exit 0' TERM; echo hello-from-$HOSTNAME; while :; do sleep 0.2; done"]
+QUICK = [
+    "sh",
+    "-c",
+    "trap 'echo stopping-$HOSTNAME; exit 0' TERM; echo hello-from-$HOSTNAME; while :; do sleep 0.2; done",
+]
 
 
 def run(board: Dashboard, daemon: str, name: str, *args: str) -> str:
@@ -176,6 +180,10 @@ def test_a_viewer_sees_no_action_buttons_and_an_operators_stop_reaches_the_daemo
     sign_in(page, dashboard, "ci", path)
     buttons = page.locator("#container-actions button")
     expect(buttons).to_have_text(["start", "stop", "restart", "remove"])
+    logs_followed = api(page, dashboard, "/api/v1/whoami", "ci")["features"]["logs_follow"]
+    if logs_followed:
+        expect(page.locator("#logs-note")).to_have_text("following live", timeout=10_000)
+        expect(page.locator("#logs")).to_contain_text("hello-from-", timeout=10_000)
     page.click('#container-actions button[data-action="stop"]')
     expect(page.locator("#confirm")).to_be_visible()
     expect(page.locator("#confirm-text")).to_contain_text(f"stop {name} on d2")
@@ -189,6 +197,9 @@ def test_a_viewer_sees_no_action_buttons_and_an_operators_stop_reaches_the_daemo
     inspected = json.loads(page.locator("#inspect").text_content() or "{}")
     assert inspected["Name"] == f"/{name}" and inspected["State"]["Status"] == "exited"
     expect(page.locator("#logs")).to_contain_text("hello-from-", timeout=10_000)
+    if logs_followed:  # the line the container wrote while stopping arrived on the open stream
+        expect(page.locator("#logs")).to_contain_text("stopping-", timeout=10_000)
+        expect(page.locator("#logs-note")).to_contain_text("stream ended")
 
     # a cancelled confirmation changes nothing
     page.click('#container-actions button[data-action="start"]')
