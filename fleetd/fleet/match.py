@@ -6,7 +6,15 @@ from collections.abc import Iterable, Mapping
 
 from fleetd.fleet.records import ContainerRecord, ImageRecord
 
-__all__ = ["CONTAINER_STATES", "HEALTH_STATES", "container_image_matches", "image_matches", "label_matches"]
+__all__ = [
+    "CONTAINER_STATES",
+    "HEALTH_STATES",
+    "container_image_matches",
+    "image_id_matches",
+    "image_matches",
+    "image_name_matches",
+    "label_matches",
+]
 
 #: Container states as the Engine reports them.
 CONTAINER_STATES = frozenset({"created", "restarting", "running", "removing", "paused", "exited", "dead"})
@@ -33,14 +41,21 @@ def _id_prefix_matches(image_id: str, reference: str) -> bool:
     return len(short) >= 12 and image_id.removeprefix("sha256:").startswith(short)
 
 
+def image_name_matches(image: str, reference: str) -> bool:
+    """A container's image name against ``reference``: the same name, or its repository
+    (``nginx`` matches ``nginx:1.27``)."""
+    return image == reference or _repository_of(image) == reference
+
+
+def image_id_matches(image_id: str, reference: str) -> bool:
+    """A container's image id against ``reference``: the id, or a prefix of 12+ hex digits."""
+    return image_id == reference or _id_prefix_matches(image_id, reference)
+
+
 def container_image_matches(c: ContainerRecord, reference: str) -> bool:
     """The container runs ``reference``: the same image name, its repository (``nginx`` matches
     ``nginx:1.27``), its id, or a unique id prefix of 12+ hex digits (with or without ``sha256:``)."""
-    if c.image == reference or c.image_id == reference:
-        return True
-    if _repository_of(c.image) == reference:
-        return True
-    return _id_prefix_matches(c.image_id, reference)
+    return image_name_matches(c.image, reference) or image_id_matches(c.image_id, reference)
 
 
 def image_matches(image: ImageRecord, reference: str) -> bool:

@@ -29,7 +29,8 @@ from fleetd.fleet.changes import (
     HostResynced,
     HostUpdated,
 )
-from fleetd.fleet.match import container_image_matches, label_matches
+from fleetd.fleet.index import ContainerIndex
+from fleetd.fleet.match import label_matches
 from fleetd.fleet.records import (
     ContainerDiff,
     ContainerRecord,
@@ -104,6 +105,12 @@ class FleetState:
     # Hosts whose containers another writer changed since their last poll: the poll's own diff
     # (against the previous poll) does not hold for them, so the next poll compares in full.
     _foreign: set[str] = field(default_factory=set)
+    _index: ContainerIndex = field(default_factory=ContainerIndex)  # kept by _publish and sync below
+
+    def _publish(self, changes: Iterable[Change]) -> None:
+        batch = tuple(changes)
+        self._index.apply(batch)
+        self.changes.publish(batch)
 
     # -- inventory (start-up and reload) -------------------------------------------------
 
@@ -113,7 +120,7 @@ class FleetState:
             record.status = HostStatus.DISABLED
             record.first_poll_done = True
         self._hosts[settings.name] = record
-        self.changes.publish((HostAdded(settings.name),))
+        self._publish((HostAdded(settings.name),))
         return record
 
     def remove(self, name: str) -> None:
@@ -122,7 +129,7 @@ class FleetState:
         if record is not None:
             gone: list[Change] = [ContainerRemoved(name, c) for c in record.containers]
             gone.append(HostRemoved(name))
-            self.changes.publish(gone)
+            self._publish(gone)
             self._check_ready()
 
     def update_settings(self, name: str, settings: HostSettings, *, announce: bool = True) -> None:
@@ -132,7 +139,7 @@ class FleetState:
         if record.settings != settings:
             record.settings = settings
             if announce:
-                self.changes.publish((HostUpdated(name),))
+                self._publish((HostUpdated(name),))
 
     def reorder(self, names: list[str]) -> None:
         """Inventory order after a reload."""
@@ -168,7 +175,9 @@ class FleetState:
         if first and not self._ready_once and self.is_ready():
             changes.append(FleetReady())
         if changes:
-            self.changes.publish(changes)
+            self._publish(changes)
+        if isinstance(result, PollSuccess):
+            self._index.sync(name, record.containers)
         return previous
 
     def _succeed(self, record: HostRecord, result: PollSuccess, changes: list[Change]) -> None:
@@ -215,7 +224,7 @@ class FleetState:
         record.changed_at = self.clock()
         if status is not HostStatus.UP:
             record.last_error = error
-        self.changes.publish((HostChanged(name, previous, status),))
+        self._publish((HostChanged(name, previous, status),))
 
     def upsert_containers(self, name: str, containers: Iterable[ContainerRecord]) -> None:
         """Replace (or add) the rows with these ids; the others stay as they are."""
@@ -233,7 +242,8 @@ class FleetState:
                 changes.append(ContainerChanged(name, c, fields))
         record.containers = tuple(sorted(rows.values(), key=lambda c: c.name))
         self._foreign.add(name)
-        self.changes.publish(changes)
+        self._publish(changes)
+        self._index.sync(name, record.containers)
 
     def remove_containers(self, name: str, ids: Iterable[str]) -> None:
         record = self._hosts.get(name)
@@ -244,7 +254,8 @@ class FleetState:
         if gone:
             record.containers = tuple(c for c in record.containers if c.id not in wanted)
             self._foreign.add(name)
-            self.changes.publish([ContainerRemoved(name, c) for c in gone])
+            self._publish([ContainerRemoved(name, c) for c in gone])
+            self._index.sync(name, record.containers)
 
     def replace_containers(self, name: str, containers: Iterable[ContainerRecord], *, gap: bool) -> None:
         """The host's containers as a whole (after a resync); ``gap``: changes may have been missed."""
@@ -257,7 +268,8 @@ class FleetState:
         record.containers = new
         self._foreign.add(name)
         changes.append(HostResynced(name, gap))
-        self.changes.publish(changes)
+        self._publish(changes)
+        self._index.sync(name, record.containers)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -289,7 +301,7 @@ class FleetState:
 
     def _check_ready(self) -> None:
         if not self._ready_once and self.is_ready():
-            self.changes.publish((FleetReady(),))
+            self._publish((FleetReady(),))
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until :meth:`is_ready` (False when ``timeout`` seconds passed first)."""
@@ -313,9 +325,12 @@ class FleetState:
         return {k: sorted(v) for k, v in by_id.items() if len(v) > 1}
 
     def containers(self, query: ContainerQuery, now: float | None = None) -> list[ContainerRecord]:
-        """Containers across the fleet, ordered by host then name."""
+        """Containers across the fleet, ordered by host then name (answered from the index)."""
         now = self.clock() if now is None else now
         wanted = set(query.hosts)
+        q = self._index.compile(
+            state=query.state, health=query.health, labels=query.labels, image=query.image, name=query.name
+        )
         out: list[ContainerRecord] = []
         for record in self.sorted_records():
             if wanted and record.name not in wanted:
@@ -323,18 +338,8 @@ class FleetState:
             stale = record.is_stale(now)
             if query.stale is not None and query.stale != stale:
                 continue
-            for c in record.containers:
-                if query.state is not None and c.state != query.state:
-                    continue
-                if query.health is not None and c.health != query.health:
-                    continue
-                if query.name is not None and not any(query.name in n for n in c.names or [c.name]):
-                    continue
-                if query.labels and not label_matches(c.labels, query.labels):
-                    continue
-                if query.image is not None and not container_image_matches(c, query.image):
-                    continue
-                out.append(_stale(c) if stale else c)
+            found = self._index.matching(record.name, record.containers, q)
+            out.extend(map(_stale, found) if stale else found)
         return out
 
     def find_container(self, host: str, ref: str) -> ContainerRecord | None:

@@ -1,0 +1,181 @@
+"""The indexed container queries give exactly what a scan of every record gives, on random fleets,
+random queries, and after random writes through every writer (polls, event watchers, reloads)."""
+
+from __future__ import annotations
+
+import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleetd.config.model import HostSettings
+from fleetd.fleet.match import container_image_matches, label_matches
+from fleetd.fleet.records import ContainerRecord, diff_containers
+from fleetd.fleet.state import ContainerQuery, FleetState, PollSuccess
+from tests.unit.snapshotkit import NOW, Clock, container, facts
+
+HOSTS = ["a", "b", "c", "d"]
+NAMES = ["web-1", "web-2", "api-1", "db", "job-7", "cache"]
+STATES = ["running", "exited", "paused", "created"]
+HEALTH = ["none", "healthy", "unhealthy", "starting"]
+IMAGES = [
+    ("nginx:1.27", "sha256:" + "ab" * 32),
+    ("nginx:1.25", "sha256:" + "ac" * 32),
+    ("registry:5000/app:2", "sha256:" + "cd" * 32),
+    ("busybox", "sha256:" + "ef" * 32),
+]
+LABELS = st.dictionaries(
+    st.sampled_from(["app", "env", "tier"]), st.sampled_from(["web", "prod", "x=y", ""]), max_size=3
+)
+
+
+@st.composite
+def records(draw: st.DrawFn, host: str) -> tuple[ContainerRecord, ...]:
+    names = draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=len(NAMES)))
+    out = []
+    for name in names:
+        image, image_id = draw(st.sampled_from(IMAGES))
+        extra = draw(st.lists(st.sampled_from(["alias", "web-1-old"]), max_size=1))
+        out.append(
+            container(
+                host,
+                name,
+                names=[name, *extra],
+                state=draw(st.sampled_from(STATES)),
+                health=draw(st.sampled_from(HEALTH)),
+                image=image,
+                image_id=image_id,
+                labels=draw(LABELS),
+            )
+        )
+    return tuple(sorted(out, key=lambda c: c.name))
+
+
+@st.composite
+def mutated(draw: st.DrawFn, c: ContainerRecord) -> ContainerRecord:
+    if not draw(st.booleans()):
+        return msgspec.structs.replace(c, observed_at=None)  # a new object, nothing else changed
+    image, image_id = draw(st.sampled_from(IMAGES))
+    return msgspec.structs.replace(
+        c,
+        state=draw(st.sampled_from(STATES)),
+        health=draw(st.sampled_from(HEALTH)),
+        labels=draw(LABELS),
+        image=image,
+        image_id=image_id,
+    )
+
+
+QUERIES = st.builds(
+    ContainerQuery,
+    hosts=st.lists(st.sampled_from(HOSTS), unique=True, max_size=2).map(tuple),
+    state=st.none() | st.sampled_from(STATES),
+    health=st.none() | st.sampled_from(HEALTH),
+    stale=st.none() | st.booleans(),
+    labels=st.lists(
+        st.sampled_from(["app", "env", "app=web", "env=prod", "tier=x=y", "tier=", "nope"]), max_size=2
+    ).map(tuple),
+    image=st.none()
+    | st.sampled_from(
+        ["nginx", "nginx:1.27", "registry:5000/app", "busybox", "ab" * 6, "sha256:" + "cd" * 8, "x"]
+    ),
+    name=st.none() | st.sampled_from(["web", "-1", "alias", "db", "zzz", "b-1-o"]),
+)
+
+
+def scan(state: FleetState, query: ContainerQuery) -> list[ContainerRecord]:
+    """What FleetState.containers answered before the index: every predicate on every record."""
+    now = state.clock()
+    wanted = set(query.hosts)
+    out = []
+    for record in state.sorted_records():
+        if wanted and record.name not in wanted:
+            continue
+        stale = record.is_stale(now)
+        if query.stale is not None and query.stale != stale:
+            continue
+        for c in record.containers:
+            if query.state is not None and c.state != query.state:
+                continue
+            if query.health is not None and c.health != query.health:
+                continue
+            if query.name is not None and not any(query.name in n for n in c.names or [c.name]):
+                continue
+            if query.labels and not label_matches(c.labels, query.labels):
+                continue
+            if query.image is not None and not container_image_matches(c, query.image):
+                continue
+            out.append(msgspec.structs.replace(c, stale=True) if stale else c)
+    return out
+
+
+def poll(state: FleetState, host: str, new: tuple[ContainerRecord, ...], at: float) -> None:
+    record = state.get(host)
+    assert record is not None
+    diff = diff_containers(record.containers, new)
+    state.poll_done(host, 0.01, PollSuccess(at, facts(HOSTS.index(host)), msgspec.Raw(b"{}"), new, diff))
+
+
+WRITES = st.lists(
+    st.tuples(
+        st.sampled_from(["poll", "mutate", "mutate", "upsert", "remove", "replace", "drop-host", "add-host"]),
+        st.sampled_from(HOSTS),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), writes=WRITES, queries=st.lists(QUERIES, min_size=1, max_size=8))
+def test_indexed_answers_equal_a_full_scan(
+    data: st.DataObject, writes: list[tuple[str, str]], queries: list[ContainerQuery]
+) -> None:
+    clock = Clock()
+    state = FleetState(clock=clock)
+    for i, h in enumerate(HOSTS):
+        state.add(HostSettings(name=h, url=f"tcp://127.0.0.1:{2375 + i}", interval=10.0, timeout=1.0))
+        poll(state, h, data.draw(records(h)), NOW)
+    for q in queries:  # the index right after the first polls
+        assert state.containers(q) == scan(state, q)
+    for step, (op, host) in enumerate(writes):
+        clock.now = NOW + step + 1
+        if op == "add-host" and host not in state:
+            state.add(HostSettings(name=host, url="tcp://127.0.0.1:2999", interval=10.0, timeout=1.0))
+            op = "poll"
+        if host not in state:
+            continue
+        if op == "poll":
+            poll(state, host, data.draw(records(host)), clock.now)
+        elif op == "mutate":  # the same containers, some of them changed: the index must follow
+            record = state.get(host)
+            assert record is not None
+            poll(state, host, tuple(data.draw(mutated(c)) for c in record.containers), clock.now)
+        elif op == "upsert":
+            state.upsert_containers(host, data.draw(records(host)))
+        elif op == "remove":
+            record = state.get(host)
+            assert record is not None
+            ids = [c.id for c in record.containers]
+            state.remove_containers(
+                host, data.draw(st.lists(st.sampled_from(ids), max_size=3)) if ids else []
+            )
+        elif op == "replace":
+            state.replace_containers(host, data.draw(records(host)), gap=True)
+        elif op == "drop-host":
+            state.remove(host)
+        for q in queries:
+            assert state.containers(q) == scan(state, q), (op, host, q)
+    clock.now = NOW + 10_000  # every host stale now: ?stale= and the stale copies
+    for q in queries:
+        assert state.containers(q) == scan(state, q)
+
+
+def test_rows_replaced_behind_the_writers_back_are_reindexed() -> None:
+    state = FleetState(clock=Clock())
+    state.add(HostSettings(name="a", url="tcp://127.0.0.1:1", interval=10.0, timeout=1.0))
+    poll(state, "a", (container("a", "web-1"),), NOW)
+    q = ContainerQuery(labels=("app=db",))
+    assert state.containers(q) == []
+    record = state.get("a")
+    assert record is not None
+    record.containers = (container("a", "db", labels={"app": "db"}),)  # as tests and tools may do
+    assert [c.name for c in state.containers(q)] == ["db"]
