@@ -1,5 +1,5 @@
-"""Webhooks against real dockerd: a stopped daemon and a killed container each reach the receiver as
-one POST, while another receiver that never answers holds nothing up."""
+"""Webhooks against real dockerd: a stopped daemon, a killed container and a failing health check each
+reach the receiver as one POST, while another receiver that never answers holds nothing up."""
 
 from __future__ import annotations
 
@@ -23,19 +23,9 @@ async def test_host_down_and_container_died_are_posted_and_a_hung_receiver_delay
 ) -> None:
     d1, d2 = docker_lab.daemons["d1"], docker_lab.daemons["d2"]
     name = f"hook-{secrets.token_hex(4)}"
-    d1.docker(
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        name,
-        "--label",
-        "hook=yes",
-        BUSYBOX_IMAGE,
-        "sleep",
-        "1000",
-    )
+    sick = f"sick-{secrets.token_hex(4)}"
+    run = ("run", "-d", "--network", "none")
+    d1.docker(*run, "--name", name, "--label", "hook=yes", BUSYBOX_IMAGE, "sleep", "1000")
     try:
         async with Receiver() as rx, Receiver(hang=True) as hung:
             hooks = (
@@ -51,6 +41,13 @@ async def test_host_down_and_container_died_are_posted_and_a_hung_receiver_delay
                 assert died["host"] == "d1" and died["container"]["name"] == name and died["exit_code"] == 137
                 assert died["container"]["labels"] == {"hook": "yes"}
 
+                # A health check that fails from the start: starting, then unhealthy.
+                health = ("--health-cmd", "/bin/busybox test -f /ok", "--health-interval", "1s", "--health-retries", "1")
+                await asyncio.to_thread(d1.docker, *run, "--name", sick, *health, BUSYBOX_IMAGE, "sleep", "1000")
+                await wait_until(lambda: "container.unhealthy" in rx.kinds(), timeout=15.0)
+                [unhealthy] = [b for b in rx.received if b["kind"] == "container.unhealthy"]
+                assert unhealthy["container"]["name"] == sick and unhealthy["container"]["health"] == "unhealthy"
+
                 await d2.astop()
                 await wait_until(lambda: "host.down" in rx.kinds(), timeout=15.0)
                 [down] = [b for b in rx.received if b["kind"] == "host.down"]
@@ -65,4 +62,4 @@ async def test_host_down_and_container_died_are_posted_and_a_hung_receiver_delay
     finally:
         if not d2.running:
             await d2.astart()
-        d1.docker("rm", "--force", name, check=False)
+        d1.docker("rm", "--force", name, sick, check=False)
