@@ -94,9 +94,10 @@ def notices_for(event: FleetEvent) -> list[Notice]:
             action=event.action,
         )
 
-    if action == "oom":
+    stopped = "state" in event.fields and c.state in ("exited", "dead")
+    if action == "oom":  # the kernel killed a process of it; when that was its main one, it died too
         out.append(notice("container.oom"))
-    elif action == "die" or (action is None and "state" in event.fields and c.state in ("exited", "dead")):
+    if action == "die" or stopped:
         code = event.exit_code if event.exit_code is not None else exit_code_of(c)
         out.append(notice("container.died", code))
     if "health" in event.fields and c.health == "unhealthy":

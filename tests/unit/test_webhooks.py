@@ -124,8 +124,13 @@ def test_fleet_events_become_the_notices_people_ask_for() -> None:
         _event("container.changed", container=_container(status="Exited (3) now"), fields=("state", "status"))
     )
     assert (polled.kind, polled.exit_code) == ("container.died", 3)  # from Status when no event said
-    [oom] = notices_for(_event("container.changed", container=_container(), fields=("state",), action="oom"))
-    assert oom.kind == "container.oom"
+    oom_died = notices_for(
+        _event("container.changed", container=_container(), fields=("state",), action="oom")
+    )
+    assert [n.kind for n in oom_died] == ["container.oom", "container.died"]
+    running = _container(state="running", status="Up 2 minutes")
+    [oom] = notices_for(_event("container.changed", container=running, fields=("status",), action="oom"))
+    assert oom.kind == "container.oom"  # a process of it was killed, the container lives on
     unhealthy = _container(state="running", status="Up 1 minute (unhealthy)", health="unhealthy")
     [sick] = notices_for(
         _event(
