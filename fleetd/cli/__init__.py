@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fleetd.cli.snapshots import add_commands as add_snapshot_commands
+from fleetd.ctl import add_commands as add_ctl_commands
 
 __all__ = ["main"]
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_check_config)
 
     add_snapshot_commands(sub)  # snapshot, diff
+    add_ctl_commands(sub, build_parser)  # ps, hosts, logs, stop, ..., snapshot take|list|show|diff
     return parser
 
 
