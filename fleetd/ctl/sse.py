@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +60,16 @@ class FrameParser:
         return None
 
 
-async def fleet_events(api: FleetClient, params: Params) -> AsyncIterator[Frame]:
-    """The frames of ``GET /api/v1/events`` as they arrive."""
+async def fleet_events(
+    api: FleetClient, params: Params, on_open: Callable[[], None] | None = None
+) -> AsyncIterator[Frame]:
+    """The frames of ``GET /api/v1/events`` as they arrive; ``on_open`` once the stream is open."""
     parser = FrameParser()
+    opened = False
     async for raw in api.lines("/api/v1/events", params, accept="text/event-stream"):
+        if not opened and on_open is not None:
+            on_open()  # the server's first line ("retry:", a comment): subscribed
+        opened = True
         frame = parser.feed(raw.decode("utf-8", errors="replace"))
         if frame is not None:
             yield frame

@@ -2,8 +2,9 @@
 
 Each event (coalesced over a moment) re-reads the list with the command's own filters, so the view is
 exactly what the command would print, never a client-side guess; the stream resumes from the list's
-``X-Fleet-Event-Id`` so nothing falls between a list and the next event. Against a fleetd without
-``/api/v1/events`` the view is re-read every few seconds instead, and says so.
+``X-Fleet-Event-Id`` so nothing falls between a list and the next event. The list is also re-read every
+RESYNC seconds (ages, staleness, a stream that went quiet); against a fleetd without ``/api/v1/events``
+every POLL_EVERY seconds, and the title line says which.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from rich.text import Text
 from fleetd.ctl.client import FleetClient
 from fleetd.ctl.errors import ApiFailure, CtlError
 from fleetd.ctl.output import Table, make_console
-from fleetd.ctl.sse import fleet_events
+from fleetd.ctl.sse import Frame, fleet_events
 
 __all__ = ["watch_containers", "watch_hosts"]
 
 COALESCE: Final = 0.2  # seconds to gather a burst of events into one re-read
 POLL_EVERY: Final = 2.0  # without an event stream
+RESYNC: Final = 10.0  # with one: the safety net
 TICK: Final = 1.0  # redraw for the ages ("3 seconds ago") even when nothing happens
 RETRY: Final = (1.0, 2.0, 5.0, 10.0)
 
@@ -49,12 +51,16 @@ class _Watcher:
         self.event_id: str | None = None
         self.items: list[dict[str, Any]] = []
         self.updated = 0.0
+        self.last_event = ""
+        self.next_resync = 0.0
 
     def view(self) -> Group:
         width = self.console.width
         stamp = time.strftime("%H:%M:%S", time.localtime(self.updated)) if self.updated else "-"
         head = Text(f"{self.title} · {self.api.endpoint.url} · {len(self.items)} rows · {stamp} · {self.mode}",
                     style="dim")  # fmt: skip
+        if self.last_event:
+            head.append(f" · last event: {self.last_event}", style="dim")
         head.truncate(width, overflow="ellipsis")
         lines = self.build(self.items).lines(width)
         room = max(1, self.console.height - 2)
@@ -69,13 +75,13 @@ class _Watcher:
             if self.event_id:
                 params.append(("last_event_id", self.event_id))
             try:
-                async for frame in fleet_events(self.api, params):
+                async for frame in fleet_events(self.api, params, self._opened):
                     attempt = 0
-                    self.mode = "live (event stream)"
                     if frame.id:
                         self.event_id = frame.id
                     if frame.event == "reset":
                         self.event_id = None
+                    self.last_event = _summary(frame)
                     self.dirty.set()
                 self.mode = "event stream ended; reconnecting"
             except ApiFailure as exc:
@@ -91,6 +97,10 @@ class _Watcher:
             await asyncio.sleep(RETRY[min(attempt, len(RETRY) - 1)])
             attempt += 1
 
+    def _opened(self) -> None:
+        self.mode = "live (event stream)"
+        self.dirty.set()
+
     async def _poll_instead(self) -> None:
         self.mode = f"polling every {POLL_EVERY:g}s (this fleetd serves no /api/v1/events)"
         while True:
@@ -100,6 +110,7 @@ class _Watcher:
     async def refresh(self) -> None:
         items, event_id = await self.fetch()
         self.items, self.updated = items, time.time()
+        self.next_resync = time.monotonic() + RESYNC
         if event_id and self.event_id is None:
             self.event_id = event_id
 
@@ -114,6 +125,8 @@ class _Watcher:
                         reader.result()  # a refused token ends the watch with its message
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.dirty.wait(), TICK)
+                    if time.monotonic() >= self.next_resync:
+                        self.dirty.set()
                     if self.dirty.is_set():
                         await asyncio.sleep(COALESCE)
                         self.dirty.clear()
@@ -131,6 +144,18 @@ class _Watcher:
                 with contextlib.suppress(asyncio.CancelledError, CtlError):
                     await reader
         return 0
+
+
+def _summary(frame: Frame) -> str:
+    """``container.added d1/web3 10:03:04``: what the last event was, for the title line."""
+    try:
+        event = frame.json()
+    except CtlError:
+        return frame.event
+    subject = str(event.get("host", ""))
+    if isinstance(event.get("container"), dict):
+        subject += "/" + str(event["container"].get("name", ""))
+    return f"{frame.event} {subject} {time.strftime('%H:%M:%S')}".replace("  ", " ")
 
 
 def _need_terminal(console: Console) -> None:

@@ -5,7 +5,8 @@
         rows = parse_table(result.stdout)               # [{"HOST": "d1", "CONTAINER ID": ...}, ...]
         fleet.api("/api/v1/containers")                 # what the API says, for comparison
 
-Polling is fast (interval 1 s) so what the daemons do shows within a couple of seconds.
+Polling is fast (interval 2 s, and Engine events in between) so what the daemons do shows within seconds;
+the timeout (1.5 s) leaves a loaded machine room for container starts.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class CtlFleet:
             if not k.startswith("FLEETD_") and k not in ("NO_COLOR", "COLUMNS")
         }
         env["FLEETD_URL"] = self.url
+        env["PATH"] = (
+            f"{Path(fleetd_cli()[0]).parent}{os.pathsep}{env.get('PATH', '')}"  # for completion scripts
+        )
         if role is not None:
             env["FLEETD_TOKEN"] = self.tokens[role]
         env.update(extra)
@@ -147,7 +151,7 @@ def ctl_fleetd(daemons: list[Daemon], tmp_path: Path) -> Iterator[CtlFleet]:
         yaml.safe_dump(
             {
                 "listen": f"127.0.0.1:{port}",
-                "poll": {"interval": "1s", "timeout": "800ms", "max_backoff": "1s"},
+                "poll": {"interval": "2s", "timeout": "1500ms", "max_backoff": "1s"},
                 "snapshots": {"enabled": True, "path": str(tmp_path / "fleetd.db"), "interval": "1h"},
                 "log": {"format": "json", "level": "info"},
                 "auth": {
