@@ -33,7 +33,6 @@ def host_view(r: HostRecord, now: float, duplicates: dict[str, list[str]]) -> di
         "labels": dict(s.labels),
         "enabled": s.enabled,
         "state": r.status.value,
-        "state_since": rfc3339(r.changed_at),  # when the state last changed (None: never polled)
         "stale": r.is_stale(now),
         "last_seen": rfc3339(r.last_seen),
         "last_attempt": rfc3339(r.last_attempt),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fleetd.ctl.client import FleetClient
 from fleetd.ctl.connect import Endpoint, resolve_endpoint
 from fleetd.ctl.errors import CtlError
-from fleetd.timefmt import parse_rfc3339
+from fleetd.util.timefmt import parse_rfc3339
 
 __all__ = ["Ref", "ago", "endpoint_of", "parse_ref", "run_command", "since_text"]
 
