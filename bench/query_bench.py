@@ -127,14 +127,15 @@ def main() -> None:
             state.poll_done(h, 0.01, PollSuccess(time.time(), FACTS, msgspec.Raw(b"{}"), new, diff))
 
     print(f"{args.hosts} hosts x {args.containers} containers, median of {args.repeat} per query (µs)")
-    print(f"{'query':<22}{'matches':>8}{'scan':>10}{'indexed':>10}{'ratio':>8}{'+churn':>10}")
+    print(f"{'query':<22}{'matches':>8}{'scan':>10}{'indexed':>10}{'ratio':>8}{'+churn':>10}{'page 100':>10}")
     for label, q in QUERIES.items():
         assert state.containers(q) == scan(state, q), label
         base = median_us(lambda q=q: scan(state, q), args.repeat)  # type: ignore[misc]
         fast = median_us(lambda q=q: state.containers(q), args.repeat)  # type: ignore[misc]
         with_churn = median_us(lambda q=q: state.containers(q), args.repeat, churn)  # type: ignore[misc]
+        page = median_us(lambda q=q: state.containers_page(q, 0, 100), args.repeat)  # type: ignore[misc]
         n = len(state.containers(q))
-        print(f"{label:<22}{n:>8}{base:>10.0f}{fast:>10.0f}{base / fast:>7.1f}x{with_churn:>10.0f}")
+        print(f"{label:<22}{n:>8}{base:>10.0f}{fast:>10.0f}{base / fast:>7.1f}x{with_churn:>10.0f}{page:>10.0f}")
 
 
 if __name__ == "__main__":

@@ -65,11 +65,13 @@ async def list_containers(request: web.Request) -> web.Response:
     limit = get_int(q, "limit", None, minimum=0)
     offset = get_int(q, "offset", 0, minimum=0) or 0
     sort = get_choice(q, "sort", _SORTS)
-    found = fleet.containers(query)
-    if sort is not None:
+    if sort is None:  # the fleet order: the index gives the page and the total without the rest
+        page, total = fleet.containers_page(query, offset, limit)
+    else:
+        found = fleet.containers(query)
         found.sort(key=_SORT_KEYS[sort.lstrip("-")], reverse=sort.startswith("-"))
-    page = found[offset : offset + limit if limit is not None else None]
-    return json_response({"containers": page, "total": len(found), "offset": offset, "limit": limit})
+        page, total = found[offset : offset + limit if limit is not None else None], len(found)
+    return json_response({"containers": page, "total": total, "offset": offset, "limit": limit})
 
 
 @routes.get("/api/v1/containers/{host}/{ref}")

@@ -90,6 +90,10 @@ class PollFailure:
     message: str
 
 
+def _by_name(r: HostRecord) -> str:
+    return r.name
+
+
 def _stale(c: ContainerRecord) -> ContainerRecord:
     return msgspec.structs.replace(c, stale=True)
 
@@ -325,22 +329,50 @@ class FleetState:
         return {k: sorted(v) for k, v in by_id.items() if len(v) > 1}
 
     def containers(self, query: ContainerQuery, now: float | None = None) -> list[ContainerRecord]:
-        """Containers across the fleet, ordered by host then name (answered from the index)."""
+        """Containers across the fleet, ordered by host then name."""
+        return self.containers_page(query, now=now)[0]
+
+    def containers_page(
+        self, query: ContainerQuery, offset: int = 0, limit: int | None = None, now: float | None = None
+    ) -> tuple[list[ContainerRecord], int]:
+        """One page of :meth:`containers` and how many there are in all, answered from the index."""
         now = self.clock() if now is None else now
-        wanted = set(query.hosts)
-        q = self._index.compile(
-            state=query.state, health=query.health, labels=query.labels, image=query.image, name=query.name
+        index = self._index
+        pool = [r for h in query.hosts if (r := self._hosts.get(h)) is not None] if query.hosts else self._hosts.values()
+        for r in pool:
+            index.ensure(r.name, r.containers)
+        hosts: list[str] | None = list(query.hosts) if query.hosts else None
+        if query.stale is not None:
+            hosts = [r.name for r in pool if r.is_stale(now) is query.stale]
+        gids = index.select(
+            hosts=hosts,
+            state=query.state,
+            health=query.health,
+            labels=query.labels,
+            image=query.image,
+            name=query.name,
         )
-        out: list[ContainerRecord] = []
-        for record in self.sorted_records():
-            if wanted and record.name not in wanted:
-                continue
-            stale = record.is_stale(now)
-            if query.stale is not None and query.stale != stale:
-                continue
-            found = self._index.matching(record.name, record.containers, q)
-            out.extend(map(_stale, found) if stale else found)
-        return out
+        if gids is None:  # no predicate: every container, in order; whole hosts skipped for the offset
+            records = sorted(pool, key=_by_name)
+            total = sum(len(r.containers) for r in records)
+            page: list[ContainerRecord] = []
+            skip = offset
+            for r in records:
+                rows = r.containers
+                if skip >= len(rows):
+                    skip -= len(rows)
+                    continue
+                page.extend(rows[skip:] if limit is None else rows[skip : skip + limit - len(page)])
+                skip = 0
+                if limit is not None and len(page) >= limit:
+                    break
+        else:
+            total = len(gids)
+            page = index.ordered(gids, offset, limit)
+        stale = {h for h in {c.host for c in page} if (r := self._hosts.get(h)) is not None and r.is_stale(now)}
+        if stale:
+            page = [_stale(c) if c.host in stale else c for c in page]
+        return page, total
 
     def find_container(self, host: str, ref: str) -> ContainerRecord | None:
         """By full id, unique id prefix, or name. Raises AmbiguousContainer for a shared prefix."""

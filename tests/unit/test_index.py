@@ -163,7 +163,11 @@ def test_indexed_answers_equal_a_full_scan(
         elif op == "drop-host":
             state.remove(host)
         for q in queries:
-            assert state.containers(q) == scan(state, q), (op, host, q)
+            expected = scan(state, q)
+            assert state.containers(q) == expected, (op, host, q)
+            offset, limit = data.draw(st.integers(0, 8)), data.draw(st.none() | st.integers(0, 6))
+            page = expected[offset : None if limit is None else offset + limit]
+            assert state.containers_page(q, offset, limit) == (page, len(expected)), (q, offset, limit)
     clock.now = NOW + 10_000  # every host stale now: ?stale= and the stale copies
     for q in queries:
         assert state.containers(q) == scan(state, q)
