@@ -15,7 +15,7 @@ from fleetd.dockercompat.errors import DockerAPIError, error_response, not_suppo
 from fleetd.dockercompat.proxy import SENT_STATUS
 from fleetd.dockercompat.reads import FLEETD_VERSION
 from fleetd.dockercompat.routes import match_route
-from fleetd.dockercompat.security import Access, AuditNote, Principal, record_audit
+from fleetd.dockercompat.security import ROLE_ACCESS, Access, AuditNote, Principal, record_audit
 from fleetd.dockercompat.versions import VERSION_PREFIX, too_new
 
 __all__ = ["SERVICE", "create_docker_app"]
@@ -72,7 +72,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 403, f"fleetd's Docker endpoint is read-only (docker_api.read_only): {request.method} {path} is refused"
             )
         if principal is not None:
-            svc.guard.authorize(principal, route.access, f"{request.method} {path}")
+            needed = route.access
+            if route.logs:  # as on the main API: container_logs.role says who may read logs
+                needed = ROLE_ACCESS[svc.fleet.settings().container_logs.role]
+            svc.guard.authorize(principal, needed, f"{request.method} {path}")
         call = Call(request, svc, version, params, note, principal)
         response = await route.handler(call)
         status = response.status

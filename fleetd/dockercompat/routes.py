@@ -36,6 +36,7 @@ class Route:
     access: Access
     action: str  # the audit log's name; "" for reads (not audited)
     read_only: bool  # allowed when docker_api.read_only is on
+    logs: bool = False  # container logs: the role comes from container_logs.role
 
     @property
     def mutating(self) -> bool:
@@ -58,7 +59,8 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/containers/json", containers.list_containers, _R, ro=True),
     _r("POST", "/containers/create", containers.create, _O, "container.create"),
     _r("GET", f"/containers/{_REF}/json", containers.inspect, _R, ro=True),
-    _r("GET", f"/containers/{_REF}/logs", partial(containers.streamed, name="logs"), _O, ro=True),
+    Route(frozenset({"GET"}), re.compile(f"^/containers/{_REF}/logs$"), partial(containers.streamed, name="logs"),
+          _O, "", read_only=True, logs=True),
     _r("GET", f"/containers/{_REF}/stats", partial(containers.streamed, name="stats"), _R, ro=True),
     _r("GET", f"/containers/{_REF}/top", partial(containers.passthrough, name="top"), _R, ro=True),
     _r("GET", f"/containers/{_REF}/changes", partial(containers.passthrough, name="changes"), _O),

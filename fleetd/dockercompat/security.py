@@ -7,7 +7,8 @@
   config.json ``HttpHeaders``; required when tokens exist unless ``docker_api.require_token: false``.
 - ``read_only``: an allowlist of routes (matched after URL decoding); archive, export, images/get,
   exec and attach are refused even though some are GETs.
-Reads need viewer; logs and every change need operator.
+Reads need viewer; every change needs operator; logs need ``container_logs.role`` (default operator),
+as on the main API.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from fleetd.ops.audit import Auditor
 from fleetd.store.audit import AuditEntry, AuditTarget
 from fleetd.util.ratelimit import ClientBuckets
 
-__all__ = ["Access", "AuditNote", "Guard", "Principal", "record_audit"]
+__all__ = ["ROLE_ACCESS", "Access", "AuditNote", "Guard", "Principal", "record_audit"]
 
 TOKEN_HINT = (
     'put {"HttpHeaders": {"Authorization": "Bearer <token>"}} in the docker CLI\'s config.json '
@@ -40,9 +41,11 @@ class Access(enum.IntEnum):
     PUBLIC = 0
     VIEWER = 1
     OPERATOR = 2
+    ADMIN = 3
 
 
-_ROLE: dict[Role, Access] = {"viewer": Access.VIEWER, "operator": Access.OPERATOR, "admin": Access.OPERATOR}
+ROLE_ACCESS: dict[Role, Access] = {"viewer": Access.VIEWER, "operator": Access.OPERATOR, "admin": Access.ADMIN}
+_ROLE = ROLE_ACCESS
 
 
 @dataclass(frozen=True, slots=True)

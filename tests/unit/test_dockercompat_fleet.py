@@ -195,6 +195,9 @@ async def test_viewer_cannot_change_anything(tmp_path: Path) -> None:
         target = f"old/{_names(s, 'old')[0]}"
         status, _, body = await _raw(s, "POST", f"/v1.41/containers/{target}/stop", TOKENS.by_name["watcher"])
         assert status == 403 and b"needs operator" in body
+        # logs follow container_logs.role (default operator), as on the main API
+        status, _, body = await _raw(s, "GET", f"/v1.41/containers/{target}/logs?stdout=1", TOKENS.by_name["watcher"])
+        assert status == 403 and b"needs operator" in body
         status, _, body = await _raw(s, "POST", f"/v1.41/containers/{target}/stop?t=0", TOKENS.by_name["ci"])
         assert status in (204, 304), body  # stopped now, or already
 
