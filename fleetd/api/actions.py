@@ -38,10 +38,10 @@ def host_client(request: web.Request, host: str) -> DockerClient:
         return client_for(request.app[FLEET].state, request.app[FLEET].poller, host)
     except HostUnavailable as exc:
         if exc.kind == "unknown":
-            raise NotFound(exc.message, code="unknown_host") from None
+            raise NotFound(exc.message, code=exc.code) from None
         if exc.kind == "disabled":
-            raise Conflict(exc.message, code="host_disabled", details={"host": host}) from None
-        raise ServiceUnavailable(exc.message, code="host_not_ready", details={"host": host}) from None
+            raise Conflict(exc.message, code=exc.code, details={"host": host}) from None
+        raise ServiceUnavailable(exc.message, code=exc.code, details={"host": host}) from None
 
 
 async def settle_host(request: web.Request, host: str, *, images: bool = False) -> bool:

@@ -65,8 +65,7 @@ def _target_view(t: Target) -> dict[str, Any]:
 
 def _error_view(host: str, error: DockerError | HostUnavailable) -> dict[str, Any]:
     if isinstance(error, HostUnavailable):
-        status = {"unknown": 404, "disabled": 409}.get(error.kind, 503)
-        return {"code": f"host_{error.kind}", "message": error.message, "status": status}
+        return {"code": error.code, "message": error.message, "status": error.status}
     api = engine_error(host, error)
     return {"code": api.code, "message": api.message, "status": api.status}
 

@@ -10,15 +10,15 @@ from fleetd.api.errors import BadRequest, NotFound
 from fleetd.api.keys import FLEET
 from fleetd.api.params import check_known, get_bool, get_choice, get_int, get_one
 from fleetd.api.render import json_response
+from fleetd.fleet.match import CONTAINER_STATES, HEALTH_STATES
 from fleetd.fleet.records import ContainerRecord
 from fleetd.fleet.state import AmbiguousContainer, ContainerQuery, label_matches
+from fleetd.ops.targets import no_such_host
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
-CONTAINER_STATES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
-HEALTH_STATES = {"healthy", "unhealthy", "starting", "none"}
 _PARAMS = {"host", "state", "health", "stale", "label", "image", "name", "host_label", "sort", "limit", "offset"}
 #: ?sort= keys; ties keep the default order (host, then name), so pages are stable.
 _SORT_KEYS: dict[str, Callable[[ContainerRecord], str]] = {
@@ -41,7 +41,7 @@ async def list_containers(request: web.Request) -> web.Response:
     hosts = tuple(q.getall("host", []))
     for h in hosts:
         if h not in fleet:
-            raise NotFound(f"no host named {h!r} in the inventory", code="unknown_host")
+            raise NotFound(no_such_host(h), code="unknown_host")
     labels = tuple(q.getall("label", []))
     host_labels = q.getall("host_label", [])
     for name, given in (("label", labels), ("host_label", host_labels)):
@@ -80,7 +80,7 @@ async def get_container(request: web.Request) -> web.Response:
     fleet = request.app[FLEET].state
     host, ref = request.match_info["host"], request.match_info["ref"]
     if host not in fleet:
-        raise NotFound(f"no host named {host!r} in the inventory", code="unknown_host")
+        raise NotFound(no_such_host(host), code="unknown_host")
     try:
         found = fleet.find_container(host, ref)
     except AmbiguousContainer as exc:

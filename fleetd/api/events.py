@@ -26,6 +26,7 @@ from fleetd.api.render import json_response
 from fleetd.config.events import EventsSettings
 from fleetd.fleet.feed import EVENT_TYPES, FleetEvent, Lagged
 from fleetd.fleet.match import label_matches
+from fleetd.ops.targets import no_such_host
 from fleetd.util.timefmt import rfc3339
 
 __all__ = ["EVENT_ID_HEADER", "SSE", "EventFilter", "SseHub", "SseSettings", "event_id_middleware", "install"]
@@ -130,7 +131,7 @@ def _filter(request: web.Request) -> EventFilter:
     hosts = q.getall("host", [])
     for h in hosts:
         if h not in fleet:
-            raise NotFound(f"no host named {h!r} in the inventory", code="unknown_host")
+            raise NotFound(no_such_host(h), code="unknown_host")
     labels = tuple(q.getall("label", []))
     if any(not sel.partition("=")[0] for sel in labels):
         raise BadRequest("parameter 'label' must be 'key' or 'key=value'", code="bad_parameter")

@@ -10,6 +10,7 @@ from fleetd.api.params import check_known, get_choice
 from fleetd.api.render import host_detail, host_view, json_response
 from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import label_matches
+from fleetd.ops.targets import no_such_host
 
 __all__ = ["routes"]
 
@@ -43,5 +44,5 @@ async def get_host(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     record = fleet.get(name)
     if record is None:
-        raise NotFound(f"no host named {name!r} in the inventory", code="unknown_host")
+        raise NotFound(no_such_host(name), code="unknown_host")
     return json_response(host_detail(fleet, record, fleet.clock()))

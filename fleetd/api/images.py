@@ -22,6 +22,7 @@ from fleetd.ops.images import (
     image_matches,
     registry_unreachable,
 )
+from fleetd.ops.targets import no_such_host
 from fleetd.util.timefmt import rfc3339
 
 __all__ = ["routes"]
@@ -61,7 +62,7 @@ async def list_images(request: web.Request) -> web.Response:
     hosts = set(q.getall("host", []))
     for h in sorted(hosts):
         if h not in fleet:
-            raise NotFound(f"no host named {h!r} in the inventory", code="unknown_host")
+            raise NotFound(no_such_host(h), code="unknown_host")
     images, unlisted = fleet_images(
         fleet.records(), hosts=hosts or None, reference=get_one(q, "reference") or None
     )
@@ -74,7 +75,7 @@ async def host_images(request: web.Request) -> web.Response:
     host = request.match_info["host"]
     record = request.app[FLEET].state.get(host)
     if record is None:
-        raise NotFound(f"no host named {host!r} in the inventory", code="unknown_host")
+        raise NotFound(no_such_host(host), code="unknown_host")
     reference = get_one(request.query, "reference") or None
     images = None
     if record.images is not None:

@@ -25,7 +25,7 @@ from fleetd.dockerapi import DockerClient, DockerError
 from fleetd.logs import LogStream, LogStreams, Selection, StreamOptions, Target, TooManyStreams
 from fleetd.logs.entries import split_timestamp
 from fleetd.logs.stream import ClientFor, TooManyContainers
-from fleetd.ops.targets import client_for
+from fleetd.ops.targets import client_for, no_such_host
 from fleetd.util.timefmt import parse_rfc3339
 
 __all__ = ["LOG_STREAMS", "install", "routes"]
@@ -207,7 +207,7 @@ async def merged_logs(request: web.Request) -> web.StreamResponse:
     state = request.app[FLEET].state
     for host in hosts:
         if host not in state:
-            raise NotFound(f"no host named {host!r} in the inventory", code="unknown_host")
+            raise NotFound(no_such_host(host), code="unknown_host")
     settings = request.app[FLEET].settings.container_logs
     options = StreamOptions(
         follow=bool(get_bool(q, "follow", False)),

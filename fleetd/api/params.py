@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from aiohttp import web
 from multidict import MultiMapping
 
 from fleetd.api.errors import BadRequest
@@ -83,6 +82,3 @@ def get_choice(query: MultiMapping[str], name: str, choices: Collection[str]) ->
         )
     return raw
 
-
-def path_param(request: web.Request, name: str) -> str:
-    return request.match_info[name]

@@ -10,7 +10,6 @@ any host); deleting and pruning are for admins.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Final, cast
 
 import msgspec
@@ -118,7 +117,7 @@ async def take_snapshot(request: web.Request) -> web.Response:
     service = _service(request)
     try:
         info = await service.take(Trigger.ON_DEMAND)
-    except (StoreError, sqlite3.Error, SnapshotServiceClosed) as exc:
+    except (StoreError, SnapshotServiceClosed) as exc:
         raise _unavailable(exc) from None
     return json_response(info, status=201, headers={"Location": f"{BASE}/{info.id}"})
 
@@ -137,7 +136,7 @@ async def list_snapshots(request: web.Request) -> web.Response:
     query = ListQuery(since=since, until=until, before=before, limit=limit, offset=offset)
     try:
         page = await service.store.list(query)
-    except (StoreError, sqlite3.Error) as exc:
+    except StoreError as exc:
         raise _unavailable(exc) from None
     following = None
     if len(page.items) == limit:
@@ -171,7 +170,7 @@ async def prune_snapshots(request: web.Request) -> web.Response:
             raise BadRequest(f"parameter 'max_age': {exc}", code="bad_parameter") from None
     try:
         result = await service.prune(RetentionPolicy(last=last, max_age=max_age))
-    except (StoreError, sqlite3.Error) as exc:
+    except StoreError as exc:
         raise _unavailable(exc) from None
     return json_response(
         {
@@ -191,7 +190,7 @@ async def _get(request: web.Request, raw: str) -> web.Response:
     snapshot_id = await _resolve(service, raw)
     try:
         snapshot = await service.store.get(snapshot_id)
-    except (StoreError, sqlite3.Error) as exc:
+    except StoreError as exc:
         raise _unavailable(exc) from None
     if snapshot is None:
         raise _not_found(snapshot_id)
@@ -216,7 +215,7 @@ async def delete_snapshot(request: web.Request) -> web.Response:
     snapshot_id = _id(request.match_info["id"], "the snapshot id", latest=False)
     try:
         deleted = await service.store.delete(snapshot_id)
-    except (StoreError, sqlite3.Error) as exc:
+    except StoreError as exc:
         raise _unavailable(exc) from None
     if not deleted:
         raise _not_found(snapshot_id)
@@ -242,7 +241,7 @@ async def diff_snapshot(request: web.Request) -> web.Response:
         old_id = previous
     try:
         old, new = await service.store.pair(old_id, new_id)
-    except (StoreError, sqlite3.Error) as exc:
+    except StoreError as exc:
         raise _unavailable(exc) from None
     if new is None:
         raise _not_found(new_id)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 from fleetd.dockerapi import DockerClient
 
-__all__ = ["ACTIONS", "Action", "ActionOptions", "perform"]
+__all__ = ["Action", "ActionOptions", "perform"]
 
 Action = Literal["start", "stop", "restart", "kill", "remove"]
-ACTIONS: tuple[Action, ...] = get_args(Action)
 
 
 @dataclass(frozen=True, slots=True)

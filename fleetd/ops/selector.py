@@ -13,11 +13,12 @@ from fnmatch import fnmatchcase
 
 import msgspec
 
-from fleetd.fleet.state import FleetState, label_matches
+from fleetd.fleet.match import CONTAINER_STATES, label_matches
+from fleetd.fleet.state import FleetState
+from fleetd.ops.targets import no_such_host
 
 __all__ = ["CONTAINER_STATES", "Selector", "SelectorError", "Target", "resolve", "validate"]
 
-CONTAINER_STATES = frozenset({"created", "restarting", "running", "removing", "paused", "exited", "dead"})
 
 
 class SelectorError(ValueError):
@@ -51,7 +52,7 @@ def validate(selector: Selector | None, state: FleetState) -> Selector:
         )
     for host in selector.host or ():
         if host not in state:
-            raise SelectorError(f"selector.host: no host named {host!r} in the inventory")
+            raise SelectorError(f"selector.host: {no_such_host(host)}")
     for sel in selector.label or ():
         if not sel.partition("=")[0]:
             raise SelectorError(f"selector.label: {sel!r} must be 'key' or 'key=value'")

@@ -14,20 +14,34 @@ from fleetd.fleet.poller import Poller
 from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 
-__all__ = ["HostUnavailable", "InvalidReference", "check_ref", "client_for", "settle"]
+__all__ = ["HostUnavailable", "InvalidReference", "check_ref", "client_for", "no_such_host", "settle"]
 
 # Container names ([a-zA-Z0-9][a-zA-Z0-9_.-]+) and hex ids; nothing that could leave the URL path.
 _REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 
+def no_such_host(host: str) -> str:
+    """The one wording of the condition, wherever a host name is not in the inventory."""
+    return f"no host named {host!r} in the inventory"
+
+
+# kind -> (error code, HTTP status): the same for one call and for a target of a batch.
+_KINDS: dict[str, tuple[str, int]] = {
+    "unknown": ("unknown_host", 404),
+    "disabled": ("host_disabled", 409),
+    "not_ready": ("host_not_ready", 503),
+}
+
+
 class HostUnavailable(Exception):
-    """No operation is possible on this host; ``kind`` says why."""
+    """No operation is possible on this host; ``kind`` says why, ``code``/``status`` how to answer."""
 
     def __init__(self, host: str, kind: str, message: str) -> None:
         super().__init__(message)
         self.host = host
         self.kind = kind  # unknown | disabled | not_ready
         self.message = message
+        self.code, self.status = _KINDS[kind]
 
 
 class InvalidReference(ValueError):
@@ -45,7 +59,7 @@ def check_ref(ref: str) -> str:
 def client_for(state: FleetState, poller: Poller, host: str) -> DockerClient:
     record = state.get(host)
     if record is None:
-        raise HostUnavailable(host, "unknown", f"no host named {host!r} in the inventory")
+        raise HostUnavailable(host, "unknown", no_such_host(host))
     if record.status is HostStatus.DISABLED or not record.settings.enabled:
         raise HostUnavailable(
             host, "disabled", f"host {host!r} is disabled in the inventory (enabled: false); enable it first"

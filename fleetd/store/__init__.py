@@ -13,6 +13,8 @@ from fleetd.store.errors import (
     SchemaTooOld,
     StoreClosed,
     StoreError,
+    StoreFailed,
+    StoreInterrupted,
     StoreReplaced,
 )
 from fleetd.store.retention import PruneResult, RetentionPolicy
@@ -33,6 +35,8 @@ __all__ = [
     "SnapshotStore",
     "StoreClosed",
     "StoreError",
+    "StoreFailed",
+    "StoreInterrupted",
     "StoreReplaced",
     "read_transaction",
     "transaction",

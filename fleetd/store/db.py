@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from fleetd.store.errors import StoreClosed, StoreError, StoreReplaced
+from fleetd.store.errors import StoreClosed, StoreError, StoreFailed, StoreInterrupted, StoreReplaced
 from fleetd.store.schema import MIGRATIONS, Migration, check_identity, migrate, require_current
 
 __all__ = ["Database", "read_transaction", "transaction"]
@@ -139,6 +139,12 @@ class _Owner:
             self._check_identity(self.identity)
         try:
             result = fn(conn, *args, **kwargs)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            if isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
+                raise StoreInterrupted(self.path, exc) from exc
+            raise StoreFailed(self.path, exc) from exc
         except BaseException:
             if conn.in_transaction:
                 conn.rollback()

@@ -5,14 +5,27 @@
     ├── SchemaTooNew           written by a newer fleetd: this one refuses to touch it
     ├── SchemaTooOld           opened read-only but not yet migrated (start fleetd once)
     ├── StoreClosed            used before open() or after aclose()
-    └── StoreReplaced          the file was deleted or replaced while open: writes are refused
+    ├── StoreReplaced          the file was deleted or replaced while open: writes are refused
+    ├── StoreInterrupted       the running write was interrupted (shutdown): rolled back
+    └── StoreFailed            SQLite failed (locked, full, corrupt, read-only): ``cause`` is its error
+
+No ``sqlite3.Error`` leaves the store: every one is one of these, with the file named.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["NotFleetdDatabase", "SchemaTooNew", "SchemaTooOld", "StoreClosed", "StoreError", "StoreReplaced"]
+__all__ = [
+    "NotFleetdDatabase",
+    "SchemaTooNew",
+    "SchemaTooOld",
+    "StoreClosed",
+    "StoreError",
+    "StoreFailed",
+    "StoreInterrupted",
+    "StoreReplaced",
+]
 
 
 class StoreError(Exception):
@@ -67,3 +80,16 @@ class StoreReplaced(StoreError):
         )
         self.path = path
         self.what = what
+
+
+class StoreFailed(StoreError):
+    """An operation failed inside SQLite; the transaction it was in was rolled back."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        super().__init__(f"{path}: {cause}")
+        self.path = path
+        self.cause = cause
+
+
+class StoreInterrupted(StoreFailed):
+    """The write was interrupted (fleetd is stopping): it was rolled back, nothing of it is stored."""

@@ -14,7 +14,7 @@ from fleetd.config.model import RetentionSettings, SnapshotSettings
 from fleetd.ops.snapshot_schedule import run_schedule
 from fleetd.ops.snapshots import SnapshotService, SnapshotServiceClosed
 from fleetd.snapshot.model import SnapshotCounts, SnapshotInfo, Trigger
-from fleetd.store import Database, ListQuery, PruneResult, RetentionPolicy, SnapshotStore
+from fleetd.store import Database, ListQuery, PruneResult, RetentionPolicy, SnapshotStore, StoreInterrupted
 from tests.unit.snapshotkit import fleet
 
 
@@ -61,7 +61,7 @@ async def test_after_the_grace_period_the_write_is_rolled_back_not_half_stored(d
     started = time.monotonic()
     await service.aclose(grace=0.3)
     assert time.monotonic() - started < 3
-    with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+    with pytest.raises(StoreInterrupted, match="interrupted"):
         await taking
     counts = await db.read(
         lambda c: [c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("snapshots", "snapshot_hosts")]

@@ -18,6 +18,8 @@ from fleetd.store import (
     SchemaTooOld,
     StoreClosed,
     StoreError,
+    StoreFailed,
+    StoreInterrupted,
     StoreReplaced,
     transaction,
 )
@@ -179,8 +181,9 @@ async def test_readers_are_not_held_up_by_a_long_write(tmp_path: Path) -> None:
 
 async def test_the_reader_connection_cannot_write(tmp_path: Path) -> None:
     async with Database(tmp_path / "fleetd.db") as db:
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(StoreFailed, match="readonly") as info:
             await db.read(lambda c: c.execute("INSERT INTO meta VALUES ('a', 'b')"))
+        assert isinstance(info.value.cause, sqlite3.OperationalError)  # no sqlite3.Error leaves the store
 
 
 async def test_a_function_leaving_a_transaction_open_is_rolled_back_and_reported(tmp_path: Path) -> None:
@@ -238,7 +241,7 @@ async def test_interrupt_aborts_the_running_write(tmp_path: Path) -> None:
         )
         await asyncio.sleep(0.2)
         db.interrupt()
-        with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+        with pytest.raises(StoreInterrupted, match="interrupted"):
             await asyncio.wait_for(endless, 5)
 
 
