@@ -109,11 +109,15 @@ def main(argv: list[str] | None = None) -> int:
             for r in runs:
                 done = wait_complete(r["api"], r["proc"], r["started"], healthy, args.hosts, 0.2)
                 print(f"{r['label']}: complete view after {done['complete_seconds']:.1f} s", flush=True)
+                r["complete_seconds"] = done["complete_seconds"]
             time.sleep(args.settle)
             rounds = []
             for i in range(args.rounds):
                 order = runs if i % 2 == 0 else list(reversed(runs))
                 got = measure_round(order, args.window)
+                for r in runs:  # a round counts only if every host answered its polls in it
+                    up = r["api"].json("/api/v1/summary")["hosts"]["by_state"]["up"]
+                    got[r["label"]]["hosts_up_at_end"] = up
                 got_line = ", ".join(
                     f"{k} {v['cpu_ms_per_poll']:.4f} ms/poll ({v['polls']:.0f} polls)" for k, v in got.items()
                 )

@@ -17,8 +17,9 @@ from aiohttp import web
 from fleetd.api.audit import audit_note
 from fleetd.api.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, engine_error
 from fleetd.api.keys import FLEET
-from fleetd.api.params import check_known, get_bool, get_int, get_one
+from fleetd.api.params import get_bool, get_int, get_one
 from fleetd.api.render import json_response
+from fleetd.api.routes import OPERATOR, RouteTable
 from fleetd.dockerapi import DockerClient, DockerError
 from fleetd.fleet.state import AmbiguousContainer
 from fleetd.ops.containers import Action, ActionOptions, perform
@@ -26,7 +27,7 @@ from fleetd.ops.targets import HostUnavailable, InvalidReference, check_ref, cli
 
 __all__ = ["container_ref", "engine_call", "host_client", "routes", "settle_host"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 T = TypeVar("T")
 
 _SIGNAL = re.compile(r"(SIG)?[A-Z0-9+-]{1,16}|[0-9]{1,2}")
@@ -75,9 +76,8 @@ async def engine_call(host: str, call: Awaitable[T]) -> T:
         raise engine_error(host, exc) from None
 
 
-@routes.post("/api/v1/hosts/{host}/containers")
+@routes.post("/api/v1/hosts/{host}/containers", OPERATOR, "container.create", "Create a container with the Engine's own create body", "containers", query=("name",), body="create", ok=201, errors=(400, 404, 409, 502, 503, 504))
 async def create_container(request: web.Request) -> web.Response:
-    check_known(request.query, {"name"})
     host = request.match_info["host"]
     name = get_one(request.query, "name") or None
     client = host_client(request, host)
@@ -104,10 +104,7 @@ async def create_container(request: web.Request) -> web.Response:
     )
 
 
-async def _act(
-    request: web.Request, action: Action, allowed: set[str], options: ActionOptions
-) -> web.Response:
-    check_known(request.query, allowed)
+async def _act(request: web.Request, action: Action, options: ActionOptions) -> web.Response:
     host, ref = container_ref(request)
     client = host_client(request, host)
     container_id = _note_target(request, host, ref)
@@ -125,33 +122,33 @@ def _t(request: web.Request) -> int | None:
     return get_int(request.query, "t", None, minimum=0, maximum=86_400)
 
 
-@routes.post("/api/v1/containers/{host}/{ref}/start")
+@routes.post("/api/v1/containers/{host}/{ref}/start", OPERATOR, "container.start", "Start a container", "containers", errors=(404, 409, 502, 503, 504))
 async def start_container(request: web.Request) -> web.Response:
-    return await _act(request, "start", set(), ActionOptions())
+    return await _act(request, "start", ActionOptions())
 
 
-@routes.post("/api/v1/containers/{host}/{ref}/stop")
+@routes.post("/api/v1/containers/{host}/{ref}/stop", OPERATOR, "container.stop", "Stop a container", "containers", query=("t",), errors=(404, 409, 502, 503, 504))
 async def stop_container(request: web.Request) -> web.Response:
-    return await _act(request, "stop", {"t"}, ActionOptions(t=_t(request)))
+    return await _act(request, "stop", ActionOptions(t=_t(request)))
 
 
-@routes.post("/api/v1/containers/{host}/{ref}/restart")
+@routes.post("/api/v1/containers/{host}/{ref}/restart", OPERATOR, "container.restart", "Restart a container", "containers", query=("t",), errors=(404, 409, 502, 503, 504))
 async def restart_container(request: web.Request) -> web.Response:
-    return await _act(request, "restart", {"t"}, ActionOptions(t=_t(request)))
+    return await _act(request, "restart", ActionOptions(t=_t(request)))
 
 
-@routes.post("/api/v1/containers/{host}/{ref}/kill")
+@routes.post("/api/v1/containers/{host}/{ref}/kill", OPERATOR, "container.kill", "Kill a container", "containers", query=("signal",), errors=(404, 409, 502, 503, 504))
 async def kill_container(request: web.Request) -> web.Response:
     signal = get_one(request.query, "signal") or None
     if signal is not None and not _SIGNAL.fullmatch(signal):
         raise BadRequest(
             f"parameter 'signal' must be a signal name or number, got {signal!r}", code="bad_parameter"
         )
-    return await _act(request, "kill", {"signal"}, ActionOptions(signal=signal))
+    return await _act(request, "kill", ActionOptions(signal=signal))
 
 
-@routes.delete("/api/v1/containers/{host}/{ref}")
+@routes.delete("/api/v1/containers/{host}/{ref}", OPERATOR, "container.remove", "Remove a container", "containers", query=("force", "v"), errors=(404, 409, 502, 503, 504))
 async def remove_container(request: web.Request) -> web.Response:
     q = request.query
     options = ActionOptions(force=bool(get_bool(q, "force", False)), volumes=bool(get_bool(q, "v", False)))
-    return await _act(request, "remove", {"force", "v"}, options)
+    return await _act(request, "remove", options)

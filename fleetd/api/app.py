@@ -39,10 +39,11 @@ from fleetd.api.auth import AUTH, AuthGuard, auth_middleware
 from fleetd.api.errors import ApiError
 from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
+from fleetd.api.routes import RouteIndex, register
 from fleetd.metrics import FleetMetrics
 from fleetd.runtime import Fleet
 
-__all__ = ["create_app"]
+__all__ = ["ROUTE_TABLES", "create_app", "route_index"]
 
 log = structlog.get_logger("fleetd.api")
 
@@ -100,6 +101,32 @@ async def _drain(app: web.Application) -> None:
     await app[FLEET].drain()
 
 
+#: Every module's routes, in the order the router matches them.
+ROUTE_TABLES = (
+    hosts.routes,
+    containers.routes,
+    summary.routes,
+    metrics_routes.routes,
+    reload_routes.routes,
+    whoami.routes,
+    inspect.routes,
+    ui.routes,
+    actions.routes,
+    images.routes,
+    batch.routes,
+    audit_api.routes,
+    openapi.routes,
+    logs.routes,
+    snapshots.routes,
+    events.routes,
+)
+
+
+def route_index() -> RouteIndex:
+    """The whole route table without an app (for tests and tools)."""
+    return RouteIndex(r for table in ROUTE_TABLES for r in table)
+
+
 def create_app(fleet: Fleet) -> web.Application:
     app = web.Application(
         middlewares=[
@@ -112,12 +139,9 @@ def create_app(fleet: Fleet) -> web.Application:
     app[FLEET] = fleet
     app[AUTH] = AuthGuard()
     app.on_shutdown.append(_drain)
-    for module in (hosts, containers, summary, metrics_routes, reload_routes, whoami, inspect):
-        app.add_routes(module.routes)
-    ui.install(app)  # the dashboard at / and /ui/...
-    for module in (actions, images, batch, audit_api, openapi):
-        app.add_routes(module.routes)
-    logs.install(app)  # container logs, plain, followed and merged
-    app.add_routes(snapshots.routes)
-    events.install(app, events.SseSettings.of(fleet.settings.events))  # GET /api/v1/events, X-Fleet-Event-Id
+    # The one route table: router, auth policy, OpenAPI and query checks all come from it.
+    register(app, ROUTE_TABLES)
+    ui.install(app)  # the dashboard's files, loaded at start-up
+    logs.install(app)  # container log streams, closed at shutdown
+    events.install(app, events.SseSettings.of(fleet.settings.events))  # SSE hub, X-Fleet-Event-Id
     return app

@@ -18,8 +18,9 @@ from aiohttp import web
 from fleetd.api.auth import PRINCIPAL, RULE, SAFE_METHODS, client_address
 from fleetd.api.errors import ApiError, BadRequest, ServiceUnavailable
 from fleetd.api.keys import FLEET
-from fleetd.api.params import check_known, get_int, get_one
+from fleetd.api.params import get_int, get_one
 from fleetd.api.render import json_response
+from fleetd.api.routes import ADMIN, RouteTable
 from fleetd.ops.audit import AuditUnavailable
 from fleetd.store.audit import AuditEntry, AuditQuery, AuditTarget
 from fleetd.util.timefmt import parse_rfc3339, rfc3339
@@ -121,7 +122,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 # -- GET /api/v1/audit ---------------------------------------------------------------------------
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 _PARAMS = {"since", "until", "actor", "host", "action", "limit", "offset"}
 
@@ -155,10 +156,9 @@ def _entry_view(e: AuditEntry) -> dict[str, Any]:
     }
 
 
-@routes.get("/api/v1/audit")
+@routes.get("/api/v1/audit", ADMIN, "audit.list", "The audit log of mutating calls, newest first", "audit", query=("since", "until", "actor", "audit_host", "action", "limit", "offset"), errors=(400, 503))
 async def list_audit(request: web.Request) -> web.Response:
     q = request.query
-    check_known(q, _PARAMS)
     query = AuditQuery(
         since=_time(request, "since"),
         until=_time(request, "until"),

@@ -1,7 +1,8 @@
 """Who may call what: bearer tokens, roles and one central policy table.
 
-Every route is listed in :data:`POLICY` as (method, route template) → the lowest role that may call it,
-or ``PUBLIC``. :func:`auth_middleware` is the only place that decides; handlers never check roles.
+Every route declares, where its handler is (fleetd/api/routes.py), the lowest role that may call it (or
+``PUBLIC``) and its audit action name. :func:`auth_middleware` is the only place that decides, from that
+table; handlers never check roles.
 
 - Tokens are compared as SHA-256 digests with :func:`hmac.compare_digest` against every configured
   digest (no early exit), and never logged.
@@ -12,10 +13,8 @@ or ``PUBLIC``. :func:`auth_middleware` is the only place that decides; handlers 
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from aiohttp import web
 from fleetd.api.errors import ApiError, Forbidden, Unauthorized
 from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
+from fleetd.api.routes import ROLE_ACCESS, ROUTES, Access, Rule
 from fleetd.config.exposure import is_loopback
 from fleetd.config.model import AuthSettings, Role, Settings
 from fleetd.util.ratelimit import ClientBuckets
@@ -32,7 +32,6 @@ from fleetd.util.ratelimit import ClientBuckets
 __all__ = [
     "ANONYMOUS",
     "AUTH",
-    "POLICY",
     "PRINCIPAL",
     "RULE",
     "SAFE_METHODS",
@@ -42,41 +41,11 @@ __all__ = [
     "Rule",
     "auth_middleware",
     "client_address",
-    "rule_for",
-    "template_key",
 ]
 
 log = structlog.get_logger("fleetd.auth")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Access(enum.IntEnum):
-    """The lowest role a route needs; ordered so that ``role >= needed`` is the check."""
-
-    PUBLIC = 0
-    VIEWER = 1
-    OPERATOR = 2
-    ADMIN = 3
-
-
-ROLE_ACCESS: dict[Role, Access] = {
-    "viewer": Access.VIEWER,
-    "operator": Access.OPERATOR,
-    "admin": Access.ADMIN,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    access: Access
-    action: str  # the audit log's name for the call
-    shell: bool = False  # the dashboard's static files: public whatever protect_health says
-    probe: bool = False  # without a token, answer as anonymous (the caller learns it must sign in)
-    logs: bool = False  # container logs: the role needed comes from container_logs.role instead
-
-    def needed(self, settings: Settings) -> Access:
-        return ROLE_ACCESS[settings.container_logs.role] if self.logs else self.access
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,69 +56,7 @@ class Principal:
 
 ANONYMOUS = Principal("anonymous", None)
 
-_P, _V, _O, _A = Access.PUBLIC, Access.VIEWER, Access.OPERATOR, Access.ADMIN
-
-#: (method, route template) → rule. Variable names in templates do not matter (see template_key).
-POLICY: dict[tuple[str, str], Rule] = {
-    ("GET", "/healthz"): Rule(_P, "health.live"),
-    ("GET", "/readyz"): Rule(_P, "health.ready"),
-    ("GET", "/metrics"): Rule(_P, "metrics"),
-    # The dashboard's page and files hold no fleet data: open even with protect_health.
-    ("GET", "/"): Rule(_P, "ui", shell=True),
-    ("GET", "/ui/assets/{name}"): Rule(_P, "ui", shell=True),
-    ("GET", "/ui/{view}"): Rule(_P, "ui", shell=True),
-    ("GET", "/api/v1/whoami"): Rule(_V, "whoami", probe=True),
-    ("GET", "/api/v1/openapi.json"): Rule(_V, "openapi"),
-    ("GET", "/api/v1/summary"): Rule(_V, "summary"),
-    ("GET", "/api/v1/hosts"): Rule(_V, "hosts.list"),
-    ("GET", "/api/v1/hosts/{host}"): Rule(_V, "hosts.get"),
-    ("GET", "/api/v1/containers"): Rule(_V, "containers.list"),
-    ("GET", "/api/v1/events"): Rule(_V, "events.stream"),
-    ("GET", "/api/v1/containers/{host}/{ref}"): Rule(_V, "containers.get"),
-    ("GET", "/api/v1/images"): Rule(_V, "images.list"),
-    ("GET", "/api/v1/images/search"): Rule(_V, "images.search"),
-    ("GET", "/api/v1/hosts/{host}/images"): Rule(_V, "images.host"),
-    ("GET", "/api/v1/snapshots"): Rule(_V, "snapshots.list"),
-    ("POST", "/api/v1/snapshots"): Rule(_V, "snapshot.take"),
-    ("GET", "/api/v1/snapshots/latest"): Rule(_V, "snapshots.latest"),
-    ("GET", "/api/v1/snapshots/{id}"): Rule(_V, "snapshots.get"),
-    ("GET", "/api/v1/snapshots/{id}/diff"): Rule(_V, "snapshots.diff"),
-    # Container logs are reads, but they routinely carry credentials: operators only, unless
-    # container_logs.role says otherwise.
-    ("GET", "/api/v1/containers/{host}/{ref}/logs"): Rule(_O, "container.logs", logs=True),
-    ("GET", "/api/v1/logs"): Rule(_O, "logs.merged", logs=True),
-    # So is inspect: its Config.Env routinely holds secrets.
-    ("GET", "/api/v1/containers/{host}/{ref}/inspect"): Rule(_O, "container.inspect"),
-    ("POST", "/api/v1/hosts/{host}/containers"): Rule(_O, "container.create"),
-    ("POST", "/api/v1/containers/{host}/{ref}/start"): Rule(_O, "container.start"),
-    ("POST", "/api/v1/containers/{host}/{ref}/stop"): Rule(_O, "container.stop"),
-    ("POST", "/api/v1/containers/{host}/{ref}/restart"): Rule(_O, "container.restart"),
-    ("POST", "/api/v1/containers/{host}/{ref}/kill"): Rule(_O, "container.kill"),
-    ("DELETE", "/api/v1/containers/{host}/{ref}"): Rule(_O, "container.remove"),
-    ("POST", "/api/v1/hosts/{host}/images/pull"): Rule(_O, "image.pull"),
-    ("POST", "/api/v1/hosts/{host}/images/load"): Rule(_O, "image.load"),
-    ("POST", "/api/v1/actions"): Rule(_O, "batch"),
-    ("DELETE", "/api/v1/snapshots/{id}"): Rule(_A, "snapshot.delete"),
-    ("POST", "/api/v1/snapshots/prune"): Rule(_A, "snapshots.prune"),
-    ("POST", "/api/v1/reload"): Rule(_A, "config.reload"),
-    ("GET", "/api/v1/audit"): Rule(_A, "audit.list"),
-}
-
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_VARIABLE = re.compile(r"\{[^}]*\}")
-
-
-def template_key(method: str, template: str) -> tuple[str, str]:
-    """``("HEAD", "/a/{name}")`` → ``("GET", "/a/{}")``: HEAD is GET, variable names are irrelevant."""
-    method = method.upper()
-    return ("GET" if method == "HEAD" else method), _VARIABLE.sub("{}", template)
-
-
-_RULES: dict[tuple[str, str], Rule] = {template_key(m, t): r for (m, t), r in POLICY.items()}
-
-
-def rule_for(method: str, template: str) -> Rule | None:
-    return _RULES.get(template_key(method, template))
 
 
 class AuthGuard:
@@ -266,7 +173,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     route = request.match_info.route
     if request.match_info.http_exception is not None or route.resource is None:
         return await handler(request)  # no such route: the router's 404/405 tells nothing secret
-    rule = rule_for(request.method, route.resource.canonical)
+    rule = request.app[ROUTES].rule_for(request.method, route.resource.canonical)
     if rule is None:
         if request.method not in SAFE_METHODS:
             return _refuse(

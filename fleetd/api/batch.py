@@ -17,8 +17,8 @@ from aiohttp import web
 from fleetd.api.audit import audit_note
 from fleetd.api.errors import BadRequest, engine_error
 from fleetd.api.keys import FLEET
-from fleetd.api.params import check_known
 from fleetd.api.render import json_response
+from fleetd.api.routes import OPERATOR, RouteTable
 from fleetd.dockerapi import DockerError
 from fleetd.ops.batch import TargetResult, run_batch
 from fleetd.ops.containers import ActionOptions
@@ -27,7 +27,7 @@ from fleetd.ops.targets import HostUnavailable, client_for, settle
 
 __all__ = ["BatchRequest", "routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 #: At most this many per-target errors are copied into the audit entry's detail.
 AUDIT_ERRORS = 50
@@ -79,9 +79,8 @@ def _result_view(r: TargetResult) -> dict[str, Any]:
     return view
 
 
-@routes.post("/api/v1/actions")
+@routes.post("/api/v1/actions", OPERATOR, "batch", "One action on every container a selector matches, across hosts", "containers", body="batch", errors=(400,))
 async def batch_action(request: web.Request) -> web.Response:
-    check_known(request.query, ())
     req = _parse(await request.read())
     fleet, poller = request.app[FLEET].state, request.app[FLEET].poller
     try:

@@ -8,8 +8,9 @@ from aiohttp import web
 
 from fleetd.api.errors import BadRequest, NotFound
 from fleetd.api.keys import FLEET
-from fleetd.api.params import check_known, get_bool, get_choice, get_int, get_one
+from fleetd.api.params import get_bool, get_choice, get_int, get_one
 from fleetd.api.render import json_response
+from fleetd.api.routes import VIEWER, RouteTable
 from fleetd.fleet.match import CONTAINER_STATES, HEALTH_STATES
 from fleetd.fleet.records import ContainerRecord
 from fleetd.fleet.state import AmbiguousContainer, ContainerQuery, label_matches
@@ -17,7 +18,7 @@ from fleetd.ops.targets import no_such_host
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 _PARAMS = {"host", "state", "health", "stale", "label", "image", "name", "host_label", "sort", "limit", "offset"}
 #: ?sort= keys; ties keep the default order (host, then name), so pages are stable.
@@ -33,10 +34,9 @@ _SORT_KEYS: dict[str, Callable[[ContainerRecord], str]] = {
 _SORTS = set(_SORT_KEYS) | {f"-{k}" for k in _SORT_KEYS}
 
 
-@routes.get("/api/v1/containers")
+@routes.get("/api/v1/containers", VIEWER, "containers.list", "Every container of the fleet, from the aggregate", "containers", query=("host", "host_label", "state", "health", "stale", "label", "image", "name", "sort", "limit", "offset"))
 async def list_containers(request: web.Request) -> web.Response:
     q = request.query
-    check_known(q, _PARAMS)
     fleet = request.app[FLEET].state
     hosts = tuple(q.getall("host", []))
     for h in hosts:
@@ -74,9 +74,8 @@ async def list_containers(request: web.Request) -> web.Response:
     return json_response({"containers": page, "total": total, "offset": offset, "limit": limit})
 
 
-@routes.get("/api/v1/containers/{host}/{ref}")
+@routes.get("/api/v1/containers/{host}/{ref}", VIEWER, "containers.get", "One container from the aggregate", "containers", errors=(404,))
 async def get_container(request: web.Request) -> web.Response:
-    check_known(request.query, ())
     fleet = request.app[FLEET].state
     host, ref = request.match_info["host"], request.match_info["ref"]
     if host not in fleet:

@@ -21,16 +21,17 @@ from aiohttp import web
 
 from fleetd.api.errors import BadRequest, NotFound
 from fleetd.api.keys import FLEET
-from fleetd.api.params import check_known
 from fleetd.api.render import json_response
+from fleetd.api.routes import VIEWER, RouteTable
 from fleetd.config.events import EventsSettings
 from fleetd.fleet.feed import EVENT_TYPES, FleetEvent, Lagged
 from fleetd.fleet.match import label_matches
 from fleetd.ops.targets import no_such_host
 from fleetd.util.timefmt import rfc3339
 
-__all__ = ["EVENT_ID_HEADER", "SSE", "EventFilter", "SseHub", "SseSettings", "event_id_middleware", "install"]
+__all__ = ["EVENT_ID_HEADER", "SSE", "EventFilter", "SseHub", "SseSettings", "event_id_middleware", "install", "routes"]
 
+routes = RouteTable()
 log = structlog.get_logger("fleetd.api.events")
 
 EVENT_ID_HEADER: Final = "X-Fleet-Event-Id"
@@ -126,7 +127,6 @@ def reset_frame(head_id: str, reason: str) -> bytes:
 
 def _filter(request: web.Request) -> EventFilter:
     q = request.query
-    check_known(q, _PARAMS)
     fleet = request.app[FLEET].state
     hosts = q.getall("host", [])
     for h in hosts:
@@ -145,6 +145,15 @@ def _filter(request: web.Request) -> EventFilter:
     return EventFilter(frozenset(hosts), labels, frozenset(types))
 
 
+@routes.get(
+    "/api/v1/events",
+    VIEWER,
+    "events.stream",
+    "Fleet changes as Server-Sent Events (text/event-stream; resumable, see docs/live.md)",
+    "fleet",
+    query=("host", "label", "type", "last_event_id"),
+    errors=(400, 404, 503),
+)
 async def stream_events(request: web.Request) -> web.StreamResponse:
     hub = request.app[SSE]
     feed = request.app[FLEET].feed
@@ -235,5 +244,4 @@ async def _close_streams(app: web.Application) -> None:
 def install(app: web.Application, settings: SseSettings) -> None:
     app[SSE] = SseHub(settings)
     app.middlewares.append(event_id_middleware)
-    app.router.add_get("/api/v1/events", stream_events)
     app.on_shutdown.append(_close_streams)

@@ -6,23 +6,23 @@ from aiohttp import web
 
 from fleetd.api.errors import NotFound
 from fleetd.api.keys import FLEET
-from fleetd.api.params import check_known, get_choice
+from fleetd.api.params import get_choice
 from fleetd.api.render import host_detail, host_view, json_response
+from fleetd.api.routes import VIEWER, RouteTable
 from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import label_matches
 from fleetd.ops.targets import no_such_host
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 _STATES = {s.value for s in HostStatus}
 
 
-@routes.get("/api/v1/hosts")
+@routes.get("/api/v1/hosts", VIEWER, "hosts.list", "Every host with its health and findings", "fleet", query=("state", "label"))
 async def list_hosts(request: web.Request) -> web.Response:
     q = request.query
-    check_known(q, {"state", "label"})
     state_filter = get_choice(q, "state", _STATES)
     labels = q.getall("label", [])
     fleet = request.app[FLEET].state
@@ -37,9 +37,8 @@ async def list_hosts(request: web.Request) -> web.Response:
     return json_response({"hosts": hosts, "total": len(hosts)})
 
 
-@routes.get("/api/v1/hosts/{name}")
+@routes.get("/api/v1/hosts/{name}", VIEWER, "hosts.get", "One host in detail", "fleet", errors=(404,))
 async def get_host(request: web.Request) -> web.Response:
-    check_known(request.query, ())
     fleet = request.app[FLEET].state
     name = request.match_info["name"]
     record = fleet.get(name)

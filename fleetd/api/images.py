@@ -10,8 +10,9 @@ from fleetd.api.actions import host_client, settle_host
 from fleetd.api.audit import audit_note
 from fleetd.api.errors import ApiError, BadRequest, NotFound, ServiceUnavailable, engine_error
 from fleetd.api.keys import FLEET
-from fleetd.api.params import check_known, get_int, get_one
+from fleetd.api.params import get_int, get_one
 from fleetd.api.render import json_response
+from fleetd.api.routes import OPERATOR, VIEWER, RouteTable
 from fleetd.dockerapi import DockerError, EngineHTTPError, EngineNotFound, ProgressEvent
 from fleetd.fleet.records import HostStatus
 from fleetd.ops.images import (
@@ -27,7 +28,7 @@ from fleetd.util.timefmt import rfc3339
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 LOAD_CHUNK = 64 * 1024
 
@@ -54,10 +55,9 @@ def _registry_error(host: str, what: str, exc: DockerError) -> ApiError:
     return engine_error(host, exc)
 
 
-@routes.get("/api/v1/images")
+@routes.get("/api/v1/images", VIEWER, "images.list", "Every image of the fleet once, with the hosts having it", "images", query=("host", "reference"))
 async def list_images(request: web.Request) -> web.Response:
     q = request.query
-    check_known(q, {"host", "reference"})
     fleet = request.app[FLEET].state
     hosts = set(q.getall("host", []))
     for h in sorted(hosts):
@@ -69,9 +69,8 @@ async def list_images(request: web.Request) -> web.Response:
     return json_response({"images": images, "total": len(images), "unlisted_hosts": unlisted})
 
 
-@routes.get("/api/v1/hosts/{host}/images")
+@routes.get("/api/v1/hosts/{host}/images", VIEWER, "images.host", "One host's images, from the aggregate", "images", query=("reference",), errors=(404,))
 async def host_images(request: web.Request) -> web.Response:
-    check_known(request.query, {"reference"})
     host = request.match_info["host"]
     record = request.app[FLEET].state.get(host)
     if record is None:
@@ -91,10 +90,9 @@ async def host_images(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/images/search")
+@routes.get("/api/v1/images/search", VIEWER, "images.search", "Registry search, run by one host's daemon", "images", query=("term", "search_host", "limit"), errors=(400, 404, 409, 502, 503, 504))
 async def search_images(request: web.Request) -> web.Response:
     q = request.query
-    check_known(q, {"term", "host", "limit"})
     term = (get_one(q, "term") or "").strip()
     if not term:
         raise BadRequest("parameter 'term' is required, e.g. ?term=nginx", code="bad_parameter")
@@ -120,9 +118,8 @@ def _last_status(events: list[ProgressEvent]) -> str:
     return ""
 
 
-@routes.post("/api/v1/hosts/{host}/images/pull")
+@routes.post("/api/v1/hosts/{host}/images/pull", OPERATOR, "image.pull", "Pull an image onto a host", "images", query=("image",), errors=(400, 404, 409, 502, 503, 504))
 async def pull_image(request: web.Request) -> web.Response:
-    check_known(request.query, {"image"})
     host = request.match_info["host"]
     image = (get_one(request.query, "image") or "").strip()
     if not image:
@@ -162,9 +159,8 @@ class _Counted:
             yield chunk
 
 
-@routes.post("/api/v1/hosts/{host}/images/load")
+@routes.post("/api/v1/hosts/{host}/images/load", OPERATOR, "image.load", "Load an image tarball (docker save) onto a host, streamed", "images", body="tar", errors=(400, 404, 409, 502, 503, 504))
 async def load_image(request: web.Request) -> web.Response:
-    check_known(request.query, ())
     host = request.match_info["host"]
     if not request.body_exists:
         raise BadRequest("send an image tarball (the output of docker save) as the body", code="empty_body")

@@ -6,20 +6,19 @@ from aiohttp import web
 
 from fleetd.api.actions import host_client
 from fleetd.api.errors import BadRequest, engine_error
-from fleetd.api.params import check_known
+from fleetd.api.routes import OPERATOR, RouteTable
 from fleetd.dockerapi import DockerError
 from fleetd.ops.targets import InvalidReference, check_ref
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 INSPECT_TIMEOUT = 15.0
 
 
-@routes.get("/api/v1/containers/{host}/{ref}/inspect")
+@routes.get("/api/v1/containers/{host}/{ref}/inspect", OPERATOR, "container.inspect", "The daemon's own inspect answer for one container, verbatim", "containers", errors=(404, 409, 502, 503, 504))
 async def inspect_container(request: web.Request) -> web.Response:
-    check_known(request.query, ())
     host = request.match_info["host"]
     try:
         ref = check_ref(request.match_info["ref"])

@@ -18,8 +18,9 @@ from aiohttp import web
 from fleetd.api.actions import container_ref, engine_call, host_client
 from fleetd.api.errors import BadRequest, NotFound, ServiceUnavailable, engine_error
 from fleetd.api.keys import FLEET
-from fleetd.api.params import check_known, get_bool, get_int, get_one, is_plain_int
+from fleetd.api.params import get_bool, get_int, get_one, is_plain_int
 from fleetd.api.render import json_response
+from fleetd.api.routes import OPERATOR, RouteTable
 from fleetd.config.durations import parse_duration
 from fleetd.dockerapi import DockerClient, DockerError
 from fleetd.logs import LogStream, LogStreams, Selection, StreamOptions, Target, TooManyStreams
@@ -30,7 +31,7 @@ from fleetd.util.timefmt import parse_rfc3339
 
 __all__ = ["LOG_STREAMS", "install", "routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 LOG_STREAMS = web.AppKey("log_streams", LogStreams)
 
 LOG_TAIL_DEFAULT = 1000
@@ -174,10 +175,9 @@ async def _plain(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/containers/{host}/{ref}/logs")
+@routes.get("/api/v1/containers/{host}/{ref}/logs", OPERATOR, "container.logs", "A container's log lines, stdout and stderr told apart; with follow=1 an NDJSON stream until the container stops (role: container_logs.role)", "containers", query=("tail", "since", "timestamps", "follow"), errors=(404, 409, 502, 503, 504), logs=True)
 async def container_logs(request: web.Request) -> web.StreamResponse:
     q = request.query
-    check_known(q, {"tail", "since", "timestamps", "follow"})
     if not get_bool(q, "follow", False):
         return await _plain(request)
     tail = _tail(request, LOG_TAIL_DEFAULT, allow_all=True)
@@ -192,10 +192,9 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     return await _send(request, LogStream(_clients(request), options, targets=(target,)))
 
 
-@routes.get("/api/v1/logs")
+@routes.get("/api/v1/logs", OPERATOR, "logs.merged", "The merged logs of every matching running container across hosts, as NDJSON in timestamp order; with follow=1 containers that start later join (role: container_logs.role)", "containers", query=("label", "host", "name", "tail", "since", "follow"), errors=(400, 404, 503), logs=True)
 async def merged_logs(request: web.Request) -> web.StreamResponse:
     q = request.query
-    check_known(q, {"label", "host", "name", "tail", "since", "follow"})
     labels = tuple(q.getall("label", []))
     hosts = tuple(q.getall("host", []))
     name = get_one(q, "name") or None
@@ -228,4 +227,3 @@ async def _close_streams(app: web.Application) -> None:
 def install(app: web.Application) -> None:
     app[LOG_STREAMS] = LogStreams()
     app.on_shutdown.append(_close_streams)
-    app.add_routes(routes)

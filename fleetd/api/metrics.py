@@ -6,13 +6,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from fleetd.api.keys import FLEET
+from fleetd.api.routes import PUBLIC, RouteTable
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 
-@routes.get("/metrics")
+@routes.get("/metrics", PUBLIC, "metrics", "Prometheus metrics (text format)", "service")
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[FLEET].metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

@@ -1,232 +1,26 @@
 """``GET /api/v1/openapi.json``: the OpenAPI 3.1 description of fleetd's whole API.
 
-Built from :data:`OPERATIONS` (one line per route) and the auth policy table (the role each route
-needs), so the two cannot disagree; a unit test walks the app's router and fails on any route that
-is missing here.
+Built from the route table (fleetd/api/routes.py): each route's summary, tag, query parameters,
+body, answers and role are declared once, with its handler, so the router, the auth policy and this
+description cannot disagree.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
-from fleetd.api.auth import Access, rule_for
 from fleetd.api.render import json_response
+from fleetd.api.routes import ROUTES, VIEWER, Access, Route, RouteTable, canonical
+from fleetd.util.version import fleetd_version
 
-__all__ = ["OPERATIONS", "Op", "build_spec", "routes"]
+__all__ = ["PARAMS", "build_spec", "routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
-
-@dataclass(frozen=True, slots=True)
-class Op:
-    method: str
-    path: str
-    summary: str
-    tag: str
-    query: tuple[str, ...] = ()
-    body: str | None = None  # "create" (an Engine create body), "batch", "tar"
-    ok: int = 200
-    errors: tuple[int, ...] = ()
-
-
-_ENGINE = (404, 409, 502, 503, 504)
-_HOST = (404, 409)
-
-OPERATIONS: tuple[Op, ...] = (
-    Op("GET", "/healthz", "Liveness: fleetd's event loop answers", "service"),
-    Op("GET", "/readyz", "Readiness: every enabled host had its first poll", "service", errors=(503,)),
-    Op("GET", "/metrics", "Prometheus metrics (text format)", "service"),
-    Op("GET", "/", "The web dashboard", "dashboard"),
-    Op("GET", "/ui/assets/{name}", "The dashboard's files (HTML, CSS, JavaScript)", "dashboard", errors=(404,)),
-    Op("GET", "/ui/{view}", "A dashboard location (the page routes itself)", "dashboard"),
-    Op("GET", "/api/v1/whoami", "The caller's token name, role and the actions it may use", "service"),
-    Op("GET", "/api/v1/openapi.json", "This description", "service"),
-    Op("POST", "/api/v1/reload", "Re-read config and inventory (like SIGHUP)", "service", errors=(400,)),
-    Op(
-        "GET",
-        "/api/v1/summary",
-        "Fleet totals: hosts by state, containers, images, security findings",
-        "fleet",
-    ),
-    Op("GET", "/api/v1/hosts", "Every host with its health and findings", "fleet", ("state", "label")),
-    Op("GET", "/api/v1/hosts/{host}", "One host in detail", "fleet", errors=(404,)),
-    Op(
-        "GET",
-        "/api/v1/containers",
-        "Every container of the fleet, from the aggregate",
-        "containers",
-        ("host", "host_label", "state", "health", "stale", "label", "image", "name", "sort", "limit", "offset"),
-    ),
-    Op(
-        "GET",
-        "/api/v1/events",
-        "Fleet changes as Server-Sent Events (text/event-stream; resumable, see docs/live.md)",
-        "fleet",
-        ("host", "label", "type", "last_event_id"),
-        errors=(400, 404, 503),
-    ),
-    Op(
-        "GET",
-        "/api/v1/containers/{host}/{ref}",
-        "One container from the aggregate",
-        "containers",
-        errors=(404,),
-    ),
-    Op(
-        "GET",
-        "/api/v1/containers/{host}/{ref}/inspect",
-        "The daemon's own inspect answer for one container, verbatim",
-        "containers",
-        errors=_ENGINE,
-    ),
-    Op(
-        "POST",
-        "/api/v1/hosts/{host}/containers",
-        "Create a container with the Engine's own create body",
-        "containers",
-        ("name",),
-        body="create",
-        ok=201,
-        errors=(400, *_ENGINE),
-    ),
-    Op("POST", "/api/v1/containers/{host}/{ref}/start", "Start a container", "containers", errors=_ENGINE),
-    Op(
-        "POST",
-        "/api/v1/containers/{host}/{ref}/stop",
-        "Stop a container",
-        "containers",
-        ("t",),
-        errors=_ENGINE,
-    ),
-    Op(
-        "POST",
-        "/api/v1/containers/{host}/{ref}/restart",
-        "Restart a container",
-        "containers",
-        ("t",),
-        errors=_ENGINE,
-    ),
-    Op(
-        "POST",
-        "/api/v1/containers/{host}/{ref}/kill",
-        "Kill a container",
-        "containers",
-        ("signal",),
-        errors=_ENGINE,
-    ),
-    Op(
-        "DELETE",
-        "/api/v1/containers/{host}/{ref}",
-        "Remove a container",
-        "containers",
-        ("force", "v"),
-        errors=_ENGINE,
-    ),
-    Op(
-        "GET",
-        "/api/v1/containers/{host}/{ref}/logs",
-        "A container's log lines, stdout and stderr told apart; with follow=1 an NDJSON stream "
-        "until the container stops (role: container_logs.role)",
-        "containers",
-        ("tail", "since", "timestamps", "follow"),
-        errors=_ENGINE,
-    ),
-    Op(
-        "GET",
-        "/api/v1/logs",
-        "The merged logs of every matching running container across hosts, as NDJSON in timestamp "
-        "order; with follow=1 containers that start later join (role: container_logs.role)",
-        "containers",
-        ("label", "host", "name", "tail", "since", "follow"),
-        errors=(400, 404, 503),
-    ),
-    Op(
-        "POST",
-        "/api/v1/actions",
-        "One action on every container a selector matches, across hosts",
-        "containers",
-        body="batch",
-        errors=(400,),
-    ),
-    Op(
-        "GET",
-        "/api/v1/images",
-        "Every image of the fleet once, with the hosts having it",
-        "images",
-        ("host", "reference"),
-    ),
-    Op(
-        "GET",
-        "/api/v1/hosts/{host}/images",
-        "One host's images, from the aggregate",
-        "images",
-        ("reference",),
-        errors=(404,),
-    ),
-    Op(
-        "GET",
-        "/api/v1/images/search",
-        "Registry search, run by one host's daemon",
-        "images",
-        ("term", "search_host", "limit"),
-        errors=(400, *_ENGINE),
-    ),
-    Op(
-        "POST",
-        "/api/v1/hosts/{host}/images/pull",
-        "Pull an image onto a host",
-        "images",
-        ("image",),
-        errors=(400, *_ENGINE),
-    ),
-    Op(
-        "POST",
-        "/api/v1/hosts/{host}/images/load",
-        "Load an image tarball (docker save) onto a host, streamed",
-        "images",
-        body="tar",
-        errors=(400, *_ENGINE),
-    ),
-    Op(
-        "GET",
-        "/api/v1/snapshots",
-        "Stored snapshots, newest first",
-        "snapshots",
-        ("since", "until", "before", "limit", "offset"),
-    ),
-    Op("POST", "/api/v1/snapshots", "Take a snapshot now", "snapshots", ok=201, errors=(503,)),
-    Op("GET", "/api/v1/snapshots/latest", "The newest snapshot", "snapshots", ("format",), errors=(404,)),
-    Op(
-        "GET",
-        "/api/v1/snapshots/{id}",
-        "One snapshot (json, yaml or csv)",
-        "snapshots",
-        ("format",),
-        errors=(404,),
-    ),
-    Op(
-        "GET",
-        "/api/v1/snapshots/{id}/diff",
-        "Changes between two snapshots",
-        "snapshots",
-        ("against",),
-        errors=(404,),
-    ),
-    Op("DELETE", "/api/v1/snapshots/{id}", "Delete a snapshot", "snapshots", errors=(404,)),
-    Op("POST", "/api/v1/snapshots/prune", "Apply snapshot retention now", "snapshots", ("last", "max_age")),
-    Op(
-        "GET",
-        "/api/v1/audit",
-        "The audit log of mutating calls, newest first",
-        "audit",
-        ("since", "until", "actor", "audit_host", "action", "limit", "offset"),
-        errors=(400, 503),
-    ),
-)
 
 _S, _I, _B = {"type": "string"}, {"type": "integer", "minimum": 0}, {"type": "boolean"}
 _ARRAY = {"type": "array", "items": _S}
@@ -320,12 +114,11 @@ _REASONS = {
     503: "unavailable",
     504: "the daemon timed out",
 }
-_VAR = re.compile(r"\{([^}]+)\}")
+_VAR = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
 
-def _operation(op: Op) -> dict[str, Any]:
-    rule = rule_for(op.method, op.path)
-    access = rule.access if rule is not None else Access.ADMIN
+def _operation(op: Route) -> dict[str, Any]:
+    access = op.access
     params: list[dict[str, Any]] = [
         {"name": v, "in": "path", "required": True, "schema": _S} for v in _VAR.findall(op.path)
     ]
@@ -364,15 +157,17 @@ def _operation(op: Op) -> dict[str, Any]:
     return out
 
 
-def build_spec(version: str = "0.1.0") -> dict[str, Any]:
+def build_spec(routes: Iterable[Route], version: str | None = None) -> dict[str, Any]:
+    """The description of ``routes`` (the app's route table: ``app[ROUTES].routes``)."""
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    for op in routes:
+        path = canonical(op.path)  # "/ui/assets/{name:.+}" -> "/ui/assets/{name}"
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "fleetd",
-            "version": version,
+            "version": version or fleetd_version(),
             "description": "One REST view of many Docker Engine APIs, and operations across them.",
         },
         "paths": paths,
@@ -384,6 +179,6 @@ def build_spec(version: str = "0.1.0") -> dict[str, Any]:
     }
 
 
-@routes.get("/api/v1/openapi.json")
+@routes.get("/api/v1/openapi.json", VIEWER, "openapi", "This description", "service")
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(build_spec())
+    return json_response(build_spec(request.app[ROUTES].routes))

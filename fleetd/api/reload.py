@@ -8,14 +8,15 @@ from fleetd.api.audit import audit_note
 from fleetd.api.errors import BadRequest
 from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
+from fleetd.api.routes import ADMIN, RouteTable
 from fleetd.config.live import ReloadFailed
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 
-@routes.post("/api/v1/reload")
+@routes.post("/api/v1/reload", ADMIN, "config.reload", "Re-read config and inventory (like SIGHUP)", "service", errors=(400,))
 async def reload(request: web.Request) -> web.Response:
     fleet = request.app[FLEET]
     path = fleet.settings.path

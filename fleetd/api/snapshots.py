@@ -19,8 +19,9 @@ from multidict import MultiMapping
 
 from fleetd.api.errors import BadRequest, NotFound, ServiceUnavailable
 from fleetd.api.keys import FLEET
-from fleetd.api.params import INT64_MAX, check_known, get_choice, get_int, get_one, is_plain_int
+from fleetd.api.params import INT64_MAX, get_choice, get_int, get_one, is_plain_int
 from fleetd.api.render import json_response
+from fleetd.api.routes import ADMIN, VIEWER, RouteTable
 from fleetd.config.durations import parse_duration
 from fleetd.ops.snapshots import SnapshotService, SnapshotServiceClosed
 from fleetd.snapshot.diff import diff_snapshots
@@ -35,7 +36,7 @@ __all__ = ["routes"]
 
 log = structlog.get_logger("fleetd.snapshots")
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 BASE: Final = "/api/v1/snapshots"
 MAX_LIMIT: Final = 1000
@@ -111,9 +112,8 @@ def _export(snapshot: Snapshot, fmt: Format, body: bytes) -> web.Response:
 # -- routes (prune and latest before {id}: the router tries them in order) --------------------------
 
 
-@routes.post(BASE)
+@routes.post(BASE, VIEWER, "snapshot.take", "Take a snapshot now", "snapshots", ok=201, errors=(503,))
 async def take_snapshot(request: web.Request) -> web.Response:
-    check_known(request.query, ())
     service = _service(request)
     try:
         info = await service.take(Trigger.ON_DEMAND)
@@ -122,10 +122,9 @@ async def take_snapshot(request: web.Request) -> web.Response:
     return json_response(info, status=201, headers={"Location": f"{BASE}/{info.id}"})
 
 
-@routes.get(BASE)
+@routes.get(BASE, VIEWER, "snapshots.list", "Stored snapshots, newest first", "snapshots", query=("since", "until", "before", "limit", "offset"))
 async def list_snapshots(request: web.Request) -> web.Response:
     q = request.query
-    check_known(q, {"limit", "offset", "before", "since", "until"})
     service = _service(request)
     limit = get_int(q, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
     offset = get_int(q, "offset", 0) or 0
@@ -154,10 +153,9 @@ async def list_snapshots(request: web.Request) -> web.Response:
     )
 
 
-@routes.post(f"{BASE}/prune")
+@routes.post(f"{BASE}/prune", ADMIN, "snapshots.prune", "Apply snapshot retention now", "snapshots", query=("last", "max_age"))
 async def prune_snapshots(request: web.Request) -> web.Response:
     q = request.query
-    check_known(q, {"last", "max_age"})
     service = _service(request)
     keep = request.app[FLEET].settings.snapshots.keep
     last = get_int(q, "last", keep.last, minimum=1)
@@ -184,7 +182,6 @@ async def prune_snapshots(request: web.Request) -> web.Response:
 
 async def _get(request: web.Request, raw: str) -> web.Response:
     q = request.query
-    check_known(q, {"format"})
     service = _service(request)
     fmt = cast(Format, get_choice(q, "format", FORMATS) or "json")  # get_choice checked it
     snapshot_id = await _resolve(service, raw)
@@ -198,19 +195,18 @@ async def _get(request: web.Request, raw: str) -> web.Response:
     return _export(snapshot, fmt, body)
 
 
-@routes.get(f"{BASE}/latest")
+@routes.get(f"{BASE}/latest", VIEWER, "snapshots.latest", "The newest snapshot", "snapshots", query=("format",), errors=(404,))
 async def get_latest(request: web.Request) -> web.Response:
     return await _get(request, "latest")
 
 
-@routes.get(BASE + "/{id}")
+@routes.get(BASE + "/{id}", VIEWER, "snapshots.get", "One snapshot (json, yaml or csv)", "snapshots", query=("format",), errors=(404,))
 async def get_snapshot(request: web.Request) -> web.Response:
     return await _get(request, request.match_info["id"])
 
 
-@routes.delete(BASE + "/{id}")
+@routes.delete(BASE + "/{id}", ADMIN, "snapshot.delete", "Delete a snapshot", "snapshots", errors=(404,))
 async def delete_snapshot(request: web.Request) -> web.Response:
-    check_known(request.query, ())
     service = _service(request)
     snapshot_id = _id(request.match_info["id"], "the snapshot id", latest=False)
     try:
@@ -222,10 +218,9 @@ async def delete_snapshot(request: web.Request) -> web.Response:
     return json_response({"deleted": snapshot_id})
 
 
-@routes.get(BASE + "/{id}/diff")
+@routes.get(BASE + "/{id}/diff", VIEWER, "snapshots.diff", "Changes between two snapshots", "snapshots", query=("against",), errors=(404,))
 async def diff_snapshot(request: web.Request) -> web.Response:
     q = request.query
-    check_known(q, {"against"})
     service = _service(request)
     new_id = await _resolve(service, request.match_info["id"])
     raw_against = get_one(q, "against")

@@ -6,15 +6,16 @@ from aiohttp import web
 
 from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
+from fleetd.api.routes import PUBLIC, VIEWER, RouteTable
 from fleetd.fleet.findings import security_summary
 from fleetd.util.timefmt import rfc3339
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 
-@routes.get("/api/v1/summary")
+@routes.get("/api/v1/summary", VIEWER, "summary", "Fleet totals: hosts by state, containers, images, security findings", "fleet")
 async def summary(request: web.Request) -> web.Response:
     fleet = request.app[FLEET].state
     now = fleet.clock()
@@ -24,12 +25,12 @@ async def summary(request: web.Request) -> web.Response:
     return json_response(data)
 
 
-@routes.get("/healthz")
+@routes.get("/healthz", PUBLIC, "health.live", "Liveness: fleetd's event loop answers", "service")
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-@routes.get("/readyz")
+@routes.get("/readyz", PUBLIC, "health.ready", "Readiness: every enabled host had its first poll", "service", errors=(503,))
 async def readyz(request: web.Request) -> web.Response:
     fleet = request.app[FLEET].state
     if fleet.is_ready():

@@ -13,11 +13,12 @@ import asyncio
 from aiohttp import web
 
 from fleetd.api.errors import NotFound
+from fleetd.api.routes import PUBLIC, RouteTable
 from fleetd.ui import Asset, load_assets
 
 __all__ = ["CSP", "UI_ASSETS", "install", "routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 CSP = "; ".join(
     (
@@ -52,12 +53,12 @@ def _serve(request: web.Request, asset: Asset) -> web.Response:
     return web.Response(body=asset.body, content_type=asset.content_type, headers=headers)
 
 
-@routes.get("/")
+@routes.get("/", PUBLIC, "ui", "The web dashboard", "dashboard", shell=True)
 async def index(request: web.Request) -> web.Response:
     return _serve(request, request.app[UI_ASSETS]["index.html"])
 
 
-@routes.get("/ui/assets/{name:.+}")
+@routes.get("/ui/assets/{name:.+}", PUBLIC, "ui", "The dashboard's files (HTML, CSS, JavaScript)", "dashboard", errors=(404,), shell=True)
 async def asset(request: web.Request) -> web.Response:
     found = request.app[UI_ASSETS].get(request.match_info["name"])
     if found is None:
@@ -65,7 +66,7 @@ async def asset(request: web.Request) -> web.Response:
     return _serve(request, found)
 
 
-@routes.get("/ui/{view:.*}")
+@routes.get("/ui/{view:.*}", PUBLIC, "ui", "A dashboard location (the page routes itself)", "dashboard", shell=True)
 async def view(request: web.Request) -> web.Response:
     """Any dashboard location (/ui/containers?state=running, /ui/hosts/d1): the page routes itself."""
     return _serve(request, request.app[UI_ASSETS]["index.html"])
@@ -77,4 +78,3 @@ async def _load(app: web.Application) -> None:
 
 def install(app: web.Application) -> None:
     app.on_startup.append(_load)
-    app.add_routes(routes)

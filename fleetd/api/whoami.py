@@ -8,27 +8,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fleetd.api.auth import POLICY, PRINCIPAL, ROLE_ACCESS, Access
+from fleetd.api.auth import PRINCIPAL
 from fleetd.api.keys import FLEET
-from fleetd.api.openapi import OPERATIONS
-from fleetd.api.params import check_known
 from fleetd.api.render import json_response
+from fleetd.api.routes import ROLE_ACCESS, ROUTES, VIEWER, Access, RouteIndex, RouteTable
 from fleetd.config.exposure import is_loopback
 from fleetd.config.model import Settings
 
 __all__ = ["allowed_actions", "routes"]
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 _LOGS = "/api/v1/containers/{host}/{ref}/logs"
 
 
-def allowed_actions(access: Access, settings: Settings) -> list[str]:
+def allowed_actions(index: RouteIndex, access: Access, settings: Settings) -> list[str]:
     """The audit names of every route this access level may call (from the one policy table)."""
     if not settings.auth.tokens:  # operations are disabled without tokens
         access = min(access, Access.VIEWER)
     return sorted(
-        {rule.action for rule in POLICY.values() if Access.PUBLIC < rule.needed(settings) <= access}
+        {r.action for r in index.routes if Access.PUBLIC < r.rule.needed(settings) <= access}
     )
 
 
@@ -40,13 +39,12 @@ def _reads_open(settings: Settings) -> bool:
 def _features(app: web.Application) -> dict[str, bool]:
     """What this fleetd serves, so the page never probes for it (a 404 is noise in every console)."""
     canonical = {r.canonical for r in app.router.resources()}
-    follow = any(op.path == _LOGS and "follow" in op.query for op in OPERATIONS)
+    follow = any(r.path == _LOGS and "follow" in r.query for r in app[ROUTES].routes)
     return {"events": "/api/v1/events" in canonical, "logs_follow": follow}
 
 
-@routes.get("/api/v1/whoami")
+@routes.get("/api/v1/whoami", VIEWER, "whoami", "The caller's token name, role and the actions it may use", "service", probe=True)
 async def whoami(request: web.Request) -> web.Response:
-    check_known(request.query, ())
     settings = request.app[FLEET].settings
     principal = request.get(PRINCIPAL)
     role = principal.role if principal is not None else None
@@ -60,7 +58,7 @@ async def whoami(request: web.Request) -> web.Response:
             "role": role,
             "auth": enabled,
             "reads": reads,  # False: sign in to see anything
-            "allowed": allowed_actions(access, settings),
+            "allowed": allowed_actions(request.app[ROUTES], access, settings),
             "features": _features(request.app),
             # How often a page without the event stream re-reads: never faster than fleetd polls.
             "refresh": min(max(min(intervals), 0.5), 10.0),

@@ -23,8 +23,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fleetd.api.auth import POLICY, Access, template_key
+from fleetd.api.app import route_index
+from fleetd.api.routes import Access, template_key
 from tests.integration.lab import BUSYBOX_IMAGE, Daemon, DockerLab
+
+POLICY = route_index().policy
 
 pytestmark = pytest.mark.docker
 

@@ -10,20 +10,19 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from fleetd.api.app import create_app
-from fleetd.api.auth import (
-    POLICY,
-    Access,
-    AuthGuard,
-    rule_for,
-    template_key,
-)
+from fleetd.api.app import create_app, route_index
+from fleetd.api.auth import AuthGuard
+from fleetd.api.routes import Access, template_key
 from fleetd.cli import main as cli_main
 from fleetd.config.exposure import exposure_problem, is_loopback
 from fleetd.config.model import AuthSettings, TokenSettings
 from fleetd.runtime import Fleet
 from fleetd.util.ratelimit import ClientBuckets
 from tests.unit.opskit import Tokens, settings, start_client
+
+INDEX = route_index()
+POLICY = INDEX.policy
+rule_for = INDEX.rule_for
 
 # Every mutating endpoint, with a body that would pass validation, so only auth can refuse it.
 MUTATING: list[tuple[str, str, Any]] = [
