@@ -50,3 +50,29 @@ def test_bad_values_name_the_field(cfg: ConfigDir) -> None:
     assert "every local user" in fields["docker_api.socket_mode"]
     assert "true or false" in fields["docker_api.read_only"]
     assert "unknown key 'colour'" in fields["docker_api.colour"]
+
+
+async def test_fleetd_run_exits_1_when_the_docker_listener_cannot_bind(tmp_path: Path) -> None:
+    import asyncio
+    import socket
+    import sys
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    with taken, socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        api_port = free.getsockname()[1]
+        free.close()
+        cfg = tmp_path / "fleetd.yaml"
+        cfg.write_text(
+            f"listen: 127.0.0.1:{api_port}\nsnapshots: {{enabled: false, path: '{tmp_path / 'f.db'}'}}\n"
+            f"hosts: []\ndocker_api: {{listen: 127.0.0.1:{taken.getsockname()[1]}}}\nlog: {{format: json}}\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fleetd", "run", "--config", str(cfg),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1, out
+    assert b"cannot listen" in out and b"Traceback" not in out
