@@ -248,6 +248,9 @@ class SSHTunnel:
         try:
             opened = await conn.create_unix_connection(session_factory, self.config.socket)
         except asyncssh.ChannelOpenError as exc:
+            if exc.reason == "SSH connection closed" or conn.is_closed():  # lost meanwhile, not refused
+                self.drop(conn)
+                raise lost_error(self.config, exc) from exc
             raise await self._diagnose(conn, exc) from exc
         except (OSError, asyncssh.Error) as exc:
             self.drop(conn)

@@ -84,7 +84,8 @@ class Sshd:
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, root: Path, *, extra_config: str = "") -> Sshd:
+    def start(cls, root: Path, *, tcp_forwarding: str = "local") -> Sshd:
+        """``tcp_forwarding``: sshd's AllowTcpForwarding (OpenSSH 9.2 refuses stream-local channels at "no")."""
         root.mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
         host_key = keygen(root / "host_key", "test sshd host key")
@@ -107,14 +108,13 @@ class Sshd:
                     "StrictModes no",
                     "UsePAM no",
                     "AllowStreamLocalForwarding yes",
-                    "AllowTcpForwarding local",
+                    f"AllowTcpForwarding {tcp_forwarding}",
                     "X11Forwarding no",
                     "LogLevel DEBUG1",  # VERBOSE logs logins; DEBUG1 also each stream-local channel
                     f"PidFile {root / 'sshd.pid'}",
                     # A test polls fast and reconnects often; never let sshd throttle it.
                     "MaxStartups 100:30:200",
                     "MaxSessions 100",
-                    extra_config,
                     "",
                 ]
             )

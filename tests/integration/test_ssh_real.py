@@ -8,26 +8,33 @@ is compared with what the daemon itself says (the docker CLI on its own unix soc
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
+import os
 import re
+import signal
+import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fleetd.config.model import HostSettings, SSHSettings
-from fleetd.dockerapi import DockerClient, EngineConnections, SSHOptions
 from tests.integration.conftest import REQUIRE_DOCKER, unavailable
 from tests.integration.lab import BUSYBOX_IMAGE, Daemon, DockerLab
 from tests.integration.lab_fleet import (
     Fleet,
     daemon_truth,
     fleet_server,
+    fleetd_process,
     listed,
     wait_until,
 )
+from tests.integration.lab_os import processes_mentioning
 from tests.integration.lab_sshd import Sshd, keygen, sshd_unavailable_reason
 from tests.unit.opskit import Tokens, settings, start_client
 
@@ -131,19 +138,20 @@ async def test_action_and_log_over_ssh(docker_lab: DockerLab, sshd: Sshd, tmp_pa
         await wait_until(logged, "the container's first line in its logs over SSH")
 
         # A followed log is one long-lived channel: lines keep arriving on it while it is open.
-        options = SSHOptions(identity=sshd.client_key, known_hosts=sshd.known_hosts, socket=str(d1.unix_path))
-        async with EngineConnections() as connections:
-            docker = DockerClient(sshd.url(), ssh=options, connections=connections)
-            params: dict[str, str | int] = {"stdout": 1, "follow": 1, "tail": 0}
-            async with docker.stream(
-                "GET", f"/containers/{name}/logs", params=params, timeout=30, read_timeout=10
-            ) as stream:
-                seen: list[int] = []
-                while len(seen) < 3:
-                    chunk = await stream.content.readline()
-                    seen += [int(n) for n in re.findall(rb"tick (\d+)", chunk)]
-            assert seen == sorted(seen) and len(set(seen)) == len(seen), seen
-        assert sshd.accepted_connections() == 2  # fleetd's connection, and this test's own client
+        params = {"follow": "1", "tail": "0"}
+        async with client.get(f"/api/v1/containers/d1ssh/{name}/logs", params=params, headers=OP) as resp:
+            assert resp.status == 200, await resp.text()
+            ticks: list[int] = []
+            while len(ticks) < 3:
+                async with asyncio.timeout(15):
+                    raw = await resp.content.readline()
+                assert raw, "the followed log ended"
+                entry = json.loads(raw)
+                assert (entry["host"], entry["container"], entry["stream"]) == ("d1ssh", name, "stdout"), entry
+                if found := re.fullmatch(r"tick (\d+)", entry["line"]):
+                    ticks.append(int(found.group(1)))
+        assert ticks == list(range(ticks[0], ticks[0] + 3)), ticks  # consecutive: nothing lost or repeated
+        assert sshd.accepted_connections() == 1  # the poll, the action and both logs on one connection
     finally:
         await client.close()
         d1.docker("rm", "--force", name, check=False)
@@ -160,27 +168,39 @@ async def test_each_ssh_refusal_has_its_own_clear_error(
     changed.write_text(f"[127.0.0.1]:{sshd.port} {(tmp_path / 'impostor_host_key.pub').read_text()}")
     stranger = keygen(tmp_path / "stranger_key", "a key sshd does not know")
     missing = tmp_path / "no-such-dir" / "docker.sock"
+    plain_file = tmp_path / "not-a-socket"
+    plain_file.write_text("")
+    # A port that accepts TCP connections (the kernel completes them) and never says a word.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    mute = dataclasses.replace(
+        ssh_host("silent", sshd, d1, connect_timeout=1.0), url=f"ssh://root@127.0.0.1:{silent.getsockname()[1]}"
+    )
     hosts = [
         ssh_host("good", sshd, d1),
         ssh_host("unknown-key", sshd, d1, known_hosts=empty),
         ssh_host("changed-key", sshd, d1, known_hosts=changed),
         ssh_host("refused-key", sshd, d1, identity=stranger),
         ssh_host("no-socket", sshd, d1, socket=str(missing)),
+        ssh_host("file", sshd, d1, socket=str(plain_file)),
+        mute,
     ]
     server_fp = fingerprint(sshd.host_key.with_suffix(".pub"))
     impostor_fp = fingerprint(impostor.with_suffix(".pub"))
-    async with fleet_server(tmp_path, *hosts) as fleet:
+    expected = {
+        "good": "up", "unknown-key": "error", "changed-key": "error", "refused-key": "error",
+        "no-socket": "error", "file": "error", "silent": "down",
+    }  # fmt: skip
+    with silent:
+        async with fleet_server(tmp_path, *hosts) as fleet:
 
-        async def settled() -> dict[str, dict[str, object]] | None:
+            async def settled() -> dict[str, dict[str, object]] | None:
+                found = await fleet.hosts()
+                return found if {n: h["state"] for n, h in found.items()} == expected else None
+
+            await wait_until(settled, f"the SSH hosts {expected}", within=30)
             found = await fleet.hosts()
-            return found if all(h["state"] in ("up", "error") for h in found.values()) else None
-
-        await wait_until(settled, "every SSH host up or in error", within=30)
-        found = await fleet.hosts()
-    states = {name: h["state"] for name, h in found.items()}
-    assert states == {
-        "good": "up", "unknown-key": "error", "changed-key": "error", "refused-key": "error", "no-socket": "error"
-    }, found
     msg = {name: str(h["last_error"]) for name, h in found.items()}
     assert msg["unknown-key"].startswith(f"unknown host key for [127.0.0.1]:{sshd.port}"), msg
     assert f"ssh-ed25519 {server_fp}" in msg["unknown-key"] and str(empty) in msg["unknown-key"]
@@ -191,8 +211,14 @@ async def test_each_ssh_refusal_has_its_own_clear_error(
     assert "refused key authentication as 'root'" in msg["refused-key"] and str(stranger) in msg["refused-key"]
     assert msg["no-socket"].startswith(f"remote socket {missing} does not exist on 127.0.0.1"), msg
     assert "as user 'root'" in msg["no-socket"]
-    # Only the hosts with a usable key and a trusted host key logged in: good and no-socket.
-    assert sshd.accepted_connections() == 2
+    assert msg["file"] == f"{plain_file} on 127.0.0.1 is not a socket; set ssh.socket", msg
+    assert msg["silent"].startswith("SSH connection to root@127.0.0.1:") and "not established within 1s" in (
+        msg["silent"]
+    ), msg
+    # Only the hosts with a usable key and a trusted host key logged in: good, no-socket and file;
+    # fleetd's shutdown closed all three connections (sshd saw each disconnect).
+    assert sshd.accepted_connections() == 3
+    await wait_until(lambda: _true(sshd.log_text().count("Disconnected from user root") == 3), "closed")
 
 
 async def test_sshd_gone_is_down_and_back_is_up(ssh_fleet: Fleet, sshd: Sshd) -> None:
@@ -229,3 +255,63 @@ async def test_fifty_polls_share_one_ssh_connection(sshd: Sshd, docker_lab: Dock
     # poll that timed out (its requests cancelled, their channels closed) makes the next one open new ones.
     assert 1 <= channels <= 2 + 2 * failed, (channels, failed)
     print(f"50 polls: 1 SSH login, {channels} channels, {failed} polls failed")
+
+
+async def test_sshd_that_forbids_forwarding_is_named(docker_lab: DockerLab, tmp_path: Path) -> None:
+    if reason := sshd_unavailable_reason():
+        unavailable(reason, REQUIRE_DOCKER)
+    strict = Sshd.start(tmp_path / "strict", tcp_forwarding="no")
+    try:
+        async with fleet_server(tmp_path, ssh_host("strict", strict, docker_lab.daemons["d1"])) as fleet:
+
+            async def in_error() -> bool:
+                return bool((await fleet.hosts())["strict"]["state"] == "error")
+
+            await wait_until(in_error, "error: sshd refuses the channel", within=30)
+            h = (await fleet.hosts())["strict"]
+    finally:
+        strict.close()
+    assert h["last_error"].startswith(f"sshd on root@127.0.0.1:{strict.port} would not connect to "), h
+    assert "'AllowTcpForwarding no'" in h["last_error"], h
+    assert "the request was denied" in strict.log_text()  # sshd's side of it
+
+
+async def test_fleetd_run_from_yaml_and_reload_closes_what_it_replaces(
+    sshd: Sshd, docker_lab: DockerLab, tmp_path: Path
+) -> None:
+    d1 = docker_lab.daemons["d1"]
+    ssh_block = {"identity": str(sshd.client_key), "known_hosts": str(sshd.known_hosts), "socket": str(d1.unix_path)}
+    entry = {"name": "web", "url": sshd.url("root"), "timeout": "2s", "interval": "3s", "ssh": ssh_block}
+    config = tmp_path / "fleetd.yaml"
+
+    def disconnects() -> int:
+        return sshd.log_text().count("Disconnected from user root")
+
+    async with fleetd_process(tmp_path, [entry]) as (fleet, log_text):
+
+        async def up() -> bool:
+            return bool((await fleet.hosts()).get("web", {}).get("state") == "up")
+
+        await wait_until(up, "web up over SSH in fleetd run")
+        assert listed(await fleet.containers(), "web") == await daemon_truth(d1)
+        [pid] = processes_mentioning(str(config))  # fleetd run --config CONFIG
+
+        async def reload(hosts: list[dict[str, object]]) -> None:
+            text = yaml.safe_load(config.read_text())
+            text["hosts"] = hosts
+            config.write_text(yaml.safe_dump(text, sort_keys=False))
+            os.kill(pid, signal.SIGHUP)
+
+        # A changed ssh: setting is a new connection; the old one is closed, not left behind.
+        await reload([{**entry, "ssh": {**ssh_block, "keepalive_interval": "7s"}}])
+        await wait_until(lambda: _true(sshd.accepted_connections() == 2 and disconnects() == 1), "reconnected")
+        await wait_until(up, "web up again after the reload")
+        # The host leaves the inventory: its connection goes with it.
+        await reload([])
+        await wait_until(lambda: _true(disconnects() == 2), "connection closed when the host left")
+        assert "Traceback" not in log_text()
+    assert sshd.accepted_connections() == 2
+
+
+async def _true(value: bool) -> bool:
+    return value
