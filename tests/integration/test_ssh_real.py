@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from fleetd.config.model import HostSettings, SSHSettings
+from fleetd.dockerapi import DockerClient, EngineConnections, SSHOptions, Timeouts
 from tests.integration.conftest import REQUIRE_DOCKER, unavailable
 from tests.integration.lab import BUSYBOX_IMAGE, Daemon, DockerLab
 from tests.integration.lab_fleet import (
@@ -315,3 +316,29 @@ async def test_fleetd_run_from_yaml_and_reload_closes_what_it_replaces(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_engine_events_stream_over_ssh(sshd: Sshd, docker_lab: DockerLab) -> None:
+    """``/events`` is a long-lived answer on one channel: events arrive on it as they happen."""
+    d1 = docker_lab.daemons["d1"]
+    options = SSHOptions(identity=sshd.client_key, known_hosts=sshd.known_hosts, socket=str(d1.unix_path))
+    name = f"ssh-ev-{uuid.uuid4().hex[:8]}"
+    async with EngineConnections() as connections:
+        docker = DockerClient(sshd.url(), ssh=options, connections=connections, timeouts=Timeouts(total=5.0))
+        await docker.system.ping()
+        try:
+            async with docker.system.events(filters={"type": ["container"]}) as stream:
+                await asyncio.to_thread(
+                    d1.docker, "run", "-d", "--network", "none", "--name", name, BUSYBOX_IMAGE, "sleep", "1000"
+                )
+                seen: list[str] = []
+                async with asyncio.timeout(20):
+                    async for event in stream:
+                        if event.Actor.Attributes.get("name") == name:
+                            seen.append(event.action)
+                            if event.action == "start":
+                                break
+        finally:
+            d1.docker("rm", "--force", name, check=False)
+        assert seen[-2:] == ["create", "start"], seen
+    assert sshd.accepted_connections() == 1
