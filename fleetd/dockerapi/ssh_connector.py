@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from aiohttp.client_reqrep import ClientRequest
     from aiohttp.tracing import Trace
 
-__all__ = ["ChannelTransport", "SSHConnector"]
+__all__ = ["ChannelTransport", "SSHConnector", "open_channel_stream"]
 
 
 class ChannelTransport(asyncio.Transport):
@@ -81,14 +81,16 @@ class ChannelTransport(asyncio.Transport):
 
 
 class _ChannelSession(asyncssh.SSHUNIXSession[bytes]):
-    """Hands what arrives on the channel to aiohttp's protocol."""
+    """Hands what arrives on the channel to an asyncio protocol (aiohttp's, or a stream's)."""
 
-    def __init__(self, protocol: ResponseHandler, peer: str) -> None:
+    def __init__(self, protocol: ResponseHandler | asyncio.StreamReaderProtocol, peer: str) -> None:
         self._protocol = protocol
         self._peer = peer
+        self.transport: ChannelTransport | None = None
 
     def connection_made(self, chan: asyncssh.SSHUNIXChannel[bytes]) -> None:
-        self._protocol.connection_made(ChannelTransport(chan, self._peer))
+        self.transport = ChannelTransport(chan, self._peer)
+        self._protocol.connection_made(self.transport)
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         self._protocol.data_received(data)
@@ -141,3 +143,18 @@ class SSHConnector(aiohttp.BaseConnector):
         """Close pooled channels, then the SSH connection itself."""
         await super().close(abort_ssl=abort_ssl)
         await self.tunnel.aclose()
+
+
+async def open_channel_stream(
+    tunnel: SSHTunnel, *, limit: int = 2**16
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A fresh channel to the remote socket as an asyncio stream pair (for hijacked connections:
+    attach, exec), never a pooled one; ``write_eof()`` half-closes it like a socket's shutdown."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    peer = f"ssh://{tunnel.config.address}{tunnel.config.socket}"
+    session = _ChannelSession(protocol, peer)
+    await tunnel.open_unix(lambda: session)
+    assert session.transport is not None  # set when the channel opened
+    return reader, asyncio.StreamWriter(session.transport, protocol, reader, loop)

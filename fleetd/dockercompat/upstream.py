@@ -18,11 +18,12 @@ import aiohttp
 import msgspec
 
 from fleetd.config.model import HostSettings, Settings
-from fleetd.dockerapi import EngineConnections, parse_endpoint
+from fleetd.dockerapi import EngineConnections, SSHTunnel, parse_endpoint
+from fleetd.dockerapi.ssh_connector import open_channel_stream
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.dockercompat.tlsclient import tls_connect
 from fleetd.dockercompat.versions import Window
-from fleetd.fleet.clients import tls_config
+from fleetd.fleet.clients import ssh_options, tls_config
 from fleetd.fleet.poller import Poller
 from fleetd.fleet.records import HostRecord, HostStatus
 from fleetd.fleet.state import FleetState
@@ -69,6 +70,7 @@ class Upstream:
     ssl: ssl.SSLContext | bool
     unix_path: str | None
     timeout: float  # the host's poll timeout: connect and plain calls
+    tunnel: SSHTunnel | None = None  # ssh:// hosts: raw connections are channels on it
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -103,6 +105,8 @@ class Upstream:
         """A fresh connection for a hijacked stream (never a pooled one). Over TLS it is a
         :class:`~fleetd.dockercompat.tlsclient.TLSStream`, which can half-close."""
         async with asyncio.timeout(self.timeout):
+            if self.tunnel is not None:
+                return await open_channel_stream(self.tunnel, limit=2**20)
             if self.unix_path is not None:
                 return await asyncio.open_unix_connection(self.unix_path, limit=2**20)
             parts = urlsplit(self.base)
@@ -154,14 +158,16 @@ class FleetAccess:
         return self._upstream(record.settings)
 
     def _upstream(self, settings: HostSettings) -> Upstream:
-        endpoint = parse_endpoint(settings.url, tls_config(settings))
+        endpoint = parse_endpoint(settings.url, tls_config(settings), ssh_options(settings))
+        session = self.connections.session_for(endpoint)
         return Upstream(
             host=settings.name,
             base=endpoint.base,
-            session=self.connections.session_for(endpoint),
+            session=session,
             ssl=self.connections.ssl_for(endpoint),
             unix_path=endpoint.unix_path,
             timeout=settings.timeout,
+            tunnel=self.connections.ssh_tunnel(endpoint.ssh) if endpoint.ssh is not None else None,
         )
 
     async def window(self, host: str) -> Window:

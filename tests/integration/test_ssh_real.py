@@ -342,3 +342,24 @@ async def test_engine_events_stream_over_ssh(sshd: Sshd, docker_lab: DockerLab) 
             d1.docker("rm", "--force", name, check=False)
         assert seen[-2:] == ["create", "start"], seen
     assert sshd.accepted_connections() == 1
+
+
+def test_docker_cli_through_fleetds_endpoint_to_an_ssh_host(sshd: Sshd, docker_lab: DockerLab, tmp_path: Path) -> None:
+    """fleetd's Docker-compatible endpoint proxies to an ssh:// host: lists, and a hijacked exec whose
+    stdin ends (half-close) over a fresh channel."""
+    from tests.integration.docker_endpoint import DOCKER_CLIS, docker_endpoint
+
+    if not DOCKER_CLIS:
+        pytest.skip("no docker CLI on PATH")
+    d1 = docker_lab.daemons["d1"]
+    ssh_block = {"identity": str(sshd.client_key), "known_hosts": str(sshd.known_hosts), "socket": str(d1.unix_path)}
+    hosts = [{"name": "d1ssh", "url": sshd.url("root"), "interval": "30s", "timeout": "5s", "ssh": ssh_block}]
+    with docker_endpoint(tmp_path / "ep", hosts) as ep:
+        cli = DOCKER_CLIS[0]
+        names = set(ep.ok(cli, "ps", "-a", "--format", "{{.Names}}").split())
+        truth = set(d1.docker("ps", "-a", "--format", "{{.Names}}").stdout.split())
+        assert names == {f"d1ssh/{n}" for n in truth}, (names, truth)
+        assert ep.ok(cli, "exec", "d1ssh/web1", "echo", "ok", timeout=20) == "ok\n"
+        out = ep.ok(cli, "exec", "-i", "d1ssh/web1", "sh", "-c", "cat; echo done", input="x\n", timeout=20)
+        assert out == "x\ndone\n"
+    assert sshd.accepted_connections() == 1  # polls, proxied calls and the hijacked exec: one connection
