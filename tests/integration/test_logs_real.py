@@ -169,3 +169,30 @@ async def test_the_client_leaving_closes_every_upstream_connection(
     # Both follow connections are closed, not kept in the pool: two fewer than during the follow.
     await wait_until(lambda: len(established_to(d1.port)) <= len(during) - 2, timeout=10.0)
     assert len(fleet.app[LOG_STREAMS]) == 0
+
+
+@pytest.mark.podman
+async def test_a_followed_log_on_podman(podman_daemon: Daemon, tmp_path: Path) -> None:
+    name = f"plog-{secrets.token_hex(4)}"
+    podman_daemon.podman("run", "-d", "--network", "none", "--name", name, BUSYBOX_IMAGE, "sleep", "1000")
+    client = await start_client(
+        settings(tmp_path, [host("podman", podman_daemon.tcp_url, timeout=5.0)], TOKENS.auth())
+    )
+    try:
+        resp = await client.get(f"/api/v1/containers/podman/{name}/logs", params={"follow": "1"}, headers=OP)
+        assert resp.status == 200, await resp.text()
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(
+            podman_daemon.podman, "exec", name, "sh", "-c", "echo from-podman > /proc/1/fd/1"
+        )
+        line = await next_line(resp, timeout=15.0)
+        assert (line["host"], line["container"], line["stream"], line["line"]) == (
+            "podman",
+            name,
+            "stdout",
+            "from-podman",
+        )
+        assert parse_timestamp(line["time"]) is not None
+    finally:
+        await client.close()
+        podman_daemon.podman("rm", "--force", name, check=False)
