@@ -192,7 +192,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     return await _send(request, LogStream(_clients(request), options, targets=(target,)))
 
 
-@routes.get("/api/v1/logs", OPERATOR, "logs.merged", "The merged logs of every matching running container across hosts, as NDJSON in timestamp order; with follow=1 containers that start later join (role: container_logs.role)", "containers", query=("label", "host", "name", "tail", "since", "follow"), errors=(400, 404, 503), logs=True)
+@routes.get("/api/v1/logs", OPERATOR, "logs.merged", "The merged logs of the matching containers across hosts (the running ones when followed), as NDJSON in timestamp order; with follow=1 containers that start later join (role: container_logs.role)", "containers", query=("label", "host", "name", "tail", "since", "follow"), errors=(400, 404, 503), logs=True)
 async def merged_logs(request: web.Request) -> web.StreamResponse:
     q = request.query
     labels = tuple(q.getall("label", []))
