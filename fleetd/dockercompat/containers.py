@@ -63,6 +63,7 @@ async def _json_body(call: Call) -> dict[str, Any]:
 
 
 async def list_containers(call: Call) -> web.StreamResponse:
+    await call.fleet.settled()
     return json_ok(container_list(call.fleet, call.svc.identity, call.queries()))
 
 

@@ -116,9 +116,7 @@ class Identity:
                 if resp.status != 200:
                     return None
                 found = msgspec.json.decode(await resp.read(), type=_Inspected)
-        except (DockerAPIError, msgspec.DecodeError, OSError, TimeoutError):
-            return None
-        except Exception:  # aiohttp's client errors; a broken host is just not the owner
+        except Exception:  # down, refused, timed out, garbled: a broken host is just not the owner
             return None
         return Target(host, found.Id, found.Name.lstrip("/"))
 

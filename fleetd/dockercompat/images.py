@@ -18,6 +18,7 @@ __all__ = ["inspect_image", "list_images", "pull"]
 
 
 async def list_images(call: Call) -> web.StreamResponse:
+    await call.fleet.settled()
     return json_ok(image_list(call.fleet, call.queries(), call.version))
 
 

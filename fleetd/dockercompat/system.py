@@ -25,4 +25,5 @@ async def version(call: Call) -> web.StreamResponse:
 
 
 async def info(call: Call) -> web.StreamResponse:
+    await call.fleet.settled()
     return json_ok(fleet_info(call.fleet))

@@ -190,6 +190,14 @@ class FleetAccess:
             self._windows[host] = (version, window)
         return window
 
+    async def settled(self) -> None:
+        """Right after start, wait (bounded by the slowest first poll) until every host answered once,
+        so a first `docker ps` is the whole fleet rather than an empty list."""
+        if self.state.is_ready():
+            return
+        bound = min(10.0, max((r.settings.timeout for r in self.records()), default=5.0) + 1.0)
+        await self.state.wait_ready(bound)
+
     async def refresh(self, host: str, *, images: bool = False) -> bool:
         """Re-read ``host`` now, so the next read shows what a call just changed."""
         return await settle(self.state, self.poller, host, images=images)

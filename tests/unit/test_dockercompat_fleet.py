@@ -221,3 +221,19 @@ async def test_pull_goes_to_one_host_with_registry_auth_passed_and_never_logged(
     assert [(e["status"], e["targets"]) for e in audited] == [(200, ["new/library/alpine:3.20"])] or [
         (e["status"], e["targets"]) for e in audited
     ] == [(200, ["old/library/alpine:3.20"])]
+
+
+async def test_the_first_list_right_after_start_is_the_whole_fleet(tmp_path: Path) -> None:
+    """Before every host answered its first poll, a list waits for it (bounded) instead of being empty."""
+    async with FakeEngine(docker_20_10(containers=3, seed=5, latency=0.4)) as slow:
+        runtime = Fleet(settings(tmp_path, [host("slow", slow.url)]))
+        listener = DockerListener.for_fleet(runtime, DockerAPISettings(host="127.0.0.1", port=0))
+        runtime.add_part(listener)
+        await runtime.start()
+        try:
+            assert not runtime.state.is_ready()
+            stack = Stack(listener.url, slow, slow, web.Application(), listener, tmp_path)
+            status, _, body = await _raw(stack, "GET", "/v1.41/containers/json?all=1")
+            assert status == 200 and len(json.loads(body)) == 3
+        finally:
+            await runtime.aclose()
