@@ -76,6 +76,18 @@ async def engine_call(host: str, call: Awaitable[T]) -> T:
         raise engine_error(host, exc) from None
 
 
+#: Top-level keys of the Engine's ``POST /containers/create`` body (ContainerConfig, HostConfig,
+#: NetworkingConfig): anything else would be silently ignored by the daemon.
+CREATE_KEYS = frozenset(
+    {
+        "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts",
+        "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes",
+        "WorkingDir", "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild", "Labels", "StopSignal",
+        "StopTimeout", "Shell", "HostConfig", "NetworkingConfig",
+    }
+)  # fmt: skip
+
+
 @routes.post("/api/v1/hosts/{host}/containers", OPERATOR, "container.create", "Create a container with the Engine's own create body", "containers", query=("name",), body="create", ok=201, errors=(400, 404, 409, 502, 503, 504))
 async def create_container(request: web.Request) -> web.Response:
     host = request.match_info["host"]
@@ -85,8 +97,22 @@ async def create_container(request: web.Request) -> web.Response:
         body = msgspec.json.decode(await request.read())
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the body must be a JSON object (the Engine's create body): {exc}") from None
+    except RecursionError:
+        raise BadRequest("the body nests JSON too deeply to be a container's create body") from None
     if not isinstance(body, dict):
         raise BadRequest('the body must be a JSON object (the Engine\'s create body), e.g. {"Image": ...}')
+    if "name" in body or "Name" in body:
+        raise BadRequest(
+            "the container's name goes in the query (?name=web3), not in the body; nothing was created",
+            code="bad_body",
+        )
+    unknown = sorted(set(body) - CREATE_KEYS)
+    if unknown:
+        raise BadRequest(
+            f"unknown key {unknown[0]!r} in the create body (the Engine would ignore it); "
+            f"known: {', '.join(sorted(CREATE_KEYS))}",
+            code="bad_body",
+        )
     note = audit_note(request)
     note.detail["image"] = body.get("Image")
     created = await engine_call(host, client.containers.create(body, name=name))

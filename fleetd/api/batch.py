@@ -52,6 +52,8 @@ def _parse(body: bytes) -> BatchRequest:
         req = _decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise BadRequest(f"invalid batch request: {exc}", code="bad_body") from None
+    except RecursionError:
+        raise BadRequest("invalid batch request: JSON nested too deeply", code="bad_body") from None
     if req.t is not None and (req.action not in ("stop", "restart") or not 0 <= req.t <= 86_400):
         raise BadRequest("'t' (0 to 86400 seconds) applies to stop and restart only", code="bad_body")
     if req.force and req.action != "remove":

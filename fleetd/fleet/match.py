@@ -14,6 +14,7 @@ __all__ = [
     "image_matches",
     "image_name_matches",
     "label_matches",
+    "name_matches",
 ]
 
 #: Container states as the Engine reports them.
@@ -41,10 +42,22 @@ def _id_prefix_matches(image_id: str, reference: str) -> bool:
     return len(short) >= 12 and image_id.removeprefix("sha256:").startswith(short)
 
 
+def _names_of(name: str) -> tuple[str, ...]:
+    """An image name and its repository (``registry:5000/team/app:2`` → itself and ``…/app``)."""
+    repo = _repository_of(name)
+    return (name,) if repo is None else (name, repo)
+
+
+def name_matches(name: str, reference: str) -> bool:
+    """``reference`` is the name, its repository (``nginx`` ↔ ``nginx:1.27``), or either without a
+    registry or namespace prefix, cut at a ``/`` (``app:2`` and ``team/app`` ↔ ``registry:5000/team/app:2``,
+    ``busybox`` ↔ ``fleet/busybox:test``; never ``nginx`` ↔ ``mynginx``)."""
+    return any(n == reference or n.endswith("/" + reference) for n in _names_of(name))
+
+
 def image_name_matches(image: str, reference: str) -> bool:
-    """A container's image name against ``reference``: the same name, or its repository
-    (``nginx`` matches ``nginx:1.27``)."""
-    return image == reference or _repository_of(image) == reference
+    """A container's image name against ``reference`` (see :func:`name_matches`)."""
+    return name_matches(image, reference)
 
 
 def image_id_matches(image_id: str, reference: str) -> bool:
@@ -63,6 +76,6 @@ def image_matches(image: ImageRecord, reference: str) -> bool:
     (12+ hex digits, with or without ``sha256:``), or a ``name@sha256:...`` digest."""
     if reference in image.tags or reference in image.digests:
         return True
-    if any(_repository_of(tag) == reference for tag in image.tags):
+    if any(name_matches(tag, reference) for tag in image.tags):
         return True
     return _id_prefix_matches(image.id, reference)

@@ -114,8 +114,10 @@ def _where(q: AuditQuery) -> tuple[str, list[object]]:
         clauses.append("actor = ?")
         args.append(q.actor)
     if q.action is not None:
-        clauses.append("action = ?")
-        args.append(q.action)
+        # "container.start", or its last part alone ("start"), which would otherwise find nothing
+        clauses.append("(action = ? OR (instr(?, '.') = 0 AND action LIKE '%.' || ? ESCAPE '\\'))")
+        last = q.action.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        args.extend((q.action, q.action, last))
     if q.host is not None:
         clauses.append(
             "EXISTS (SELECT 1 FROM json_each(audit.targets) AS t WHERE json_extract(t.value, '$.host') = ?)"
