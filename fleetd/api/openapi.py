@@ -93,7 +93,7 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "additionalProperties": False,
                 "description": "fields combine with AND; name is exact or a glob, never a substring",
-                "properties": {"host": _ARRAY, "label": _ARRAY, "name": _S, "state": _S},
+                "properties": {"host": _ARRAY, "host_label": _ARRAY, "label": _ARRAY, "name": _S, "state": _S},
             },
             "dry_run": _B,
             "force": _B,

@@ -27,12 +27,13 @@ class SelectorError(ValueError):
 
 class Selector(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     host: list[str] | None = None
+    host_label: list[str] | None = None  # hosts carrying every one of these labels (k or k=v)
     label: list[str] | None = None
     name: str | None = None
     state: str | None = None
 
     def is_empty(self) -> bool:
-        return not (self.host or self.label or self.name or self.state)
+        return not (self.host or self.host_label or self.label or self.name or self.state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +48,16 @@ class Target:
 def validate(selector: Selector | None, state: FleetState) -> Selector:
     if selector is None or selector.is_empty():
         raise SelectorError(
-            "a selector is required and must name at least one of host, label, name, state "
+            "a selector is required and must name at least one of host, host_label, label, name, state "
             '(to act on every container say so: {"name": "*"})'
         )
     for host in selector.host or ():
         if host not in state:
             raise SelectorError(f"selector.host: {no_such_host(host)}")
-    for sel in selector.label or ():
-        if not sel.partition("=")[0]:
-            raise SelectorError(f"selector.label: {sel!r} must be 'key' or 'key=value'")
+    for field, given in (("label", selector.label), ("host_label", selector.host_label)):
+        for sel in given or ():
+            if not sel.partition("=")[0]:
+                raise SelectorError(f"selector.{field}: {sel!r} must be 'key' or 'key=value'")
     if selector.state is not None and selector.state not in CONTAINER_STATES:
         raise SelectorError(
             f"selector.state must be one of {', '.join(sorted(CONTAINER_STATES))}; got {selector.state!r}"
@@ -72,6 +74,8 @@ def resolve(state: FleetState, selector: Selector, now: float | None = None) -> 
     out: list[Target] = []
     for record in state.sorted_records():
         if hosts and record.name not in hosts:
+            continue
+        if selector.host_label and not label_matches(dict(record.settings.labels), selector.host_label):
             continue
         stale = record.is_stale(now)
         for c in record.containers:

@@ -269,3 +269,19 @@ async def test_allow_empty(make_client: MakeClient, fake_engine: FakeEngines) ->
     assert resp.status == 200 and data["targets"] == [] and data["summary"]["targets"] == 0
     assert (await client.post("/api/v1/actions", data=b"", headers=OP)).status == 400
     assert (await client.post("/api/v1/actions", data=b"{", headers=OP)).status == 400
+
+
+async def test_host_label_selects_only_hosts_carrying_it(make_client: MakeClient, fake_engine: FakeEngines) -> None:
+    prod, dev = await fake_engine(containers=3, seed=1), await fake_engine(containers=3, seed=2)
+    client = await make_client(
+        host("p1", prod.url, labels={"env": "prod", "rack": "r1"}), host("d1", dev.url, labels={"env": "dev"})
+    )
+    body = {"action": "stop", "selector": {"host_label": ["env=prod"], "name": "*"}, "dry_run": True}
+    data = await (await client.post("/api/v1/actions", json=body, headers=OP)).json()
+    assert {t["host"] for t in data["targets"]} == {"p1"} and len(data["targets"]) == 3
+    body["selector"] = {"host_label": ["rack"], "label": ["nope=1"]}
+    resp = await client.post("/api/v1/actions", json=body, headers=OP)
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "no_match"
+    body["selector"] = {"host_label": ["=x"]}
+    resp = await client.post("/api/v1/actions", json=body, headers=OP)
+    assert resp.status == 400 and "selector.host_label" in (await resp.json())["error"]["message"]
