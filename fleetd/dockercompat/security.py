@@ -136,6 +136,8 @@ async def record_audit(
     if auditor is None:
         return
     outcome = "denied" if status in (401, 403) else ("ok" if status < 400 else "failed")
+    if outcome == "denied" and not auditor.admit_denied(request.remote or "local"):
+        return  # a flood of refused calls is counted, not stored row by row (as on the main API)
     detail = dict(note.detail)
     detail["endpoint"] = "docker"
     if error:
