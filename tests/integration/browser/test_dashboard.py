@@ -82,6 +82,8 @@ def test_overview_shows_each_hosts_true_state_and_follows_an_outage(page: Any, d
         expect(page.locator('a.tile[data-host="d1"]')).to_contain_text("duplicate engine id")
     api_hosts = {h["name"]: h for h in api(page, dashboard, "/api/v1/hosts")["hosts"]}
     assert api_hosts["fake-error"]["state"] == "error" and api_hosts["old-box"]["state"] == "disabled"
+    assert api_hosts["fake-up"]["insecure_transport"]  # plain tcp://: the finding is flagged on the tile
+    expect(page.locator('a.tile[data-host="fake-up"]')).to_contain_text("plaintext TCP")
     expect(page.locator('#summary li[data-key="hosts"] .n')).to_have_text("6")
 
     mark_document(page)
