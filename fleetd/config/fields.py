@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from fleetd.config.durations import parse_duration
+from fleetd.config.durations import format_duration, parse_duration
 from fleetd.config.errors import Problems
 from fleetd.config.yamlsrc import Map, Node, Scalar, Seq, join_field
 
@@ -239,7 +239,15 @@ class Section:
             return None
         return node.value
 
-    def duration(self, key: str, *, allow_zero: bool = False) -> float | None:
+    def duration(
+        self,
+        key: str,
+        *,
+        allow_zero: bool = False,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float | None:
+        """A duration in seconds; outside [*minimum*, *maximum*] it is reported with both named."""
         node = self.get(key)
         if node is None:
             return None
@@ -247,10 +255,17 @@ class Section:
             self._wrong_type(key, node, "a duration such as '15s'")
             return None
         try:
-            return parse_duration(node.value, allow_zero=allow_zero)
+            seconds = parse_duration(node.value, allow_zero=allow_zero)
         except ValueError as exc:
             self.problem(key, str(exc))
             return None
+        if minimum is not None and seconds < minimum:
+            self.problem(key, f"must be at least {format_duration(minimum)}, got {node.text}")
+            return None
+        if maximum is not None and seconds > maximum:
+            self.problem(key, f"must be at most {format_duration(maximum)}, got {node.text}")
+            return None
+        return seconds
 
     def choice(self, key: str, options: Mapping[str, T], *, required: bool = False) -> T | None:
         """One of *options* (matched case-insensitively), mapped to its typed value."""

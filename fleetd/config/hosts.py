@@ -11,6 +11,7 @@ from fleetd.config.errors import Problems
 from fleetd.config.fields import Section, describe
 from fleetd.config.model import HostSettings, PollSettings, TLSSettings
 from fleetd.config.ssh import read_ssh
+from fleetd.config.ranges import INTERVAL_MAX, TIMEOUT_MAX
 from fleetd.config.urls import normalise_engine_url
 from fleetd.config.yamlsrc import Map, Node, Scalar, join_field, load_mapping
 
@@ -109,8 +110,8 @@ class _HostReader:
 
     def _times(self, sec: Section) -> tuple[float, float]:
         """Effective (interval, timeout); reports a timeout not below the interval."""
-        interval = sec.duration("interval")
-        timeout = sec.duration("timeout")
+        interval = sec.duration("interval", maximum=INTERVAL_MAX)
+        timeout = sec.duration("timeout", maximum=TIMEOUT_MAX)
         eff_interval = self.poll.interval if interval is None else interval
         eff_timeout = self.poll.timeout if timeout is None else timeout
         if sec.invalid & {"interval", "timeout"} or (interval is None and timeout is None):

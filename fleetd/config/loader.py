@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from fleetd.config import ranges
 from fleetd.config.answer_limits import read_answer_limits
 from fleetd.config.auth import read_auth
 from fleetd.config.container_logs import read_container_logs
@@ -100,7 +101,10 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Sett
         auth=read_auth(top, config_dir=config_dir),
         log=_read_log(top),
         listener=read_listener(top),
-        shutdown_grace=_or(top.duration("shutdown_grace", allow_zero=True), _DEFAULTS.shutdown_grace),
+        shutdown_grace=_or(
+            top.duration("shutdown_grace", allow_zero=True, maximum=ranges.SHUTDOWN_GRACE_MAX),
+            _DEFAULTS.shutdown_grace,
+        ),
         events=read_events(top),
         docker_api=read_docker_api(top, config_dir=config_dir),
         container_logs=read_container_logs(top),
@@ -146,9 +150,9 @@ def _read_poll(top: Section) -> tuple[PollSettings, bool]:
     sec = top.section("poll", POLL_KEYS)
     if sec is None:
         return default, "poll" not in top.invalid
-    interval = _or(sec.duration("interval"), default.interval)
-    timeout = _or(sec.duration("timeout"), default.timeout)
-    connect_timeout = sec.duration("connect_timeout")
+    interval = _or(sec.duration("interval", maximum=ranges.INTERVAL_MAX), default.interval)
+    timeout = _or(sec.duration("timeout", maximum=ranges.TIMEOUT_MAX), default.timeout)
+    connect_timeout = sec.duration("connect_timeout", maximum=ranges.TIMEOUT_MAX)
     timeout_parsed = "timeout" not in sec.invalid
     valid = timeout_parsed and "interval" not in sec.invalid
     if valid and timeout >= interval:
@@ -167,10 +171,12 @@ def _read_poll(top: Section) -> tuple[PollSettings, bool]:
             interval=interval,
             timeout=timeout,
             connect_timeout=connect_timeout,
-            concurrency=sec.integer("concurrency", minimum=1) or default.concurrency,
-            images_every=sec.integer("images_every", minimum=1) or default.images_every,
+            concurrency=sec.integer("concurrency", minimum=1, maximum=ranges.CONCURRENCY_MAX)
+            or default.concurrency,
+            images_every=sec.integer("images_every", minimum=1, maximum=ranges.IMAGES_EVERY_MAX)
+            or default.images_every,
             jitter=_or(sec.number("jitter", minimum=0.0, maximum=0.5), default.jitter),
-            max_backoff=_or(sec.duration("max_backoff"), default.max_backoff),
+            max_backoff=_or(sec.duration("max_backoff", maximum=ranges.MAX_BACKOFF_MAX), default.max_backoff),
             max_answer=read_answer_limits(sec),
             liveness=_or(sec.duration("liveness", allow_zero=True), default.liveness),
         ),
@@ -194,15 +200,22 @@ def _read_snapshots(top: Section, config_dir: Path, env: Mapping[str, str]) -> S
     keep_sec = sec.section("keep", KEEP_KEYS)
     if keep_sec is not None:
         keep = RetentionSettings(
-            last=keep_sec.integer("last", minimum=1) or keep.last,
-            max_age=_or(keep_sec.duration("max_age"), keep.max_age),
-            on_demand=_int_or(keep_sec.integer("on_demand", minimum=0), keep.on_demand),
+            last=keep_sec.integer("last", minimum=1, maximum=ranges.KEEP_COUNT_MAX) or keep.last,
+            max_age=_or(keep_sec.duration("max_age", maximum=ranges.MAX_AGE_MAX), keep.max_age),
+            on_demand=_int_or(
+                keep_sec.integer("on_demand", minimum=0, maximum=ranges.KEEP_COUNT_MAX), keep.on_demand
+            ),
         )
     enabled = sec.boolean("enabled")
     return SnapshotSettings(
         enabled=default.enabled if enabled is None else enabled,
         path=sec.path("path", base) or absolute(default.path, base),
-        interval=_or(sec.duration("interval"), default.interval),
+        interval=_or(
+            sec.duration(
+                "interval", minimum=ranges.SNAPSHOT_INTERVAL_MIN, maximum=ranges.SNAPSHOT_INTERVAL_MAX
+            ),
+            default.interval,
+        ),
         keep=keep,
     )
 

@@ -3,23 +3,118 @@
 ``yaml.compose`` gives nodes with marks; they are turned into small immutable records (:class:`Scalar`,
 :class:`Seq`, :class:`Map`) so the validators can say ``file:line`` for anything they reject.
 Problems found here (unreadable file, invalid YAML, duplicate keys) go to a :class:`Problems`.
+
+Hostile files are bounded: only regular files are read (a FIFO or a device would hang or never
+end), at most :data:`MAX_FILE_BYTES` of them; nesting deeper than :data:`MAX_DEPTH` and aliases
+that expand past :data:`MAX_VALUES` values (a "billion laughs" bomb) are refused while composing.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import yaml
 from yaml.constructor import SafeConstructor
 
 from fleetd.config.errors import Problems
 
-__all__ = ["Entry", "Map", "Node", "Scalar", "Seq", "join_field", "load_mapping"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_VALUES",
+    "Entry",
+    "Map",
+    "Node",
+    "Scalar",
+    "Seq",
+    "join_field",
+    "load_mapping",
+    "read_regular_file",
+]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+#: A config or inventory larger than this is refused (10,000 hosts take about 1.5 MB).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: Mappings and lists nested deeper than this are refused (the settings need 4 levels).
+MAX_DEPTH = 64
+#: Values (scalars, mappings, lists) after expanding every alias; 10,000 hosts need ~100,000.
+MAX_VALUES = 500_000
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of *path*; OSError (with a strerror fit for the user) for anything but a regular
+    file of at most *limit* bytes. Opened non-blocking, so a FIFO is refused instead of waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            raise OSError(0, f"{kind}, not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise OSError(0, f"larger than {limit // (1024 * 1024)} MiB")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class _LimitReached(yaml.MarkedYAMLError):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe composer, counting depth and alias-expanded values as it builds nodes."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values it expands to (nodes live in anchors)
+
+    def _count(self, values: int, mark: Any) -> None:
+        self._values += values
+        if self._values > MAX_VALUES:
+            raise _LimitReached(
+                problem=f"aliases expand to more than {MAX_VALUES:,} values (an alias bomb?); "
+                "write the values out or use fewer aliases",
+                problem_mark=mark,
+            )
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        start: Any = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            anchored = self.anchors.get(event.anchor or "")
+            if anchored is not None:
+                self._count(self._sizes.get(id(anchored), 1), start)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _LimitReached(problem=f"nested more than {MAX_DEPTH} levels deep", problem_mark=start)
+        before = self._values
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._count(1, start)
+        self._sizes[id(node)] = self._values - before
+        return node
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +165,7 @@ def load_mapping(
     place that referred to it.
     """
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except OSError as exc:
         if read_error_at is None:
             problems.add(display, 0, "", f"cannot read {what}: {exc.strerror or exc}")
@@ -84,7 +179,11 @@ def load_mapping(
         problems.add(display, line, "", f"{what} is not valid UTF-8")
         return None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_BoundedLoader)
+    except _LimitReached as exc:
+        mark = exc.problem_mark
+        problems.add(display, mark.line + 1 if mark is not None else 0, "", f"{what} refused: {exc.problem}")
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from fleetd.config import AnswerLimits
+from fleetd.config import AnswerLimits, ConfigError, load_config
 
 if TYPE_CHECKING:
     from conftest import ConfigDir
@@ -15,7 +20,9 @@ MiB = 1024 * 1024
 
 
 def test_max_answer_sizes(cfg: ConfigDir) -> None:
-    settings = cfg.load("poll:\n  max_answer: {containers: 128MiB, images: 1GB, info: 65536, other: 1.5MiB}\n")
+    settings = cfg.load(
+        "poll:\n  max_answer: {containers: 128MiB, images: 1GB, info: 65536, other: 1.5MiB}\n"
+    )
     assert settings.poll.max_answer == AnswerLimits(
         containers=128 * MiB, images=10**9, info=65536, other=int(1.5 * MiB)
     )
@@ -39,3 +46,125 @@ def test_bad_max_answer_is_named(cfg: ConfigDir, value: str, message: str) -> No
     problem = cfg.problem(f"poll:\n  max_answer:\n    containers: {value}\n")
     assert (problem.line, problem.field) == (3, "poll.max_answer.containers")
     assert message in problem.message
+
+
+# -- hostile files ---------------------------------------------------------------------------------
+
+
+def _alias_bomb() -> str:
+    """Nine levels of ten aliases each: 10^9 scalars from about 1 KB of YAML."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 10):
+        refs = ", ".join([f"*a{level - 1}"] * 10)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(cfg: ConfigDir) -> None:
+    text = _alias_bomb()
+    assert len(text) < 1100
+    started = time.monotonic()
+    problem = cfg.problem(text)
+    assert time.monotonic() - started < 5
+    assert problem.file == cfg.main and 2 <= problem.line <= 10
+    assert problem.message.startswith("config file refused: aliases expand to more than 500,000 values")
+
+
+def test_anchors_and_aliases_within_reason_still_work(cfg: ConfigDir) -> None:
+    hosts = "".join(f"  - {{<<: *d, name: h{i}, url: 'tcp://10.0.0.{i}:2375'}}\n" for i in range(200))
+    settings = cfg.load(f"poll: &d {{interval: 30s}}\nhosts:\n{hosts}")
+    assert len(settings.hosts) == 200 and settings.hosts[199].interval == 30.0
+
+
+@pytest.mark.parametrize("where", ["config", "inventory"])
+def test_nesting_10000_deep_is_refused_with_file_and_line(cfg: ConfigDir, where: str) -> None:
+    deep = "[" * 10_000 + "]" * 10_000
+    if where == "config":
+        problem = cfg.problem(f"listen: 127.0.0.1:8080\nhosts: {deep}\n")
+        file = cfg.main
+    else:
+        cfg.write(f"hosts:\n  - {deep}\n", "inventory.yaml")
+        problem = cfg.problem("inventory: inventory.yaml\n")
+        file = str(cfg.root / "inventory.yaml")
+    assert (problem.file, problem.line) == (file, 2)
+    assert "refused: nested more than 64 levels deep" in problem.message
+
+
+def test_a_fifo_config_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "fleetd.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError) as caught:
+        load_config(fifo, environ={})
+    [problem] = caught.value.problems
+    assert str(problem) == f"{fifo}:0: cannot read config file: a named pipe (FIFO), not a regular file"
+
+
+@pytest.mark.parametrize(
+    ("target", "kind"),
+    [
+        ("/dev/zero", "a character device"),
+        ("/dev/urandom", "a character device"),
+        ("fifo", "a named pipe (FIFO)"),
+    ],
+)
+def test_an_inventory_that_is_not_a_regular_file_is_named_at_its_line(
+    cfg: ConfigDir, target: str, kind: str
+) -> None:
+    if target == "fifo":
+        os.mkfifo(cfg.root / "fifo")
+        target = str(cfg.root / "fifo")
+    problem = cfg.problem(f"listen: 127.0.0.1:8080\ninventory: {target}\n")
+    assert (problem.file, problem.line, problem.field) == (cfg.main, 2, "inventory")
+    assert problem.message == f"cannot read inventory file {target}: {kind}, not a regular file"
+
+
+def test_an_oversized_config_is_refused(cfg: ConfigDir) -> None:
+    path = cfg.root / "fleetd.yaml"
+    path.write_bytes(b"# padding\n" * (1_700_000))
+    problem = cfg.problem()
+    assert problem.message == "cannot read config file: larger than 16 MiB"
+
+
+# -- ranges ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message"),
+    [
+        ("snapshots:\n  interval: 1ms\n", "snapshots.interval", "must be at least 10s, got 1ms"),
+        ("snapshots:\n  interval: 90d\n", "snapshots.interval", "must be at most 30d, got 90d"),
+        (
+            "snapshots:\n  keep:\n    last: 100000000000000000000\n",
+            "snapshots.keep.last",
+            "must be at most 10000000, got 100000000000000000000",
+        ),
+        ("snapshots:\n  keep:\n    max_age: 99999d\n", "snapshots.keep.max_age", "must be at most 36500d"),
+        ("poll:\n  interval: 2d\n", "poll.interval", "must be at most 1d, got 2d"),
+        ("poll:\n  max_backoff: 400d\n", "poll.max_backoff", "must be at most 1d, got 400d"),
+        ("poll:\n  concurrency: 10000000\n", "poll.concurrency", "must be at most 100000"),
+        ("shutdown_grace: 1000h\n", "shutdown_grace", "must be at most 1h, got 1000h"),
+        (
+            "hosts:\n  - {name: a, url: 'tcp://h:2375', timeout: 2h, interval: 3h}\n",
+            "hosts[0].timeout",
+            "must be at most 1h, got 2h",
+        ),
+    ],
+)
+def test_out_of_range_values_are_named(cfg: ConfigDir, text: str, field: str, message: str) -> None:
+    problem = cfg.problem(text)
+    assert problem.field == field
+    assert message in problem.message
+
+
+def test_check_config_exits_2_on_an_alias_bomb_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetd", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"{path}:") and "alias bomb" in done.stderr
+    assert "Traceback" not in done.stderr
