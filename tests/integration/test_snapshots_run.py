@@ -24,7 +24,7 @@ async def fleetd(*args: str) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
-def write_config(tmp_path: Path, port: int, hosts: dict[str, str], interval: str = "1s") -> Path:
+def write_config(tmp_path: Path, port: int, hosts: dict[str, str], interval: str = "10s") -> Path:
     cfg = tmp_path / "fleetd.yaml"
     listed = "".join(f"  - {{name: {n}, url: '{u}'}}\n" for n, u in hosts.items())
     cfg.write_text(
@@ -72,7 +72,7 @@ async def test_scheduled_snapshots_across_a_restart(tmp_path: Path, fake_engine:
     proc = await fleetd("run", "--config", str(cfg))
     try:
         async with aiohttp.ClientSession() as http:
-            first_run = await wait_for_snapshots(http, base, 3)
+            first_run = await wait_for_snapshots(http, base, 1)  # due at once: the database is new
             assert {s["trigger"] for s in first_run} == {"schedule"}
             assert first_run[-1]["counts"]["hosts_up"] == 2  # the first waited for the fleet to be ready
             assert first_run[-1]["counts"]["containers"] == 8
@@ -93,8 +93,10 @@ async def test_scheduled_snapshots_across_a_restart(tmp_path: Path, fake_engine:
     proc = await fleetd("run", "--config", str(cfg))
     try:
         async with aiohttp.ClientSession() as http:
-            listed = await wait_for_snapshots(http, base, len(stored) + 2)
+            # Due one interval (10 s, the shortest allowed) after the newest stored snapshot.
+            listed = await wait_for_snapshots(http, base, len(stored) + 1)
             assert listed[0]["id"] > max(stored)  # the history is still there and grows from it
+            assert listed[0]["trigger"] == "schedule"
             latest = await get_json(http, f"{base}/api/v1/snapshots/{taken['id']}")
             assert {h["name"] for h in latest["hosts"]} == {"a", "b"}
     finally:
