@@ -12,6 +12,7 @@ from fleetd.config.fields import Section, describe
 from fleetd.config.model import HostSettings, PollSettings, TLSSettings
 from fleetd.config.ssh import read_ssh
 from fleetd.config.ranges import INTERVAL_MAX, TIMEOUT_MAX
+from fleetd.config.tls_files import TLSCheck
 from fleetd.config.urls import normalise_engine_url
 from fleetd.config.yamlsrc import Map, Node, Scalar, join_field, load_mapping
 
@@ -58,6 +59,7 @@ class _HostReader:
         self.problems = problems
         self.poll = poll
         self.poll_valid = poll_valid
+        self.tls_check = TLSCheck()
         self.hosts: list[HostSettings] = []
         self._names: dict[str, str] = {}  # name -> "file:line" of its first declaration
 
@@ -72,7 +74,7 @@ class _HostReader:
         if sec is None:
             return None
         name = self._name(sec)
-        tls, tls_given = _read_tls(sec, base)
+        tls, tls_given = _read_tls(sec, base, self.tls_check)
         url, tls = _read_url(sec, tls, tls_given)
         ssh = read_ssh(sec, base, url, url.split("://", 1)[0] if url else None)
         labels = _read_labels(sec)
@@ -153,8 +155,9 @@ def _read_url(
     return url, tls
 
 
-def _read_tls(host: Section, base: Path) -> tuple[TLSSettings | None, bool]:
-    """The host's ``tls:`` block and whether one was given (even an invalid one)."""
+def _read_tls(host: Section, base: Path, check: TLSCheck) -> tuple[TLSSettings | None, bool]:
+    """The host's ``tls:`` block and whether one was given (even an invalid one); its files are
+    loaded as the client will load them, so a CA or key pair that cannot be used is reported here."""
     if not host.has("tls"):
         return None, False
     sec = host.section("tls", TLS_KEYS)
@@ -166,6 +169,10 @@ def _read_tls(host: Section, base: Path) -> tuple[TLSSettings | None, bool]:
     for given, missing in (("cert", "key"), ("key", "cert")):
         if sec.has(given) and not sec.has(missing):
             sec.problem(given, f"'{given}' given without '{missing}'; a client certificate needs both")
+    if not sec.invalid & {"ca", "cert", "key"} and (ca is not None or (cert and key)):
+        found = check.client(ca, cert if key else None, key)
+        if found is not None:
+            sec.problem(*found)
     verify = sec.boolean("verify")
     return TLSSettings(ca=ca, cert=cert, key=key, verify=True if verify is None else verify), True
 

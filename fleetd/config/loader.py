@@ -27,6 +27,7 @@ from fleetd.config.model import (
     SnapshotSettings,
 )
 from fleetd.config.notify import read_notify
+from fleetd.config.tls_files import TLSCheck
 from fleetd.config.urls import parse_listen
 from fleetd.config.yamlsrc import load_mapping
 
@@ -140,6 +141,10 @@ def _read_listen_tls(top: Section, config_dir: Path) -> ListenTLSSettings | None
     cert = sec.readable_file("cert", config_dir, required=True)
     key = sec.readable_file("key", config_dir, required=True)
     if cert is None or key is None:
+        return None
+    found = TLSCheck().server(cert, key)  # loaded as the listener will load it
+    if found is not None:
+        sec.problem(*found)
         return None
     return ListenTLSSettings(cert=cert, key=key)
 

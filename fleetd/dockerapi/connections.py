@@ -24,7 +24,14 @@ from aiohttp.client_proto import ResponseHandler
 from fleetd.dockerapi.ssh import SSHConfig, SSHOptions, SSHTunnel
 from fleetd.dockerapi.ssh_connector import SSHConnector
 
-__all__ = ["Endpoint", "EngineConnections", "TLSConfig", "make_ssl_context", "parse_endpoint"]
+__all__ = [
+    "Endpoint",
+    "EngineConnections",
+    "TLSConfig",
+    "make_ssl_context",
+    "parse_endpoint",
+    "refuse_passphrase",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +80,16 @@ def make_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     """Build a client context; reads files, so call it off the event loop when it matters."""
     ctx = ssl.create_default_context(cafile=str(tls.ca) if tls.ca else None)
     if tls.cert is not None:
-        ctx.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None)
+        ctx.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None, password=refuse_passphrase)
     if not tls.verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def refuse_passphrase() -> bytes:
+    """``load_cert_chain``'s password callback: a service has no terminal to prompt on."""
+    raise ssl.SSLError("the TLS key is encrypted with a passphrase; fleetd never prompts for one")
 
 
 class _TrackingTCPConnector(aiohttp.TCPConnector):

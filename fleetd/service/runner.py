@@ -23,6 +23,7 @@ from fleetd.config import ConfigError, load_config
 from fleetd.config.exposure import exposure_problem
 from fleetd.config.live import ReloadFailed
 from fleetd.config.model import Settings
+from fleetd.dockerapi.connections import refuse_passphrase
 from fleetd.dockercompat import DockerListener
 from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
@@ -72,7 +73,7 @@ def _listen_ssl(settings: Settings) -> ssl.SSLContext | None:
     if settings.listen_tls is None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(settings.listen_tls.cert), str(settings.listen_tls.key))
+    ctx.load_cert_chain(str(settings.listen_tls.cert), str(settings.listen_tls.key), password=refuse_passphrase)
     return ctx
 
 

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from fleetd.cli import main
 from fleetd.config import AnswerLimits, ConfigError, load_config
+from tests.unit.tlskit import pem
 
 if TYPE_CHECKING:
     from conftest import ConfigDir
@@ -168,3 +170,69 @@ def test_check_config_exits_2_on_an_alias_bomb_without_a_traceback(tmp_path: Pat
     assert done.returncode == 2
     assert done.stderr.startswith(f"{path}:") and "alias bomb" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- TLS files: loaded as the service loads them ---------------------------------------------------
+
+
+def _tls_case(cfg: ConfigDir, case: str) -> tuple[str, int, str, str]:
+    """Writes a config with one bad TLS file; returns (config text, line, field, message part)."""
+    material = pem()
+    material.write(cfg.root / "tls")
+    tls = cfg.root / "tls"
+    host = "hosts:\n  - name: s\n    url: tcp://127.0.0.1:2376\n    tls:\n"
+    if case == "garbage ca":
+        (tls / "bad.pem").write_text(
+            "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
+        )
+        return host + "      ca: tls/bad.pem\n", 5, "hosts[0].tls.ca", "holds no PEM certificate"
+    if case == "empty ca":
+        (tls / "empty.pem").write_bytes(b"")
+        return host + "      ca: tls/empty.pem\n", 5, "hosts[0].tls.ca", "holds no PEM certificate"
+    if case == "mismatched pair":
+        (tls / "other.pem").write_bytes(material.other_key)
+        text = host + "      ca: tls/ca.pem\n      cert: tls/cert.pem\n      key: tls/other.pem\n"
+        return text, 7, "hosts[0].tls.key", "and the key"
+    if case == "encrypted key":
+        (tls / "enc.pem").write_bytes(material.encrypted_key)
+        text = host + "      cert: tls/cert.pem\n      key: tls/enc.pem\n"
+        return text, 6, "hosts[0].tls.key", "is encrypted with a passphrase, and fleetd never prompts for one"
+    assert case == "garbage listen cert"
+    (tls / "junk.pem").write_text("junk\n")
+    return (
+        "listen_tls:\n  cert: tls/junk.pem\n  key: tls/key.pem\n",
+        2,
+        "listen_tls.cert",
+        "holds no PEM certificate",
+    )
+
+
+TLS_CASES = ["garbage ca", "empty ca", "mismatched pair", "encrypted key", "garbage listen cert"]
+
+
+@pytest.mark.parametrize("case", TLS_CASES)
+def test_check_config_loads_every_tls_file(
+    cfg: ConfigDir, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, line, field, message = _tls_case(cfg, case)
+    path = cfg.write(text)
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:{line}: {field}: "), err
+    assert message in err
+
+
+def test_run_refuses_an_encrypted_key_without_prompting_or_a_traceback(cfg: ConfigDir) -> None:
+    text, line, field, _ = _tls_case(cfg, "encrypted key")
+    path = cfg.write(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetd", "run", "--config", str(path)],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=60,
+        start_new_session=True,  # no controlling terminal for OpenSSL to prompt on
+    )
+    assert done.returncode == 2
+    assert f"{path}:{line}: {field}: " in done.stderr and "Traceback" not in done.stderr
+    assert "pass phrase" not in done.stderr.lower()

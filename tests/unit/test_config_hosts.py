@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from fleetd.config import ConfigError, HostSettings, Problem, TLSSettings, load_config
+from tests.unit.tlskit import pem
 
 if TYPE_CHECKING:
     from conftest import ConfigDir
@@ -276,8 +277,7 @@ def test_enabled_must_be_a_boolean(cfg: ConfigDir) -> None:
 
 
 def write_tls_files(cfg: ConfigDir, folder: str = "tls") -> None:
-    for name in ("ca.pem", "cert.pem", "key.pem"):
-        cfg.write(f"not really {name}\n", f"{folder}/{name}")
+    pem().write(cfg.root / folder)  # real PEM: the loader loads it as the client will
 
 
 def test_tls_paths_are_relative_to_the_config_file(cfg: ConfigDir) -> None:

@@ -20,6 +20,7 @@ from fleetd.config import (
 )
 from fleetd.config.listener import ListenerSettings
 from fleetd.config.loader import TOP_KEYS
+from tests.unit.tlskit import pem
 
 if TYPE_CHECKING:
     from conftest import ConfigDir
@@ -238,8 +239,7 @@ def test_bad_listen(cfg: ConfigDir, text: str, message: str) -> None:
 
 
 def test_listen_tls(cfg: ConfigDir) -> None:
-    cfg.write("CERT", "tls/server.pem")
-    cfg.write("KEY", "tls/server-key.pem")
+    pem().write(cfg.root / "tls", ("ca.pem", "server.pem", "server-key.pem"))
     settings = cfg.load("listen_tls:\n  cert: tls/server.pem\n  key: tls/server-key.pem\n")
     assert settings.listen_tls is not None
     assert settings.listen_tls.cert == cfg.root / "tls" / "server.pem"
