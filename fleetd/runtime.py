@@ -239,6 +239,11 @@ class Fleet:
                 in_use=f"{old.listen_host}:{old.listen_port}",
             )
             new = keep_listen(new, old)
+        # All or nothing: what can fail (every TLS context) is built before any host is touched.
+        if problems := await self.poller.prepare(new.hosts):
+            self.config.reject()
+            log.error("reload rejected; the previous configuration stays in force", problems=problems)
+            raise ReloadFailed(problems)
         report = await self.poller.reconcile(new.hosts, new.poll)
         self.config.accept(new)
         await self.webhooks.reconfigure(new.notify)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+from collections.abc import Iterable
 
 from fleetd.config.model import AnswerLimits, HostSettings, Settings
 from fleetd.dockerapi import (
@@ -57,16 +59,48 @@ def ssh_options(settings: HostSettings) -> SSHOptions | None:
     )
 
 
+def _build_all(configs: list[TLSConfig]) -> tuple[dict[TLSConfig, ssl.SSLContext], dict[TLSConfig, str]]:
+    built: dict[TLSConfig, ssl.SSLContext] = {}
+    failed: dict[TLSConfig, str] = {}
+    for tls in configs:
+        try:
+            built[tls] = make_ssl_context(tls)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            failed[tls] = str(exc) or type(exc).__name__
+    return built, failed
+
+
 class ClientFactory:
     def __init__(self, connections: EngineConnections, *, connect_timeout: float | None = None) -> None:
         self.connections = connections
         self._connect_timeout = connect_timeout
+        self._prepared: dict[TLSConfig, ssl.SSLContext] = {}
+
+    async def prepare(self, hosts: Iterable[HostSettings]) -> list[str]:
+        """Build every TLS context *hosts* need, before any host is touched; on failure the
+        problems (``file:line: host: message``), and nothing prepared changes."""
+        needed: dict[TLSConfig, HostSettings] = {}
+        for host in hosts:
+            tls = tls_config(host)
+            if tls is not None and host.enabled:
+                needed.setdefault(tls, host)
+        built, failed = await asyncio.to_thread(_build_all, list(needed))
+        if failed:
+            return [
+                f"{needed[tls].source}: hosts.{needed[tls].name}.tls: cannot build the TLS context: {why}"
+                for tls, why in failed.items()
+            ]
+        self._prepared = built
+        return []
 
     async def client_for(self, settings: HostSettings, limits: AnswerLimits | None = None) -> DockerClient:
         endpoint = parse_endpoint(settings.url, tls_config(settings), ssh_options(settings))
         if endpoint.tls is not None:
-            # Reading certificate files blocks: do it in a thread, once per TLS config.
-            ctx = await asyncio.to_thread(make_ssl_context, endpoint.tls)
+            # Reading certificate files blocks: done in a thread, once per TLS config, by
+            # prepare() before a reload touches any host (or here, at start).
+            ctx = self._prepared.get(endpoint.tls)
+            if ctx is None:
+                ctx = await asyncio.to_thread(make_ssl_context, endpoint.tls)
             self.connections.preload_ssl(endpoint, ctx)
         return DockerClient(
             settings.url,

@@ -129,6 +129,11 @@ class Poller:
 
     # -- reload ------------------------------------------------------------------
 
+    async def prepare(self, hosts: Iterable[HostSettings]) -> list[str]:
+        """Everything a reconcile to *hosts* needs that can fail (TLS contexts), built first;
+        the problems, if any, and then nothing changed."""
+        return await self._clients.prepare(hosts)
+
     async def reconcile(self, hosts: Iterable[HostSettings], poll: PollSettings) -> ReconcileReport:
         """Apply a new inventory: unchanged hosts keep their state, data and schedule."""
         new = {h.name: h for h in hosts}

@@ -7,7 +7,6 @@ hosts); SIGTERM/SIGINT stop everything within the grace period; SIGHUP reloads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import signal
 import ssl
@@ -139,8 +138,12 @@ async def _listen(fleet: Fleet, config_path: Path, notifier: Notifier) -> int:
     reloads: set[asyncio.Task[None]] = set()
 
     async def hup() -> None:
-        with contextlib.suppress(ReloadFailed):  # logged; the old configuration keeps running
+        try:
             await fleet.reload(config_path)
+        except ReloadFailed:
+            pass  # logged; the old configuration keeps running
+        except Exception as exc:  # never "Task exception was never retrieved"
+            log.error("reload failed", error=str(exc) or repr(exc), exc_info=exc)
 
     def on_hup() -> None:
         task = loop.create_task(hup())

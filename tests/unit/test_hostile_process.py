@@ -127,7 +127,12 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
         finally:
             if proc.returncode is None:
                 proc.terminate()
-            _out, err = await asyncio.wait_for(proc.communicate(), 20)
+            try:
+                _out, err = await asyncio.wait_for(proc.communicate(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise
             assert b"Traceback" not in err, err.decode()[-3000:]
     finally:
         await engines.aclose()
