@@ -9,7 +9,7 @@ fleetd/api/app.py). Nothing here knows HTTP.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -20,9 +20,22 @@ from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.util.version import fleetd_version
 
-__all__ = ["FleetMetrics", "fleetd_version"]
+__all__ = ["KNOWN_CONTAINER_STATES", "FleetMetrics", "bounded_states", "fleetd_version"]
 
 _POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+#: The container states the Engine API documents; any other value a daemon sends is counted as
+#: ``other``, so a daemon cannot mint label values (series) at will.
+KNOWN_CONTAINER_STATES = frozenset({"created", "restarting", "running", "removing", "paused", "exited", "dead"})
+
+
+def bounded_states(by_state: Mapping[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for state, n in by_state.items():
+        key = state if state in KNOWN_CONTAINER_STATES else "other"
+        out[key] = out.get(key, 0) + n
+    return out
 
 
 class _FleetCollector(Collector):
@@ -69,7 +82,7 @@ class _FleetCollector(Collector):
             if r.poll_duration is not None:
                 dur.add_metric([name], r.poll_duration)
             dup.add_metric([name], 1.0 if name in duplicates else 0.0)
-            for cstate, n in sorted(r.tally().by_state.items()):
+            for cstate, n in sorted(bounded_states(r.tally().by_state).items()):
                 cont.add_metric([name, cstate], float(n))
         yield from (up, st, stale, last, fails, dur, dup, cont)
         ok = GaugeMetricFamily(

@@ -6,8 +6,17 @@ Issue 16's table, one test per row for the Engine client; the memory rows are al
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Any
 
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from fleetd.api.app import create_app
+from fleetd.config import load_config
 from fleetd.dockerapi import (
     DockerClient,
     EngineConnections,
@@ -16,6 +25,7 @@ from fleetd.dockerapi import (
     EngineUnreachable,
     ReadLimits,
 )
+from fleetd.metrics import KNOWN_CONTAINER_STATES
 from tests.fakes import FakeEngines, Fault
 
 MiB = 1024 * 1024
@@ -148,3 +158,25 @@ async def test_a_name_that_does_not_resolve_says_so() -> None:
     assert str(caught.value).startswith("cannot resolve docker01.invalid: ")
     assert "unknown error" not in str(caught.value)
 
+
+async def test_container_states_in_metrics_are_the_known_set_plus_other(
+    tmp_path: Path, fake_engine: FakeEngines
+) -> None:
+    eng = await fake_engine(containers=30)
+    for i, container in enumerate(eng.state.containers.values()):
+        if i % 3:
+            container.state = f"minted-by-the-daemon-{i}"  # a label value per container, unbounded
+    cfg = tmp_path / "fleetd.yaml"
+    cfg.write_text(f"snapshots: {{enabled: false}}\nhosts:\n  - {{name: h, url: '{eng.url}'}}\n")
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(load_config(cfg))))
+    await client.start_server()
+    try:
+        deadline = time.monotonic() + 10
+        while "fleetd_host_containers{" not in (text := await (await client.get("/metrics")).text()):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    finally:
+        await client.close()
+    states = set(re.findall(r'fleetd_host_containers\{host="h",state="([^"]+)"\}', text))
+    assert "other" in states and states <= KNOWN_CONTAINER_STATES | {"other"}
+    assert re.search(r'fleetd_host_containers\{host="h",state="other"\} 20\.0', text)
