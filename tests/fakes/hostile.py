@@ -17,7 +17,7 @@ from aiohttp import web
 
 from .behaviour import EngineBehaviour, Fault
 
-__all__ = ["HOSTILE_FAULTS", "hostile_answer"]
+__all__ = ["HOSTILE_FAULTS", "gzip_of_spaces", "hostile_answer"]
 
 #: One container summary as dockerd writes it, ~1 KiB: what a huge /containers/json repeats.
 _ITEM = (
@@ -49,7 +49,7 @@ HOSTILE_FAULTS = frozenset(
 
 
 @functools.cache
-def _gzip_of_spaces(size: int) -> bytes:
+def gzip_of_spaces(size: int) -> bytes:
     """``[`` + ``size`` spaces + ``]`` gzipped: valid JSON (an empty list) that inflates ~1000×."""
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)
     block = b" " * (1 << 20)
@@ -94,7 +94,7 @@ async def hostile_answer(
         await _write_all(response, None, b"")
         return response
     if fault is Fault.GZIP_BOMB:
-        body = await asyncio.to_thread(_gzip_of_spaces, size)
+        body = await asyncio.to_thread(gzip_of_spaces, size)
         return web.Response(
             body=body, headers={**headers, "Content-Encoding": "gzip"}, content_type="application/json"
         )
