@@ -10,8 +10,8 @@ from fleetd.config.durations import format_duration
 from fleetd.config.errors import Problems
 from fleetd.config.fields import Section, describe
 from fleetd.config.model import HostSettings, PollSettings, TLSSettings
-from fleetd.config.ssh import read_ssh
 from fleetd.config.ranges import INTERVAL_MAX, TIMEOUT_MAX
+from fleetd.config.ssh import read_ssh
 from fleetd.config.tls_files import TLSCheck
 from fleetd.config.urls import normalise_engine_url
 from fleetd.config.yamlsrc import Map, Node, Scalar, join_field, load_mapping
