@@ -118,6 +118,9 @@ def too_deep(where: str, url: str) -> EngineProtocolError:
 
 
 def payload_reason(exc: aiohttp.ClientPayloadError) -> str:
-    cause = exc.__cause__ or exc.__context__
-    text = str(cause or exc).strip() or type(cause or exc).__name__
-    return text.splitlines()[0][:200]
+    """aiohttp's parser errors read "400, message: ..." (a status it made up): keep the message."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    message = getattr(cause, "message", None)
+    text = message if isinstance(message, str) and message.strip() else str(cause)
+    text = " ".join(text.split()) or type(cause).__name__
+    return text[:200]
