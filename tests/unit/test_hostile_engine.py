@@ -10,12 +10,9 @@ import asyncio
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from fleetd.api.app import create_app
 from fleetd.config import load_config
 from fleetd.dockerapi import (
     DockerClient,
@@ -26,7 +23,9 @@ from fleetd.dockerapi import (
     ReadLimits,
 )
 from fleetd.metrics import KNOWN_CONTAINER_STATES
+from fleetd.runtime import Fleet
 from tests.fakes import FakeEngines, Fault
+from tests.harness import FleetClient
 
 MiB = 1024 * 1024
 
@@ -170,7 +169,7 @@ async def test_container_states_in_metrics_are_the_known_set_plus_other(
             container.state = f"minted-by-the-daemon-{i}"  # a label value per container, unbounded
     cfg = tmp_path / "fleetd.yaml"
     cfg.write_text(f"snapshots: {{enabled: false}}\nhosts:\n  - {{name: h, url: '{eng.url}'}}\n")
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(load_config(cfg))))
+    client = FleetClient(Fleet(load_config(cfg)))
     await client.start_server()
     try:
         deadline = time.monotonic() + 10
