@@ -8,13 +8,15 @@ table; handlers never check roles.
   digest (no early exit), and never logged.
 - Without tokens, reads are open only while fleetd listens on loopback (or ``auth.anonymous_read``)
   and every operation answers 403 saying how to enable it.
-- Wrong tokens are rate-limited per client address (a token bucket); a blocked address gets 429.
+- Wrong tokens are rate-limited per client address (a token bucket); a blocked address gets 429,
+  except for a token that already authenticated from that address (a valid token is never locked out).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -59,6 +61,13 @@ ANONYMOUS = Principal("anonymous", None)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+_PROVEN_MAX = 10_000
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
 class AuthGuard:
     """Per-app authentication state: the token digests in force and the failure limiter."""
 
@@ -67,6 +76,20 @@ class AuthGuard:
         self.limiter = limiter or ClientBuckets(burst=10, per_minute=10.0)
         self._for: AuthSettings | None = None
         self._digests: list[tuple[bytes, Principal]] = []
+        # (address, digest) of tokens that authenticated from that address: a block set off by wrong
+        # tokens from the same address (a typo, a stale script, a neighbour behind the same NAT) never
+        # locks out a token already proven there; guessing stays blocked.
+        self._proven: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+
+    def proven(self, addr: str, token: str) -> bool:
+        return (addr, _digest(token)) in self._proven
+
+    def remember(self, addr: str, token: str) -> None:
+        key = (addr, _digest(token))
+        self._proven[key] = None
+        self._proven.move_to_end(key)
+        while len(self._proven) > _PROVEN_MAX:
+            self._proven.popitem(last=False)
 
     def _tokens(self, auth: AuthSettings) -> list[tuple[bytes, Principal]]:
         if auth is not self._for:  # the config was reloaded
@@ -76,7 +99,7 @@ class AuthGuard:
 
     def verify(self, auth: AuthSettings, token: str) -> Principal | None:
         """The principal whose digest matches; every digest is compared, whatever matched first."""
-        presented = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        presented = _digest(token)
         found: Principal | None = None
         for digest, principal in self._tokens(auth):
             if hmac.compare_digest(presented, digest) and found is None:
@@ -140,16 +163,18 @@ def _authorize(request: web.Request, rule: Rule, settings: Settings) -> web.Resp
         return _challenge("this endpoint needs a bearer token: Authorization: Bearer <token>", invalid=False)
     guard = request.app[AUTH]
     addr = client_address(request)
+    token = _bearer(header)
     wait = guard.limiter.retry_after(addr)
-    if wait is not None:
+    if wait is not None and not (token is not None and guard.proven(addr, token)):
         retry = max(1, int(wait + 0.999))
         exc = ApiError(
             f"too many failed authentications from {addr}; retry in {retry}s", code="too_many_failures"
         )
         exc.status = 429
         return _refuse(exc, {"Retry-After": str(retry)})
-    token = _bearer(header)
     principal = guard.verify(auth, token) if token is not None else None
+    if principal is not None and token is not None:
+        guard.remember(addr, token)
     if principal is None:
         blocked = guard.limiter.spend(addr)
         reason = "unknown token" if token is not None else "malformed Authorization header"

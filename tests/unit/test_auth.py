@@ -183,6 +183,21 @@ async def test_failed_attempts_are_rate_limited_per_client(tmp_path: Path) -> No
         await client.close()
 
 
+async def test_wrong_tokens_never_lock_out_a_token_proven_from_that_address(tmp_path: Path) -> None:
+    tokens = Tokens(admin="admin")
+    client = await start_client(settings(tmp_path, [], tokens.auth()))
+    try:
+        assert (await client.get("/api/v1/hosts", headers=tokens.header("admin"))).status == 200
+        for i in range(30):  # a stale script with an old token, from the admin's own address
+            wrong = await client.get("/api/v1/hosts", headers={"Authorization": f"Bearer old-{i}"})
+            assert wrong.status in (401, 429)
+            assert (await client.get("/api/v1/hosts", headers=tokens.header("admin"))).status == 200, i
+        guess = await client.get("/api/v1/hosts", headers={"Authorization": "Bearer guess"})
+        assert guess.status == 429  # guessing stays blocked
+    finally:
+        await client.close()
+
+
 def test_failure_limiter_refills_and_isolates_addresses() -> None:
     now = [1000.0]
     limiter = ClientBuckets(burst=3, per_minute=6.0, max_clients=2, clock=lambda: now[0])
