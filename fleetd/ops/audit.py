@@ -57,7 +57,10 @@ class Auditor:
         # Refused calls cost the caller nothing, so they get a budget per address: a flood of them
         # is counted, not stored row by row.
         self.denied_budget = denied_budget or ClientBuckets(burst=60, per_minute=60.0)
-        self.suppressed = 0
+        # ... and all addresses together another, so a flood from many addresses is bounded too.
+        self.denied_total = ClientBuckets(burst=120, per_minute=120.0, max_clients=1)
+        self.suppressed = 0  # refused calls not stored, since start
+        self._unstored = 0  # ... since the last stored note saying how many
         self._inflight: set[asyncio.Task[Any]] = set()
 
     # -- entries -----------------------------------------------------------------------------
@@ -85,12 +88,34 @@ class Auditor:
             log.error("audit entry not stored", action=entry.action, error=str(exc))
 
     def admit_denied(self, client: str) -> bool:
-        """Whether a refused call from ``client`` is recorded (False once its budget is spent)."""
-        if self.denied_budget.retry_after(client) is not None:
+        """Whether a refused call from ``client`` is recorded (False once its budget, or the budget of
+        every address together, is spent). The first call stored after a gap is preceded by an entry
+        ``audit.not_stored`` saying how many were left out."""
+        if self.denied_budget.retry_after(client) is not None or self.denied_total.retry_after("*") is not None:
             self.suppressed += 1
+            self._unstored += 1
             return False
         if self.denied_budget.spend(client):
             log.warning("too many refused calls; recording no more of them for a while", client=client)
+        if self.denied_total.spend("*"):
+            log.warning("too many refused calls from all clients; recording no more of them for a while")
+        if self._unstored:
+            gap, self._unstored = self._unstored, 0
+            log.warning("refused calls not stored in the audit log", count=gap)
+            note = AuditEntry(
+                ts=time.time(),
+                actor="fleetd",
+                role=None,
+                action="audit.not_stored",
+                method=None,
+                path=None,
+                targets=[],
+                outcome="denied",
+                status=None,
+                detail={"not_stored": gap, "reason": "refused calls over the audit budget"},
+                client=None,
+            )
+            self.start(self.record(note))
         return True
 
     async def query(self, q: AuditQuery) -> tuple[list[AuditEntry], int]:

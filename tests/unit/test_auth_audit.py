@@ -218,3 +218,17 @@ async def test_a_flood_of_refused_calls_is_counted_not_stored_row_by_row(
     rows = db.rows()
     assert [r["outcome"] for r in rows] == ["denied"] * 5 + ["failed"]  # operators are always recorded
     assert auditor.suppressed == 15
+
+
+async def test_refused_calls_from_many_addresses_are_bounded_and_the_gap_is_stored(db: ThreadDatabase) -> None:
+    now = [1000.0]
+    auditor = Auditor(db)
+    auditor.denied_total = ClientBuckets(burst=120, per_minute=120.0, max_clients=1, clock=lambda: now[0])
+    auditor.denied_budget = ClientBuckets(burst=60, per_minute=60.0, clock=lambda: now[0])
+    admitted = sum(auditor.admit_denied(f"127.0.0.{i % 40 + 1}") for i in range(2400))  # 40 addresses
+    assert admitted == 120 and auditor.suppressed == 2280  # was 2,400 rows: 60 for each address
+    now[0] += 1.0  # the budget of every address together refills
+    assert auditor.admit_denied("127.0.0.99")
+    assert await auditor.drain(2.0) == 0  # the note is written by a task of its own
+    [note] = [r for r in db.rows() if r["action"] == "audit.not_stored"]
+    assert '"not_stored":2280' in note["detail"].replace(" ", "")
