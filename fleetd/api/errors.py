@@ -11,6 +11,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "ServiceUnavailable",
+    "TooManyRequests",
     "Unauthorized",
     "engine_error",
 ]
@@ -68,6 +69,11 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status = 409
     code = "conflict"
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "too_many_requests"
 
 
 class ServiceUnavailable(ApiError):

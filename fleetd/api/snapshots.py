@@ -17,7 +17,8 @@ import structlog
 from aiohttp import web
 from multidict import MultiMapping
 
-from fleetd.api.errors import BadRequest, NotFound, ServiceUnavailable
+from fleetd.api.auth import PRINCIPAL, client_address
+from fleetd.api.errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests
 from fleetd.api.keys import FLEET
 from fleetd.api.params import INT64_MAX, get_choice, get_int, get_one, is_plain_int
 from fleetd.api.render import json_response
@@ -112,9 +113,21 @@ def _export(snapshot: Snapshot, fmt: Format, body: bytes) -> web.Response:
 # -- routes (prune and latest before {id}: the router tries them in order) --------------------------
 
 
-@routes.post(BASE, VIEWER, "snapshot.take", "Take a snapshot now", "snapshots", ok=201, errors=(503,))
+@routes.post(BASE, VIEWER, "snapshot.take", "Take a snapshot now", "snapshots", ok=201, errors=(429, 503))
 async def take_snapshot(request: web.Request) -> web.Response:
     service = _service(request)
+    principal = request.get(PRINCIPAL)
+    if principal is None or principal.role not in ("operator", "admin"):
+        caller = principal.name if principal is not None and principal.role else client_address(request)
+        wait = service.on_demand_wait(caller)
+        if wait is not None:
+            retry = max(1, int(wait + 0.999))
+            raise TooManyRequests(
+                f"{caller} may take 10 on-demand snapshots at once, then one a minute; retry in {retry}s "
+                "(operators have no such limit; the schedule takes its own)",
+                code="snapshot_budget",
+                details={"retry_after": retry},
+            )
     try:
         info = await service.take(Trigger.ON_DEMAND)
     except (StoreError, SnapshotServiceClosed) as exc:

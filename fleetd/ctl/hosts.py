@@ -69,10 +69,6 @@ async def fetch_hosts(args: argparse.Namespace, api: FleetClient) -> tuple[list[
 
 
 async def hosts_command(args: argparse.Namespace, api: FleetClient) -> int:
-    if args.watch:
-        from fleetd.ctl.watch import watch_hosts
-
-        return await watch_hosts(args, api)
     hosts, _ = await fetch_hosts(args, api)
     if args.quiet:
         sys.stdout.write("".join(h["name"] + "\n" for h in hosts))

@@ -39,15 +39,21 @@ def connection_options() -> argparse.ArgumentParser:
     return p
 
 
-def _runner(module: str, name: str) -> Callable[[argparse.Namespace], int]:
-    """A handler that imports its command only when run (``fleetd run`` never loads rich)."""
+def _runner(module: str, name: str, *, watch: str | None = None) -> Callable[[argparse.Namespace], int]:
+    """A handler that imports its command only when run (``fleetd run`` never loads rich).
+    ``watch``: the command of fleetd.ctl.watch that ``--watch`` runs instead (watch draws with the
+    command's tables, so the command module never imports watch: no cycle)."""
 
     def run(args: argparse.Namespace) -> int:
         import importlib
 
         from fleetd.ctl.base import run_command
 
-        command = getattr(importlib.import_module(f"fleetd.ctl.{module}"), name)
+        if watch is not None and getattr(args, "watch", False):
+            module_name, command_name = "watch", watch
+        else:
+            module_name, command_name = module, name
+        command = getattr(importlib.import_module(f"fleetd.ctl.{module_name}"), command_name)
         return run_command(command, args)
 
     return run
@@ -81,7 +87,7 @@ def _ps(sub: Sub, common: argparse.ArgumentParser) -> None:
     )
     out.add_argument("-w", "--watch", action="store_true", help="redraw in place as the fleet changes")
     p.add_argument("--no-trunc", action="store_true", help="full ids and commands")
-    p.set_defaults(func=_runner("ps", "ps_command"))
+    p.set_defaults(func=_runner("ps", "ps_command", watch="watch_containers"))
 
 
 def _hosts(sub: Sub, common: argparse.ArgumentParser) -> None:
@@ -94,7 +100,7 @@ def _hosts(sub: Sub, common: argparse.ArgumentParser) -> None:
     out.add_argument("-q", "--quiet", action="store_true", help="only host names")
     out.add_argument("--json", action="store_true", help="the API's host objects, as a JSON array")
     out.add_argument("-w", "--watch", action="store_true", help="redraw in place as the fleet changes")
-    p.set_defaults(func=_runner("hosts", "hosts_command"))
+    p.set_defaults(func=_runner("hosts", "hosts_command", watch="watch_hosts"))
 
     p = sub.add_parser("host", parents=[common], help="one host: engine facts, findings, last error")
     p.add_argument("name", metavar="HOST")

@@ -177,10 +177,6 @@ def _print_template(console: Console, template: Template, containers: list[Item]
 
 
 async def ps_command(args: argparse.Namespace, api: FleetClient) -> int:
-    if args.watch:
-        from fleetd.ctl.watch import watch_containers
-
-        return await watch_containers(args, api)
     template = None
     if args.format and args.format.strip() != "table":
         template = parse_template(args.format, _fields(args.no_trunc))

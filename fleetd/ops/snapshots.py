@@ -26,6 +26,7 @@ from fleetd.ops.snapshot_schedule import run_schedule
 from fleetd.snapshot.model import FleetCapture, SnapshotInfo, Trigger, capture_fleet
 from fleetd.store.retention import PruneResult, RetentionPolicy
 from fleetd.store.snapshots import SnapshotStore
+from fleetd.util.ratelimit import ClientBuckets
 
 __all__ = ["SnapshotService", "SnapshotServiceClosed"]
 
@@ -47,6 +48,16 @@ class SnapshotService:
         self._inflight: set[asyncio.Task[SnapshotInfo]] = set()
         self._schedule: asyncio.Task[None] | None = None
         self._closing = False
+        # On-demand snapshots by callers below operator: 10 at once, then one a minute each, so a
+        # viewer cannot fill the disk or the writer (retention counts them apart from the schedule).
+        self.on_demand_budget = ClientBuckets(burst=10, per_minute=1.0)
+
+    def on_demand_wait(self, caller: str) -> float | None:
+        """Seconds ``caller`` must wait before its next on-demand snapshot; None: go (and spent)."""
+        wait = self.on_demand_budget.retry_after(caller)
+        if wait is None:
+            self.on_demand_budget.spend(caller)
+        return wait
 
     @property
     def inflight(self) -> int:

@@ -282,3 +282,14 @@ async def test_numbers_are_ascii_digits_in_range_or_a_400_naming_the_range(make_
 def remove_database_files(directory: Path) -> None:
     for p in directory.glob("fleetd.db*"):  # the file, its -wal and -shm
         p.unlink()
+
+
+async def test_on_demand_snapshots_below_operator_have_a_budget(make_client: MakeClient) -> None:
+    client = await make_client()
+    statuses = [(await client.post("/api/v1/snapshots", headers=VIEWER)).status for _ in range(12)]
+    assert statuses == [201] * 10 + [429, 429]
+    resp = await client.post("/api/v1/snapshots", headers=VIEWER)
+    body = await error(resp, 429)
+    assert body["code"] == "snapshot_budget" and "operators have no such limit" in body["message"]
+    assert int(body["retry_after"]) >= 1
+    assert (await client.post("/api/v1/snapshots", headers=ADMIN)).status == 201  # operators and admins: none
