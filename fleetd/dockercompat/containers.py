@@ -99,7 +99,8 @@ async def action(call: Call, name: str) -> web.StreamResponse:
     try:
         return await forward(call.request, call.upstream(target.host), path, body=body, timeout=_timeout(call, name))
     finally:
-        await call.fleet.refresh(target.host)
+        if name != "resize":  # a terminal's size changes nothing the aggregate holds
+            await call.fleet.refresh(target.host)
 
 
 async def remove(call: Call) -> web.StreamResponse:
