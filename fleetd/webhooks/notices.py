@@ -94,7 +94,8 @@ def notices_for(event: FleetEvent) -> list[Notice]:
             action=event.action,
         )
 
-    stopped = "state" in event.fields and c.state in ("exited", "dead")
+    # dockerd sends oom, then die; when one refresh sees both, the change carries "oom" only.
+    stopped = c.state in ("exited", "dead") and ("state" in event.fields or action == "oom")
     if action == "oom":  # the kernel killed a process of it; when that was its main one, it died too
         out.append(notice("container.oom"))
     if action == "die" or stopped:

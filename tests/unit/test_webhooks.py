@@ -128,6 +128,11 @@ def test_fleet_events_become_the_notices_people_ask_for() -> None:
         _event("container.changed", container=_container(), fields=("state",), action="oom")
     )
     assert [n.kind for n in oom_died] == ["container.oom", "container.died"]
+    # seen by a lab dockerd: the change that carries "oom" may not list "state" (the row was new)
+    oom_new = notices_for(
+        _event("container.changed", container=_container(), fields=("status",), action="oom")
+    )
+    assert [(n.kind, n.exit_code) for n in oom_new] == [("container.oom", None), ("container.died", 137)]
     running = _container(state="running", status="Up 2 minutes")
     [oom] = notices_for(_event("container.changed", container=running, fields=("status",), action="oom"))
     assert oom.kind == "container.oom"  # a process of it was killed, the container lives on
