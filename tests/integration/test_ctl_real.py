@@ -268,6 +268,36 @@ def test_logs_prints_lines_and_follows_a_line_echoed_later(fleet: CtlFleet, dock
         d1.docker("rm", "-f", name, check=False)
 
 
+def test_logs_follow_by_label_merges_hosts_with_prefixes(fleet: CtlFleet, docker_lab: DockerLab) -> None:
+    from tests.integration.ctl_pty import Stream
+
+    tag = secrets.token_hex(3)
+    label = f"ctl-logs={tag}"
+    names = {docker_lab.daemons["d1"]: f"ctl-ml-a-{tag}", docker_lab.daemons["d2"]: f"ctl-ml-b-{tag}"}
+    for daemon, name in names.items():
+        _run_labelled(daemon, name, label)
+    try:
+        poll_until(lambda: len(fleet.containers(f"?label={label}")) == 2, "fleetd sees both containers")
+        with Stream([*_cli(), "logs", "-f", "--label", label, "--tail", "0"], fleet.env()) as stream:
+            d1 = next(iter(names))
+            for attempt in range(60):  # until the stream is open (the command may take seconds to start)
+                d1.docker("exec", names[d1], "sh", "-c", f"echo warm-up-{attempt} > /proc/1/fd/1")
+                if "warm-up-" in stream.wait_for("warm-up-", within=1, must=False):
+                    break
+            markers = {}
+            for daemon, name in names.items():
+                markers[daemon.name] = f"hello-from-{daemon.name}-{secrets.token_hex(3)}"
+                daemon.docker("exec", name, "sh", "-c", f"echo {markers[daemon.name]} > /proc/1/fd/1")
+            stream.wait_for(markers["d2"], within=15)
+            out = stream.wait_for(markers["d1"], within=15)
+        for daemon, name in names.items():
+            assert f"{daemon.name}/{name} │ {markers[daemon.name]}\n" in out, out
+        assert "\x1b" not in out  # a pipe: no colour
+    finally:
+        for daemon, name in names.items():
+            daemon.docker("rm", "-f", name, check=False)
+
+
 def test_watch_in_a_terminal_shows_a_container_started_meanwhile(
     fleet: CtlFleet, docker_lab: DockerLab
 ) -> None:
