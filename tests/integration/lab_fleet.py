@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestClient
 
 from fleetd.config.model import HostSettings, PollSettings, Settings, SnapshotSettings, TLSSettings
 from fleetd.runtime import Fleet as Runtime
-from tests.harness import FleetClient
+from tests.harness import FleetClient, eventually
 from tests.integration.lab_daemon import Daemon
 from tests.integration.lab_os import free_port
 
@@ -133,10 +133,7 @@ def assert_timestamps(doc: Any, path: str = "") -> int:
 async def wait_until(probe: Callable[[], Awaitable[T | None]], what: str, within: float = 15.0) -> float:
     """Sample ``probe`` every SAMPLE seconds until it answers something truthy; returns the wait."""
     started = time.monotonic()
-    while not await probe():
-        elapsed = time.monotonic() - started
-        assert elapsed < within, f"{what}: not within {within:g}s"
-        await asyncio.sleep(SAMPLE)
+    await eventually(probe, timeout=within, interval=SAMPLE, what=what)
     return time.monotonic() - started
 
 

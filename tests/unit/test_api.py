@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from fleetd.config.model import HostSettings, PollSettings, Settings, SnapshotSe
 from fleetd.runtime import Fleet
 from tests.fakes import FakeEngines
 from tests.fakes.behaviour import Fault, docker_20_10
-from tests.harness import FleetClient
+from tests.harness import FleetClient, eventually
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$")
 
@@ -38,15 +36,16 @@ async def make_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
         await client.start_server()
         clients.append(client)
         if wait:
-            deadline = time.monotonic() + 5
-            while (await client.get("/readyz")).status != 200:
-                assert time.monotonic() < deadline, "fleetd never became ready"
-                await asyncio.sleep(0.02)
+            await eventually(lambda: ready(client), timeout=5, interval=0.02, what="fleetd never became ready")
         return client
 
     yield make
     for c in clients:
         await c.close()
+
+
+async def ready(client: TestClient[Any, Any]) -> bool:
+    return (await client.get("/readyz")).status == 200
 
 
 def host(name: str, url: str, **kw: Any) -> HostSettings:
@@ -165,13 +164,13 @@ async def test_down_host_keeps_its_containers_as_stale(
     ok = await fake_engine(containers=1)
     client = await make_client([host("flaky", eng.url), host("fine", ok.url)])
     eng.behaviour.faults["*"] = Fault.CLOSE_CONNECTION
-    deadline = time.monotonic() + 5
-    while True:
-        hosts = {h["name"]: h for h in (await (await client.get("/api/v1/hosts")).json())["hosts"]}
-        if hosts["flaky"]["state"] == "down":
-            break
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    hosts: dict[str, Any] = {}
+
+    async def flaky_down() -> bool:
+        hosts.update((h["name"], h) for h in (await (await client.get("/api/v1/hosts")).json())["hosts"])
+        return bool(hosts["flaky"]["state"] == "down")
+
+    await eventually(flaky_down, timeout=5, interval=0.05)
     assert hosts["flaky"]["stale"] is True and hosts["flaky"]["last_error"]
     assert hosts["fine"]["state"] == "up"
     stale = await (await client.get("/api/v1/containers", params={"stale": "true"})).json()
@@ -189,10 +188,7 @@ async def test_readyz_waits_for_first_attempts_and_healthz_is_alive(
     assert (await client.get("/healthz")).status == 200
     first = await client.get("/readyz")
     assert first.status == 503 and (await first.json())["pending"] == ["slow"]
-    deadline = time.monotonic() + 3
-    while (await client.get("/readyz")).status != 200:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    await eventually(lambda: ready(client), timeout=3, interval=0.05)
 
 
 async def test_disabled_host_is_listed_not_polled(make_client: MakeClient, fake_engine: FakeEngines) -> None:

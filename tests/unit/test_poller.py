@@ -16,14 +16,11 @@ from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from tests.fakes import FakeEngines
 from tests.fakes.behaviour import Fault, docker_20_10, docker_29, podman
+from tests.harness import eventually
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
+    await eventually(cond, timeout=timeout)
 
 
 class Harness:

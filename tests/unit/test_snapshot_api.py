@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from fleetd.config.model import PollSettings, RetentionSettings, Settings, Snaps
 from fleetd.fleet.state import FleetState
 from fleetd.runtime import Fleet
 from fleetd.store import NotFleetdDatabase
-from tests.harness import FleetClient
+from tests.harness import FleetClient, eventually
 from tests.unit.opskit import Tokens
 from tests.unit.snapshotkit import Clock, container, fleet
 
@@ -52,10 +50,11 @@ async def make_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
         clients.append(client)
         await client.start_server()
         if first:  # the schedule takes one as soon as the fleet is ready: wait for it
-            deadline = time.monotonic() + 5
-            while (await (await client.get("/api/v1/snapshots", headers=VIEWER)).json())["total"] < 1:
-                assert time.monotonic() < deadline, "no scheduled snapshot at start"
-                await asyncio.sleep(0.02)
+
+            async def one_taken() -> bool:
+                return bool((await (await client.get("/api/v1/snapshots", headers=VIEWER)).json())["total"] >= 1)
+
+            await eventually(one_taken, timeout=5, interval=0.02, what="no scheduled snapshot at start")
         return client
 
     yield make
@@ -194,21 +193,21 @@ async def test_taking_a_snapshot_is_audited_in_the_same_database(make_client: Ma
     def actions(conn: sqlite3.Connection) -> list[tuple[str, str]]:
         return conn.execute("SELECT actor, action FROM audit ORDER BY id").fetchall()
 
-    deadline = time.monotonic() + 5
-    while ("reader", "snapshot.take") not in await db.read(actions):
-        assert time.monotonic() < deadline, await db.read(actions)
-        await asyncio.sleep(0.02)
+    async def audited() -> bool:
+        return ("reader", "snapshot.take") in await db.read(actions)
+
+    await eventually(audited, timeout=5, interval=0.02, what="the snapshot was not audited")
 
 
 async def test_scheduled_snapshots_apply_retention(make_client: MakeClient, tmp_path: Path) -> None:
     client = await make_client(interval=0.2, keep=RetentionSettings(last=3))
-    deadline = time.monotonic() + 10
-    while True:
-        listed = await (await client.get("/api/v1/snapshots", headers=VIEWER)).json()
-        if listed["snapshots"][0]["id"] >= 6:
-            break
-        assert time.monotonic() < deadline, listed
-        await asyncio.sleep(0.05)
+    listed: dict[str, Any] = {}
+
+    async def six_taken() -> bool:
+        listed.update(await (await client.get("/api/v1/snapshots", headers=VIEWER)).json())
+        return bool(listed["snapshots"][0]["id"] >= 6)
+
+    await eventually(six_taken, timeout=10, interval=0.05)
     assert listed["total"] <= 4  # three kept, at most one taken since the last prune
     assert {s["trigger"] for s in listed["snapshots"]} == {"schedule"}
 
