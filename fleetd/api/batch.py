@@ -9,7 +9,7 @@ Answers synchronously with every target and its outcome; one failing host never 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 from aiohttp import web
@@ -19,6 +19,7 @@ from fleetd.api.errors import BadRequest, engine_error
 from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
 from fleetd.api.routes import OPERATOR, RouteTable
+from fleetd.api.views import BatchError, BatchTarget
 from fleetd.dockerapi import DockerError
 from fleetd.ops.batch import TargetResult, run_batch
 from fleetd.ops.containers import ActionOptions
@@ -61,24 +62,25 @@ def _parse(body: bytes) -> BatchRequest:
     return req
 
 
-def _target_view(t: Target) -> dict[str, Any]:
-    return {"host": t.host, "id": t.id, "name": t.name, "state": t.state, "stale": t.stale}
+def _target_view(t: Target, outcome: str) -> BatchTarget:
+    return BatchTarget(t.host, t.id, t.name, t.state, t.stale, outcome=outcome)
 
 
-def _error_view(host: str, error: DockerError | HostUnavailable) -> dict[str, Any]:
+def _error_view(host: str, error: DockerError | HostUnavailable) -> BatchError:
     if isinstance(error, HostUnavailable):
-        return {"code": error.code, "message": error.message, "status": error.status}
+        return BatchError(error.code, error.message, error.status)
     api = engine_error(host, error)
-    return {"code": api.code, "message": api.message, "status": api.status}
+    return BatchError(api.code, api.message, api.status)
 
 
-def _result_view(r: TargetResult) -> dict[str, Any]:
-    view = _target_view(r.target)
+def _result_view(r: TargetResult) -> BatchTarget:
+    t = r.target
     if r.error is None:
-        view.update(outcome="ok", changed=r.changed)
-    else:
-        view.update(outcome="failed", error=_error_view(r.target.host, r.error), attempted=r.attempted)
-    return view
+        return BatchTarget(t.host, t.id, t.name, t.state, t.stale, outcome="ok", changed=r.changed)
+    return BatchTarget(
+        t.host, t.id, t.name, t.state, t.stale,
+        outcome="failed", error=_error_view(t.host, r.error), attempted=r.attempted,
+    )  # fmt: skip
 
 
 @routes.post("/api/v1/actions", OPERATOR, "batch", "One action on every container a selector matches, across hosts", "containers", body="batch", errors=(400,))
@@ -102,7 +104,7 @@ async def batch_action(request: web.Request) -> web.Response:
         )
     base = {"action": req.action, "dry_run": req.dry_run, "selector": selector}
     if req.dry_run:
-        views = [dict(_target_view(t), outcome="dry_run") for t in targets]
+        views = [_target_view(t, "dry_run") for t in targets]
         return json_response({**base, "targets": views, "summary": {"targets": len(targets)}})
 
     options = ActionOptions(t=req.t, force=req.force)

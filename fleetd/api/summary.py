@@ -7,8 +7,8 @@ from aiohttp import web
 from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
 from fleetd.api.routes import PUBLIC, VIEWER, RouteTable
+from fleetd.api.views import SummaryView
 from fleetd.fleet.findings import security_summary
-from fleetd.util.timefmt import rfc3339
 
 __all__ = ["routes"]
 
@@ -19,10 +19,7 @@ routes = RouteTable()
 async def summary(request: web.Request) -> web.Response:
     fleet = request.app[FLEET].state
     now = fleet.clock()
-    data = fleet.summary(now)
-    data["generated_at"] = rfc3339(now)
-    data["security"] = security_summary(fleet.records())
-    return json_response(data)
+    return json_response(SummaryView.of(fleet.summary(now), security_summary(fleet.records())))
 
 
 @routes.get("/healthz", PUBLIC, "health.live", "Liveness: fleetd's event loop answers", "service")

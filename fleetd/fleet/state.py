@@ -45,8 +45,11 @@ from fleetd.fleet.records import (
 
 __all__ = [
     "AmbiguousContainer",
+    "ContainerCounts",
     "ContainerQuery",
     "FleetState",
+    "FleetSummary",
+    "HostCounts",
     "PollFailure",
     "PollSuccess",
     "label_matches",
@@ -69,6 +72,29 @@ class ContainerQuery:
     labels: tuple[str, ...] = ()
     image: str | None = None
     name: str | None = None  # substring
+
+
+class HostCounts(msgspec.Struct, frozen=True):
+    total: int
+    by_state: dict[str, int]
+    stale: int
+    duplicate_engine_id: int
+
+
+class ContainerCounts(msgspec.Struct, frozen=True):
+    total: int
+    by_state: dict[str, int]
+    stale: int
+
+
+class FleetSummary(msgspec.Struct, frozen=True):
+    """Fleet totals at ``generated_at`` (wall clock), computed in O(hosts) from per-host tallies."""
+
+    hosts: HostCounts
+    containers: ContainerCounts
+    images: dict[str, int]  # containers per image reference, most used first
+    ready: bool
+    generated_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +419,7 @@ class FleetState:
             chosen = matches[0]
         return _stale(chosen) if record.is_stale(now) else chosen
 
-    def summary(self, now: float | None = None) -> dict[str, object]:
+    def summary(self, now: float | None = None) -> FleetSummary:
         now = self.clock() if now is None else now
         hosts_by_state: Counter[str] = Counter({s.value: 0 for s in HostStatus})
         containers_by_state: Counter[str] = Counter()
@@ -411,22 +437,20 @@ class FleetState:
             total += len(r.containers)
             stale_containers += stale * len(r.containers)
         duplicates = self.duplicate_engine_ids()
-        return {
-            "hosts": {
-                "total": len(self._hosts),
-                "by_state": dict(hosts_by_state),
-                "stale": stale_hosts,
-                "duplicate_engine_id": sum(len(v) for v in duplicates.values()),
-            },
-            "containers": {
-                "total": total,
-                "by_state": dict(sorted(containers_by_state.items())),
-                "stale": stale_containers,
-            },
-            "images": dict(sorted(per_image.items(), key=lambda kv: (-kv[1], kv[0]))),
-            "ready": self.is_ready(),
-            "generated_at": now,
-        }
+        return FleetSummary(
+            hosts=HostCounts(
+                total=len(self._hosts),
+                by_state=dict(hosts_by_state),
+                stale=stale_hosts,
+                duplicate_engine_id=sum(len(v) for v in duplicates.values()),
+            ),
+            containers=ContainerCounts(
+                total=total, by_state=dict(sorted(containers_by_state.items())), stale=stale_containers
+            ),
+            images=dict(sorted(per_image.items(), key=lambda kv: (-kv[1], kv[0]))),
+            ready=self.is_ready(),
+            generated_at=now,
+        )
 
 
 def _announce(host: str, diff: ContainerDiff, changes: list[Change]) -> None:

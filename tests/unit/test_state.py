@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from fleetd.config.model import HostSettings
@@ -102,7 +103,7 @@ def test_find_container_by_name_prefix_and_ambiguity() -> None:
 
 
 def test_summary_counts_stale_separately() -> None:
-    s = _fleet().summary()
+    s = msgspec.to_builtins(_fleet().summary())
     assert s["hosts"] == {
         "total": 3,
         "by_state": {"unknown": 0, "up": 1, "down": 1, "error": 0, "disabled": 1},
