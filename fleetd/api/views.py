@@ -30,6 +30,7 @@ class HostView(msgspec.Struct, frozen=True):
     consecutive_failures: int
     last_poll_duration: float | None
     engine_id: str | None
+    engine_id_volatile: bool  # podman: a new ID on every /info, so none is shown or compared
     server_version: str | None
     api_version: str | None
     containers: int
@@ -60,7 +61,8 @@ class HostView(msgspec.Struct, frozen=True):
             "state_since": rfc3339(r.changed_at),
             "consecutive_failures": r.consecutive_failures,
             "last_poll_duration": round(r.poll_duration, 6) if r.poll_duration is not None else None,
-            "engine_id": engine_id,
+            "engine_id": engine_id or None,
+            "engine_id_volatile": bool(facts and facts.engine_id_volatile),
             "server_version": facts.server_version if facts else None,
             "api_version": facts.api_version if facts else None,
             "containers": len(r.containers),

@@ -121,6 +121,9 @@ class DockerClient:
         self._fixed_version = api_version
         self._api_version: str | None = api_version
         self._negotiation: asyncio.Future[str] | None = None
+        #: The daemon's ``Server`` header from ``/_ping`` (``Docker/20.10.24 (linux)``,
+        #: ``Libpod/4.3.1 (linux)``), once negotiated; None before or when it sends none.
+        self.server: str | None = None
         self.system = SystemAPI(self)
         self.containers = ContainersAPI(self)
         self.images = ImagesAPI(self)
@@ -128,6 +131,11 @@ class DockerClient:
     @property
     def url(self) -> str:
         return self.endpoint.url
+
+    @property
+    def is_podman(self) -> bool:
+        """podman's compatible service (``Server: Libpod/...``): its ``/info`` ID is new on every call."""
+        return (self.server or "").startswith("Libpod/")
 
     @property
     def api_version(self) -> str | None:
@@ -175,6 +183,7 @@ class DockerClient:
 
     async def _negotiate(self, timeout: float | None) -> str:
         ping = await self.system.ping(timeout=timeout)
+        self.server = ping.server
         if ping.api_version:
             version = negotiate_version(ping.api_version)
         else:

@@ -146,7 +146,7 @@ class HostLoop:
         api_version = self.client.api_version
         result = PollSuccess(
             at=now,
-            facts=EngineFacts.from_info(got.info, api_version or ""),
+            facts=EngineFacts.from_info(got.info, api_version or "", volatile_id=self.client.is_podman),
             info_raw=got.info_raw,
             containers=records,
             diff=diff,

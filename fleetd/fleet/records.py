@@ -117,11 +117,15 @@ class EngineFacts(msgspec.Struct, frozen=True, gc=False):
     ncpu: int
     mem_total: int
     storage_driver: str
+    # podman 4.3 answers a new ID on every /info: such an ID identifies nothing, so it is not kept
+    # (engine_id ""), never taken for a clone's (duplicate detection) and never a change in diffs.
+    engine_id_volatile: bool = False
 
     @classmethod
-    def from_info(cls, info: SystemInfo, api_version: str) -> EngineFacts:
+    def from_info(cls, info: SystemInfo, api_version: str, *, volatile_id: bool = False) -> EngineFacts:
         return cls(
-            engine_id=info.ID,
+            engine_id="" if volatile_id else info.ID,
+            engine_id_volatile=volatile_id,
             name=info.Name,
             server_version=info.ServerVersion,
             api_version=api_version,

@@ -72,7 +72,10 @@ _ENGINE_COLUMNS: Final = (
     ("ncpu", "ncpu"),
     ("mem_total", "mem_total"),
     ("storage_driver", "storage_driver"),
+    ("engine_id_volatile", "engine_id_volatile"),
 )
+#: Columns added after the first release: a CSV without them still reads (with their defaults).
+_OPTIONAL_COLUMNS: Final = frozenset({"engine_id_volatile"})
 _CONTAINER_COLUMNS: Final = (
     "container_id",
     "container_name",
@@ -126,6 +129,12 @@ def _opt(value: str | None) -> str:
     return "" if value is None else value
 
 
+def _engine_cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _host_cells(snapshot: Snapshot, h: SnapshotHost) -> list[str]:
     engine = h.engine
     return [
@@ -140,7 +149,7 @@ def _host_cells(snapshot: Snapshot, h: SnapshotHost) -> list[str]:
         "true" if h.stale else "false",
         _opt(h.last_seen),
         _opt(h.last_error),
-        *(("" if engine is None else str(getattr(engine, f))) for _, f in _ENGINE_COLUMNS),
+        *("" if engine is None else _engine_cell(getattr(engine, f)) for _, f in _ENGINE_COLUMNS),
     ]
 
 
@@ -220,8 +229,11 @@ def _host_from_row(row: dict[str, str]) -> SnapshotHost:
     engine = None
     if row["ncpu"] != "":  # every engine has a CPU count; an empty cell means no facts
         values: dict[str, Any] = {
-            f: (int(row[col]) if f in _INT_ENGINE_FIELDS else row[col]) for col, f in _ENGINE_COLUMNS
+            f: (int(row[col]) if f in _INT_ENGINE_FIELDS else row[col])
+            for col, f in _ENGINE_COLUMNS
+            if col not in _OPTIONAL_COLUMNS
         }
+        values["engine_id_volatile"] = row.get("engine_id_volatile") == "true"
         engine = EngineFacts(**values)
     return SnapshotHost(
         name=row["host"],
@@ -255,7 +267,7 @@ def _container_from_row(row: dict[str, str]) -> SnapshotContainer:
 
 def _loads_csv(text: str) -> Snapshot:
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or ())]
+    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or ()) and c not in _OPTIONAL_COLUMNS]
     if missing:
         raise SnapshotFormatError(f"not a fleetd snapshot CSV: missing columns {', '.join(missing)}")
     hosts: dict[str, tuple[SnapshotHost, list[SnapshotContainer]]] = {}

@@ -294,8 +294,10 @@ async def test_podman_api_service(podman_daemon: Daemon, make_fleet: MakeFleet) 
         False,
         podman_daemon_version(podman_daemon),
     ), h
-    # podman 4.3 answers every /info with a fresh random UUID as ID: passed through, never a duplicate.
-    assert UUID.match(h["engine_id"]) and h["duplicate_engine_id"] is False, h
+    # podman 4.3 answers every /info with a fresh random UUID as ID: it identifies nothing, so it is
+    # shown as volatile, never kept, never a duplicate.
+    assert h["engine_id"] is None and h["engine_id_volatile"] is True, h
+    assert h["duplicate_engine_id"] is False, h
     assert h["api_version"] == offered  # podman 4.3 offers 1.41, below fleetd's newest
     containers = await fleet.containers()
     assert listed(containers, "podman") == await daemon_truth(podman_daemon)

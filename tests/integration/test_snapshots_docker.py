@@ -167,3 +167,21 @@ async def test_the_one_shot_command_against_the_lab(docker_lab: DockerLab, tmp_p
     assert rc == 1 and "unplugged (tcp://127.0.0.1:" in err
     assert {h.name for h in loads(out, "csv").hosts} == {*docker_lab.daemons, "unplugged"}
     assert not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.podman
+async def test_an_unchanged_podman_host_diffs_as_unchanged(podman_daemon: Daemon, tmp_path: Path) -> None:
+    """podman's /info ID is new on every call: two one-shot snapshots of an unchanged host are equal."""
+    host = HostSettings(name="podman", url=podman_daemon.tcp_url, interval=30.0, timeout=20.0)
+    config = _config(tmp_path, [host])
+    files = []
+    for n in (1, 2):
+        rc, out, err = await run_cli("snapshot", "--config", str(config), cwd=tmp_path)
+        assert rc == 0, err
+        snap: Snapshot = loads(out, "json")
+        [h] = snap.hosts
+        assert h.engine is not None and h.engine.engine_id == "" and h.engine.engine_id_volatile, h.engine
+        (tmp_path / f"s{n}.json").write_bytes(out)
+        files.append(str(tmp_path / f"s{n}.json"))
+    rc, out, err = await run_cli("diff", *files, cwd=tmp_path)
+    assert rc == 0, out.decode() + err

@@ -89,6 +89,8 @@ async def test_podman_compat_api(harness: Harness, fake_engine: FakeEngines) -> 
     await wait_until(lambda: harness.status("pod") is HostStatus.UP)
     rec = harness.state.get("pod")
     assert rec is not None and len(rec.containers) == 2
+    # Server: Libpod/...: its /info ID is new on every call, so none is kept and none is a duplicate
+    assert rec.facts is not None and rec.facts.engine_id == "" and rec.facts.engine_id_volatile
 
 
 async def test_missing_api_version_header_falls_back_to_version_endpoint(

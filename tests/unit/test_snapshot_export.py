@@ -95,6 +95,7 @@ def _flatten(data: dict[str, object]) -> list[dict[str, str]]:
             "kernel_version": cell(engine.get("kernel_version")), "architecture": cell(engine.get("architecture")),
             "ncpu": cell(engine.get("ncpu")), "mem_total": cell(engine.get("mem_total")),
             "storage_driver": cell(engine.get("storage_driver")),
+            "engine_id_volatile": cell(engine.get("engine_id_volatile")) if engine else "",
         }  # fmt: skip
         empty = dict.fromkeys(CSV_COLUMNS[len(host) :], "")
         if not h["containers"]:
