@@ -168,12 +168,13 @@ class Fleet:
         """Let operations in flight finish (and be audited) within the grace period."""
         return await self.auditor.drain(self.settings.shutdown_grace)
 
-    async def aclose(self) -> None:
-        """Stop everything, newest first; safe to call twice."""
+    async def aclose(self, grace: float | None = None) -> None:
+        """Stop everything, newest first; safe to call twice. ``grace``: how long operations and the
+        last snapshot may still take (default ``shutdown_grace``; the runner passes what is left of it)."""
         if self._closed:
             return
         self._closed = True
-        grace = self.settings.shutdown_grace
+        grace = self.settings.shutdown_grace if grace is None else max(0.0, grace)
         for part in reversed(self._parts):
             try:
                 await part.aclose()

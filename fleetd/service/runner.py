@@ -36,6 +36,8 @@ __all__ = ["fleet_status_line", "run_service"]
 
 log = structlog.get_logger("fleetd")
 
+CLOSE_ALLOWANCE = 2.0  # seconds past shutdown_grace for closing sockets, threads and the database
+
 
 def fleet_status_line(state: FleetState) -> str:
     records = list(state.records())
@@ -166,11 +168,15 @@ async def _listen(fleet: Fleet, config_path: Path, notifier: Notifier) -> int:
         for task in list(reloads):
             task.cancel()
         await asyncio.gather(watchdog, *reloads, return_exceptions=True)
+        # One deadline for the whole shutdown: requests in flight, then operations and the last
+        # snapshot share shutdown_grace (each stage gets what the previous left), and closing
+        # sockets and the database gets CLOSE_ALLOWANCE more at most.
         grace = fleet.settings.shutdown_grace
+        deadline = loop.time() + grace
         try:
-            async with asyncio.timeout(grace + 5):
+            async with asyncio.timeout(grace + CLOSE_ALLOWANCE):
                 await runner.cleanup()
-                await fleet.aclose()
+                await fleet.aclose(grace=deadline - loop.time())
         except TimeoutError:
             log.warning("shutdown exceeded the grace period", grace=grace)
         log.info("fleetd stopped", seconds=round(time.monotonic() - started, 3))
