@@ -25,6 +25,7 @@ from fleetd.store.audit import (
     query_entries,
 )
 from fleetd.util.ratelimit import ClientBuckets
+from fleetd.util.tasks import InflightTasks, every
 
 __all__ = ["AuditRetention", "AuditUnavailable", "Auditor"]
 
@@ -61,7 +62,7 @@ class Auditor:
         self.denied_total = ClientBuckets(burst=120, per_minute=120.0, max_clients=1)
         self.suppressed = 0  # refused calls not stored, since start
         self._unstored = 0  # ... since the last stored note saying how many
-        self._inflight: set[asyncio.Task[Any]] = set()
+        self._inflight: InflightTasks[Any] = InflightTasks()
 
     # -- entries -----------------------------------------------------------------------------
 
@@ -139,26 +140,13 @@ class Auditor:
         return deleted
 
     async def prune_forever(self) -> None:
-        while True:
-            try:
-                await self.prune()
-            except Exception as exc:
-                log.error("pruning the audit log failed", error=str(exc))
-            await asyncio.sleep(self.retention.every)
+        await every(lambda: self.retention.every, self.prune, what="pruning the audit log", logger_name="fleetd.audit")
 
     # -- in-flight calls -----------------------------------------------------------------------
 
     def start(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` as a task that outlives its request's cancellation until :meth:`drain`."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._inflight.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._inflight.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved here: the request that awaited it may be gone
+        return self._inflight.start(coro)
 
     @property
     def inflight(self) -> int:
@@ -166,10 +154,9 @@ class Auditor:
 
     async def drain(self, grace: float) -> int:
         """Wait up to ``grace`` seconds for in-flight calls, then cancel the rest; returns how many."""
-        pending = set(self._inflight)
-        if pending:
-            log.info("waiting for in-flight operations", count=len(pending), grace=grace)
-            _, still = await asyncio.wait(pending, timeout=grace)
+        if self._inflight:
+            log.info("waiting for in-flight operations", count=len(self._inflight), grace=grace)
+            still = await self._inflight.wait(grace)
             for task in still:
                 task.cancel()
             if still:

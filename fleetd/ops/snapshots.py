@@ -27,6 +27,7 @@ from fleetd.snapshot.model import FleetCapture, SnapshotInfo, Trigger, capture_f
 from fleetd.store.retention import PruneResult, RetentionPolicy
 from fleetd.store.snapshots import SnapshotStore
 from fleetd.util.ratelimit import ClientBuckets
+from fleetd.util.tasks import InflightTasks
 
 __all__ = ["SnapshotService", "SnapshotServiceClosed"]
 
@@ -45,7 +46,7 @@ class SnapshotService:
         self.state = state
         self.store = store
         self.enabled = enabled
-        self._inflight: set[asyncio.Task[SnapshotInfo]] = set()
+        self._inflight: InflightTasks[SnapshotInfo] = InflightTasks()
         self._schedule: asyncio.Task[None] | None = None
         self._closing = False
         # On-demand snapshots by callers below operator: 10 at once, then one a minute each, so a
@@ -69,10 +70,7 @@ class SnapshotService:
         started = time.perf_counter()
         capture = capture_fleet(self.state, trigger)  # synchronous: a consistent point in time
         in_loop = time.perf_counter() - started
-        task = asyncio.get_running_loop().create_task(self._write(capture, in_loop))
-        self._inflight.add(task)
-        task.add_done_callback(self._done)
-        return await asyncio.shield(task)
+        return await asyncio.shield(self._inflight.start(self._write(capture, in_loop)))
 
     async def _write(self, capture: FleetCapture, in_loop: float) -> SnapshotInfo:
         started = time.monotonic()
@@ -91,11 +89,6 @@ class SnapshotService:
             capture_ms=round(in_loop * 1000, 2),  # the part that ran in the event loop
         )
         return info
-
-    def _done(self, task: asyncio.Task[SnapshotInfo]) -> None:
-        self._inflight.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved (and logged by _write): the caller that awaited it may be gone
 
     async def prune(self, policy: RetentionPolicy) -> PruneResult:
         result = await self.store.prune(policy, self.state.clock())  # the clock taken_at comes from
@@ -136,12 +129,11 @@ class SnapshotService:
         if self._schedule is not None:
             self._schedule.cancel()
             await asyncio.gather(self._schedule, return_exceptions=True)
-        pending = set(self._inflight)
-        if not pending:
+        if not self._inflight:
             return
         log.info("waiting for the snapshot being written", grace=grace)
         try:
-            _, still = await asyncio.wait(pending, timeout=grace)
+            still = await self._inflight.wait(grace)
         except asyncio.CancelledError:
             self.store.db.interrupt()  # shutdown ran out of time elsewhere: roll the write back
             raise
