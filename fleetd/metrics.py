@@ -12,7 +12,7 @@ import platform
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from fleetd.config.live import LiveConfig
@@ -56,6 +56,11 @@ class _FleetCollector(Collector):
         fails = GaugeMetricFamily(
             "fleetd_host_consecutive_failures", "Failed polls since the last success", labels=["host"]
         )
+        overdue = CounterMetricFamily(
+            "fleetd_host_polls_overdue",
+            "Times the host's next poll had not started timeout + 1 s after it was due",
+            labels=["host"],
+        )
         dur = GaugeMetricFamily(
             "fleetd_host_last_poll_duration_seconds", "Duration of the host's last poll", labels=["host"]
         )
@@ -79,12 +84,14 @@ class _FleetCollector(Collector):
             if r.last_seen is not None:
                 last.add_metric([name], r.last_seen)
             fails.add_metric([name], float(r.consecutive_failures))
+            if r.status is not HostStatus.DISABLED:
+                overdue.add_metric([name], float(r.polls_overdue))
             if r.poll_duration is not None:
                 dur.add_metric([name], r.poll_duration)
             dup.add_metric([name], 1.0 if name in duplicates else 0.0)
             for cstate, n in sorted(bounded_states(r.tally().by_state).items()):
                 cont.add_metric([name, cstate], float(n))
-        yield from (up, st, stale, last, fails, dur, dup, cont)
+        yield from (up, st, stale, last, fails, overdue, dur, dup, cont)
         ok = GaugeMetricFamily(
             "fleetd_config_last_reload_successful", "1 when the last configuration (re)load succeeded"
         )

@@ -48,6 +48,8 @@ class HostLoop:
     task: asyncio.Task[None] | None = None
     images_wanted: bool = False  # an image action happened: list images on the next poll
     containers: ContainerRecords = field(default_factory=ContainerRecords)
+    due_at: float | None = None  # loop time the next poll is due; None while one is under way
+    overdue: bool = False  # reported late once; cleared when the poll starts
 
     @property
     def name(self) -> str:
@@ -101,6 +103,7 @@ class HostLoop:
             # A timer that sets the event, rather than asyncio.timeout: no exception and
             # no reference cycle per poll for the garbage collector to clean up.
             timer = loop.call_at(due, self.wake.set)
+            self.due_at = due
             try:
                 await self.wake.wait()
             finally:
@@ -116,7 +119,26 @@ class HostLoop:
             return
         self.state.set_images(self.name, tuple(image_record(i) for i in images), time.time())
 
+    def check_overdue(self, now: float) -> None:
+        """Log once, and count, when the poll due at ``due_at`` has not started ``timeout`` + 1 s later."""
+        due = self.due_at
+        if due is None or self.overdue or now <= due + self.record.settings.timeout + 1.0:
+            return
+        self.overdue = True
+        self.state.poll_overdue(self.name)
+        log.warning(
+            "poll overdue",
+            host=self.name,
+            late_seconds=round(now - due, 1),
+            interval=self.record.settings.interval,
+            timeout=self.record.settings.timeout,
+        )
+
     async def poll(self) -> None:
+        if self.overdue:
+            log.info("poll on time again", host=self.name)
+        self.due_at = None
+        self.overdue = False
         record = self.record
         name = record.name
         epoch = self.epoch

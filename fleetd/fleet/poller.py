@@ -20,6 +20,8 @@ from fleetd.fleet.host_loop import HostLoop, PollObserver, new_schedule
 from fleetd.fleet.records import HostRecord
 from fleetd.fleet.state import FleetState
 
+OVERDUE_CHECK_EVERY = 1.0  # seconds
+
 __all__ = ["PollObserver", "Poller", "ReconcileReport"]
 
 
@@ -55,6 +57,7 @@ class Poller:
         self._slots = asyncio.Semaphore(poll.concurrency)
         self._loops: dict[str, HostLoop] = {}
         self._running = False
+        self._watchdog: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -63,10 +66,26 @@ class Poller:
         self._running = True
         for settings in hosts:
             await self._add(settings)
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch_overdue(), name="poll-watchdog")
+
+    async def _watch_overdue(self) -> None:
+        """Every second: a host whose poll is due but has not started (starved of a slot, a stuck
+        loop) is logged once and counted (``fleetd_host_polls_overdue_total``)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(OVERDUE_CHECK_EVERY)
+            now = loop.time()
+            for host_loop in list(self._loops.values()):
+                host_loop.check_overdue(now)
 
     async def aclose(self) -> None:
         """Cancel every loop and wait for it; safe to call twice."""
         self._running = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
         loops = list(self._loops.values())
         self._loops.clear()
         for loop in loops:

@@ -295,6 +295,7 @@ class HostRecord:
     images: tuple[ImageRecord, ...] | None = None  # None: never listed
     images_seen: float | None = None
     polls: int = 0
+    polls_overdue: int = 0  # times the next poll did not start within timeout + 1 s of being due
     first_poll_done: bool = False
     changed_at: float | None = None  # when status last changed
     findings: tuple[Finding, ...] = ()  # written by FindingsWatch

@@ -177,6 +177,12 @@ class FleetState:
 
     # -- polls ----------------------------------------------------------------------------
 
+    def poll_overdue(self, name: str) -> None:
+        """The host's next poll is late (its loop starved of a slot, or the loop itself stuck)."""
+        record = self._hosts.get(name)
+        if record is not None:
+            record.polls_overdue += 1
+
     def poll_started(self, name: str, at: float) -> None:
         record = self._hosts.get(name)
         if record is not None:

@@ -343,3 +343,25 @@ async def test_a_reload_that_only_moves_lines_reports_every_host_unchanged(
     assert rec is not None and rec.settings.source == "fleetd.yaml:10"  # errors point at the new line
     relabelled = [harness.host("a", eng.url, source="fleetd.yaml:9", labels={"env": "prod"}), *moved[1:]]
     assert (await harness.poller.reconcile(relabelled, harness.poll)).updated == ("a",)
+
+
+async def test_a_poll_starved_of_a_slot_is_logged_once_and_counted(fake_engine: FakeEngines) -> None:
+    h = Harness(PollSettings(interval=1.0, timeout=0.5, concurrency=1, max_backoff=1.0, jitter=0.0))
+    ok = await fake_engine(docker_20_10(containers=1))
+    hung = await fake_engine(docker_20_10(containers=1))
+    try:
+        await h.poller.start([h.host("ok", ok.url)])
+        await wait_until(lambda: h.status("ok") is HostStatus.UP)
+        hung.behaviour.faults["*"] = Fault.HANG
+        with structlog.testing.capture_logs() as logs:
+            await h.poller.reconcile([h.host("ok", ok.url), h.host("hung", hung.url, timeout=6.0)], h.poll)
+            rec = h.state.get("ok")
+            assert rec is not None
+            await wait_until(lambda: rec.polls_overdue == 1, timeout=8.0)  # the hung host holds the one slot
+            await asyncio.sleep(1.5)
+        overdue = [e for e in logs if e["event"] == "poll overdue"]
+        assert [e["host"] for e in overdue] == ["ok"]  # once, not every second
+        assert rec.polls_overdue == 1
+    finally:
+        await h.poller.aclose()
+        await h.connections.aclose()
