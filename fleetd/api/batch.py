@@ -19,7 +19,7 @@ from fleetd.api.errors import BadRequest, engine_error
 from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
 from fleetd.api.routes import OPERATOR, RouteTable
-from fleetd.api.views import BatchError, BatchTarget
+from fleetd.api.views import BatchAnswer, BatchError, BatchSummary, BatchTarget
 from fleetd.dockerapi import DockerError
 from fleetd.ops.batch import TargetResult, run_batch
 from fleetd.ops.containers import ActionOptions
@@ -83,7 +83,7 @@ def _result_view(r: TargetResult) -> BatchTarget:
     )  # fmt: skip
 
 
-@routes.post("/api/v1/actions", OPERATOR, "batch", "One action on every container a selector matches, across hosts", "containers", body="batch", errors=(400,))
+@routes.post("/api/v1/actions", OPERATOR, "batch", "One action on every container a selector matches, across hosts", "containers", body="batch", errors=(400,), response=BatchAnswer)
 async def batch_action(request: web.Request) -> web.Response:
     req = _parse(await request.read())
     fleet, poller = request.app[FLEET].state, request.app[FLEET].poller
@@ -102,20 +102,19 @@ async def batch_action(request: web.Request) -> web.Response:
             code="no_match",
             details={"selector": msgspec.to_builtins(selector)},
         )
-    base = {"action": req.action, "dry_run": req.dry_run, "selector": selector}
     if req.dry_run:
         views = [_target_view(t, "dry_run") for t in targets]
-        return json_response({**base, "targets": views, "summary": {"targets": len(targets)}})
+        return json_response(BatchAnswer(req.action, True, selector, views, BatchSummary(len(targets))))
 
     options = ActionOptions(t=req.t, force=req.force)
     results = await run_batch(targets, req.action, options, lambda host: client_for(fleet, poller, host))
     acted = sorted({r.target.host for r in results if r.attempted})
     await asyncio.gather(*(settle(fleet, poller, host) for host in acted))
     failed = [r for r in results if not r.ok]
-    summary = {"targets": len(results), "ok": len(results) - len(failed), "failed": len(failed)}
-    note.detail.update(summary)
+    summary = BatchSummary(len(results), ok=len(results) - len(failed), failed=len(failed))
+    note.detail.update(msgspec.to_builtins(summary))
     note.detail["errors"] = [
         {"host": r.target.host, "name": r.target.name, "error": str(r.error)} for r in failed[:AUDIT_ERRORS]
     ]
     note.outcome = "ok" if not failed else ("failed" if len(failed) == len(results) else "partial")
-    return json_response({**base, "targets": [_result_view(r) for r in results], "summary": summary})
+    return json_response(BatchAnswer(req.action, False, selector, [_result_view(r) for r in results], summary))

@@ -9,6 +9,7 @@ from fleetd.api.keys import FLEET
 from fleetd.api.params import get_choice
 from fleetd.api.render import host_detail, host_view, json_response
 from fleetd.api.routes import VIEWER, RouteTable
+from fleetd.api.views import HostDetailView, HostList
 from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import label_matches
 from fleetd.ops.targets import no_such_host
@@ -20,7 +21,7 @@ routes = RouteTable()
 _STATES = {s.value for s in HostStatus}
 
 
-@routes.get("/api/v1/hosts", VIEWER, "hosts.list", "Every host with its health and findings", "fleet", query=("state", "label"))
+@routes.get("/api/v1/hosts", VIEWER, "hosts.list", "Every host with its health and findings", "fleet", query=("state", "label"), response=HostList)
 async def list_hosts(request: web.Request) -> web.Response:
     q = request.query
     state_filter = get_choice(q, "state", _STATES)
@@ -34,10 +35,10 @@ async def list_hosts(request: web.Request) -> web.Response:
         if (state_filter is None or r.status.value == state_filter)
         and (not labels or label_matches(dict(r.settings.labels), labels))
     ]
-    return json_response({"hosts": hosts, "total": len(hosts)})
+    return json_response(HostList(hosts, len(hosts)))
 
 
-@routes.get("/api/v1/hosts/{name}", VIEWER, "hosts.get", "One host in detail", "fleet", errors=(404,))
+@routes.get("/api/v1/hosts/{name}", VIEWER, "hosts.get", "One host in detail", "fleet", errors=(404,), response=HostDetailView)
 async def get_host(request: web.Request) -> web.Response:
     fleet = request.app[FLEET].state
     name = request.match_info["name"]

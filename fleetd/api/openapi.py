@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from fleetd.api.render import json_response
@@ -138,6 +139,9 @@ def _operation(op: Route) -> dict[str, Any]:
     if access is not Access.PUBLIC:
         errors |= {401, 403, 429}
     responses: dict[str, Any] = {str(op.ok): {"description": "success"}}
+    if op.response is not None:
+        ref = {"$ref": f"#/components/schemas/{op.response.__name__}"}
+        responses[str(op.ok)]["content"] = {"application/json": {"schema": ref}}
     for status in sorted(errors):
         responses[str(status)] = {
             "description": _REASONS.get(status, "error"),
@@ -160,6 +164,12 @@ def _operation(op: Route) -> dict[str, Any]:
 def build_spec(routes: Iterable[Route], version: str | None = None) -> dict[str, Any]:
     """The description of ``routes`` (the app's route table: ``app[ROUTES].routes``)."""
     paths: dict[str, dict[str, Any]] = {}
+    routes = list(routes)
+    # Answer schemas come from the same msgspec types the handlers encode.
+    _, derived = msgspec.json.schema_components(
+        sorted({op.response for op in routes if op.response is not None}, key=lambda t: t.__name__),
+        ref_template="#/components/schemas/{name}",
+    )
     for op in routes:
         path = canonical(op.path)  # "/ui/assets/{name:.+}" -> "/ui/assets/{name}"
         paths.setdefault(path, {})[op.method.lower()] = _operation(op)
@@ -172,7 +182,7 @@ def build_spec(routes: Iterable[Route], version: str | None = None) -> dict[str,
         },
         "paths": paths,
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": derived | _SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

@@ -19,7 +19,7 @@ import enum
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -96,6 +96,7 @@ class Route:
     logs: bool = False
     shell: bool = False
     probe: bool = False
+    response: type[Any] | None = None  # the msgspec type of the answer, for OpenAPI
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -137,10 +138,14 @@ class RouteTable:
         logs: bool = False,
         shell: bool = False,
         probe: bool = False,
+        response: type[Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         def add(handler: Handler) -> Handler:
             self._routes.append(
-                Route(method, path, handler, access, action, summary, tag, query, body, ok, errors, logs, shell, probe)
+                Route(
+                    method, path, handler, access, action, summary, tag, query, body, ok, errors, logs,
+                    shell, probe, response,
+                )
             )
             return handler
 

@@ -15,7 +15,7 @@ __all__ = ["routes"]
 routes = RouteTable()
 
 
-@routes.get("/api/v1/summary", VIEWER, "summary", "Fleet totals: hosts by state, containers, images, security findings", "fleet")
+@routes.get("/api/v1/summary", VIEWER, "summary", "Fleet totals: hosts by state, containers, images, security findings", "fleet", response=SummaryView)
 async def summary(request: web.Request) -> web.Response:
     fleet = request.app[FLEET].state
     now = fleet.clock()

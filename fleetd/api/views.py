@@ -11,9 +11,19 @@ import msgspec
 
 from fleetd.fleet.records import EngineFacts, Finding, HostRecord
 from fleetd.fleet.state import ContainerCounts, FleetSummary, HostCounts
+from fleetd.ops.selector import Selector
 from fleetd.util.timefmt import rfc3339
 
-__all__ = ["BatchError", "BatchTarget", "HostDetailView", "HostView", "SummaryView"]
+__all__ = [
+    "BatchAnswer",
+    "BatchError",
+    "BatchSummary",
+    "BatchTarget",
+    "HostDetailView",
+    "HostList",
+    "HostView",
+    "SummaryView",
+]
 
 
 class HostView(msgspec.Struct, frozen=True):
@@ -80,6 +90,11 @@ class HostView(msgspec.Struct, frozen=True):
         return cls(**cls.fields_of(r, now, duplicates))  # type: ignore[arg-type]
 
 
+class HostList(msgspec.Struct, frozen=True):
+    hosts: list[HostView]
+    total: int
+
+
 class HostDetailView(HostView, frozen=True):
     engine: EngineFacts | None
     images: int | None
@@ -135,3 +150,17 @@ class BatchTarget(msgspec.Struct, frozen=True, omit_defaults=True):
     changed: bool | None = None
     error: BatchError | None = None
     attempted: bool | None = None
+
+
+class BatchSummary(msgspec.Struct, frozen=True, omit_defaults=True):
+    targets: int
+    ok: int | None = None  # absent in a dry run
+    failed: int | None = None
+
+
+class BatchAnswer(msgspec.Struct, frozen=True):
+    action: str
+    dry_run: bool
+    selector: Selector
+    targets: list[BatchTarget]
+    summary: BatchSummary

@@ -72,3 +72,18 @@ async def test_served_at_api_v1_openapi_json(tmp_path: Path) -> None:
         assert await resp.json() == build_spec(INDEX.routes)
     finally:
         await client.close()
+
+
+async def test_answer_schemas_come_from_the_types_the_handlers_encode(tmp_path: Path) -> None:
+    spec = build_spec(INDEX.routes)
+    schemas = spec["components"]["schemas"]
+    ok = spec["paths"]["/api/v1/hosts"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"] == {"$ref": "#/components/schemas/HostList"}
+    client = await start_client(settings(tmp_path, []))
+    try:
+        summary = await (await client.get("/api/v1/summary")).json()
+        assert set(summary) == set(schemas["SummaryView"]["properties"])
+        assert set(summary["hosts"]) == set(schemas["HostCounts"]["properties"])
+    finally:
+        await client.close()
+    assert set(schemas["HostView"]["properties"]) >= {"name", "state", "stale", "findings", "insecure_transport"}
