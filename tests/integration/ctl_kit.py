@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ import yaml
 
 from tests.integration.lab_daemon import Daemon
 from tests.integration.lab_os import free_port
+from tests.integration.lab_tls import TLSPaths
 
 __all__ = ["CtlFleet", "ctl_fleetd", "fleetd_cli", "parse_table", "poll_until"]
 
@@ -143,7 +145,10 @@ def _host(daemon: Daemon) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def ctl_fleetd(daemons: list[Daemon], tmp_path: Path) -> Iterator[CtlFleet]:
+def ctl_fleetd(
+    daemons: list[Daemon], tmp_path: Path, *, listen_tls: TLSPaths | None = None
+) -> Iterator[CtlFleet]:
+    """``fleetd run`` on ``daemons``; with ``listen_tls`` (a server certificate) it serves HTTPS."""
     tokens = {role: secrets.token_urlsafe(24) for role in ROLES}
     port = free_port()
     config = tmp_path / "fleetd.yaml"
@@ -165,6 +170,11 @@ def ctl_fleetd(daemons: list[Daemon], tmp_path: Path) -> Iterator[CtlFleet]:
                     ]
                 },
                 "hosts": [_host(d) for d in daemons],
+                **(
+                    {"listen_tls": {"cert": str(listen_tls.cert), "key": str(listen_tls.key)}}
+                    if listen_tls
+                    else {}
+                ),
             },
             sort_keys=False,
         )
@@ -174,12 +184,13 @@ def ctl_fleetd(daemons: list[Daemon], tmp_path: Path) -> Iterator[CtlFleet]:
         proc = subprocess.Popen(
             [*fleetd_cli(), "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
         )
-    fleet = CtlFleet(f"http://127.0.0.1:{port}", tokens, config, proc, log)
+    fleet = CtlFleet(f"{'https' if listen_tls else 'http'}://127.0.0.1:{port}", tokens, config, proc, log)
+    context = ssl.create_default_context(cafile=str(listen_tls.ca)) if listen_tls else None
 
     def ready() -> bool:
         assert proc.poll() is None, f"fleetd exited with {proc.returncode}:\n{log.read_text()}"
         try:
-            with urllib.request.urlopen(fleet.url + "/readyz", timeout=2) as resp:
+            with urllib.request.urlopen(fleet.url + "/readyz", timeout=2, context=context) as resp:
                 return resp.status == 200
         except (urllib.error.URLError, OSError):
             return False

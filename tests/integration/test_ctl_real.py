@@ -225,6 +225,25 @@ def test_token_file_and_url_from_the_config(fleet: CtlFleet, tmp_path: Path) -> 
     assert result.stdout.split() == [h["name"] for h in fleet.api("/api/v1/hosts")["hosts"]]
 
 
+def test_tls_options_against_an_https_listener(docker_lab: DockerLab, tmp_path: Path) -> None:
+    from tests.integration.lab import make_certificates
+
+    server, _client = make_certificates(tmp_path / "certs")
+    with ctl_fleetd([docker_lab.daemons["d1"]], tmp_path, listen_tls=server) as https:
+        assert https.url.startswith("https://")
+        untrusted = https.cli("hosts", "-q")
+        assert (
+            untrusted.returncode == 1 and "--cacert" in untrusted.stderr and "not trusted" in untrusted.stderr
+        )
+        assert https.cli("hosts", "-q", "--cacert", str(server.ca)).stdout.split() == ["d1"]
+        assert https.cli("hosts", "-q", "--insecure").stdout.split() == ["d1"]
+        env = https.env()
+        del env["FLEETD_URL"]
+        found = subprocess.run([*_cli(), "hosts", "-q", "--config", str(https.config)], env=env | {"FLEETD_CACERT": str(server.ca)},
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert found.returncode == 0 and found.stdout.split() == ["d1"], found.stderr  # listen_tls → https://
+
+
 def _cli() -> list[str]:
     from tests.integration.ctl_kit import fleetd_cli
 
