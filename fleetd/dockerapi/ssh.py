@@ -161,6 +161,9 @@ def _connect_options(
         keepalive_interval=opts.keepalive_interval,
         keepalive_count_max=3,
         x509_trusted_certs=None,
+        # AES-GCM first (one AEAD call per packet, AES-NI through OpenSSL): about half the extra CPU
+        # per poll of asyncssh's default first choice, chacha20-poly1305 (bench/RESULTS-ssh.md).
+        encryption_algs="^aes128-gcm@openssh.com,aes256-gcm@openssh.com",
         **extra,
     )
 
