@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -107,6 +108,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         if sshd is not None:
             sshd.close()
         daemon.destroy()
+        shutil.rmtree(root, ignore_errors=True)
     med = {
         mode: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for mode, rs in runs.items()
     }
