@@ -396,8 +396,20 @@ def test_bash_completion_script(fleet: CtlFleet) -> None:
     assert lines[0].split() == ["stop", "start"]
     assert {"d1/web1", "d1/job1", "d2/web2", "d2/db2"} <= set(lines[1].split())
     assert lines[2].split() == ["--state"]
-    zsh = run_ok(fleet, "completion", "zsh")
-    assert zsh.startswith("#compdef fleetd")
-    if os.path.exists("/bin/zsh"):
-        check = subprocess.run(["zsh", "-n"], input=zsh, capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, check.stderr
+
+
+def test_zsh_completion_script_loads_in_zsh(fleet: CtlFleet, tmp_path: Path) -> None:
+    from tests.integration.conftest import REQUIRE_DOCKER, unavailable
+
+    if not os.path.exists("/bin/zsh"):
+        unavailable("zsh is not installed (.ci/run installs it)", REQUIRE_DOCKER)
+    script = tmp_path / "_fleetd"
+    script.write_text(run_ok(fleet, "completion", "zsh"))
+    assert script.read_text().startswith("#compdef fleetd")
+    check = subprocess.run(["zsh", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    probe = f"autoload -U compinit; compinit -u -d {tmp_path}/zcd; source {script}; print -r -- ${{_comps[fleetd]}}"
+    loaded = subprocess.run(
+        ["zsh", "-f", "-c", probe], env=fleet.env(), capture_output=True, text=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "_fleetd", loaded.stdout + loaded.stderr
