@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-port", type=int, help="listen on BASE .. BASE+hosts-1 (below 32768)")
     parser.add_argument("--port-file", type=Path, help="let the kernel pick ports; write them here")
     parser.add_argument("--duration", type=float, help="exit after this many seconds (default: run)")
+    parser.add_argument(
+        "--churn", type=float, default=0.0,
+        help="container changes per second across the fleet (each publishes its Engine events; the "
+        "container's label bench.changed_at holds the wall-clock time of the change)",
+    )  # fmt: skip
     return parser
 
 
@@ -98,6 +103,25 @@ def _behaviours(args: argparse.Namespace) -> list[EngineBehaviour]:
     return behaviours
 
 
+async def _churn(fleet: FakeFleet, rate: float, seed: int) -> None:
+    """Change ``rate`` containers per second: a running one dies, an exited one starts."""
+    rng = random.Random(seed + 17)
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    while True:
+        due += 1.0 / rate
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        engine = rng.choice(fleet.engines)
+        if not engine.state.containers or engine.behaviour.fault_for("*") is not None:
+            continue
+        container = rng.choice(list(engine.state.containers.values()))
+        container.labels["bench.changed_at"] = repr(time.time())
+        if container.state == "running":
+            engine.set_state(container.id, "exited", 137)
+        else:
+            engine.set_state(container.id, "running")
+
+
 async def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     behaviours = _behaviours(args)
@@ -117,8 +141,13 @@ async def serve(args: argparse.Namespace) -> int:
             f"startup={elapsed:.2f}s rss={rss_mib():.0f}MiB pid={os.getpid()}",
             flush=True,
         )
+        churn = asyncio.create_task(_churn(fleet, args.churn, args.seed)) if args.churn > 0 else None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), args.duration)
+        if churn is not None:
+            churn.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await churn
         served = sum(len(engine.requests) for engine in fleet.engines)
         print(f"STOPPING requests={served} rss={rss_mib():.0f}MiB", flush=True)
         stopping = time.monotonic()

@@ -1,0 +1,286 @@
+"""Engine events + a 60 s poll against pure polling at 15 s, on one simulated fleet, side by side.
+
+Run from the repository root::
+
+    python -m bench.live_bench --hosts 1000 --churn 20 --window 60 --subscribers 1000
+
+For each mode a fresh ``bench.fake_fleet`` (with ``--churn``: that many container changes per
+second across the fleet, each publishing its Engine events and stamping the container's label
+``bench.changed_at`` with the wall-clock time of the change) and a fresh ``fleetd run``:
+
+* ``polling``: ``events: false``, ``poll.interval`` = ``--poll-interval`` (15 s), today's fleetd;
+* ``events``: ``events: true``, ``poll.interval`` = ``--events-interval`` (60 s), liveness 15 s.
+
+After the complete view and ``--settle`` seconds, over ``--window`` seconds: fleetd's CPU share
+of one core (utime + stime from /proc) and RSS, and the latency from each change on a fake
+Engine to its ``container.changed`` frame on an SSE client (now − ``bench.changed_at`` when the
+frame arrives; same machine, same clock). Then, in the events mode, ``--subscribers`` SSE clients
+connect; fleetd's RSS per subscriber and the age of healthy hosts' ``last_seen`` are measured
+while they stay connected and the fleet keeps changing.
+
+Results go to stdout and to ``bench/results/live-*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.fleet_bench import (
+    PYTHON,
+    RESULTS,
+    ROOT,
+    Api,
+    FakeFleetProc,
+    cpu_seconds,
+    free_port,
+    freshness,
+    status_kib,
+    stop,
+    wait_complete,
+)
+
+__all__ = ["main"]
+
+
+@contextmanager
+def churning_fleet(args: argparse.Namespace, workdir: Path) -> Iterator[FakeFleetProc]:
+    port_file = workdir / "ports.txt"
+    cmd = [
+        PYTHON, "-m", "bench.fake_fleet", "--hosts", str(args.hosts), "--containers", str(args.containers),
+        "--seed", str(args.seed), "--port-file", str(port_file), "--churn", str(args.churn),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"fake fleet did not start: {line!r}")
+        hanging = int(re.search(r"hanging=(\d+)", line).group(1))  # type: ignore[union-attr]
+        yield FakeFleetProc(proc, [int(p) for p in port_file.read_text().split()], port_file, hanging)
+    finally:
+        stop(proc)
+
+
+def write_config(path: Path, args: argparse.Namespace, ports: list[int], listen: int, events: bool) -> None:
+    interval = args.events_interval if events else args.poll_interval
+    lines = [
+        f"listen: 127.0.0.1:{listen}",
+        "poll:",
+        f"  interval: {interval}s",
+        f"  timeout: {args.timeout}s",
+        "  liveness: 15s",
+        "snapshots: {enabled: false}",
+        "auth: {anonymous_read: true}",
+        "log: {level: info, format: json}",
+        f"events: {{enabled: {str(events).lower()}, max_subscribers: {args.subscribers + 10}}}",
+        "hosts:",
+    ]
+    lines += [f"  - {{name: h{i:05d}, url: 'tcp://127.0.0.1:{p}'}}" for i, p in enumerate(ports)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+class SseClients:
+    """SSE clients in a thread of their own (their own event loop), so they cost fleetd nothing."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.latencies: list[float] = []
+        self.frames = 0
+        self.sub_frames: list[int] = []
+        self.recording = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Future[None]] = []
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _session_get(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)
+            )
+        return self._session
+
+    async def _read(self, index: int | None) -> None:
+        session = await self._session_get()
+        url = f"http://127.0.0.1:{self.port}/api/v1/events?type=container.changed"
+        async with session.get(url) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"SSE: {resp.status} {await resp.text()}")
+            event = ""
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "container.changed":
+                    if index is not None:
+                        self.sub_frames[index] += 1
+                        continue
+                    self.frames += 1
+                    if self.recording:
+                        data = json.loads(line[6:])
+                        stamp = data["container"]["labels"].get("bench.changed_at")
+                        if stamp and "state" in data.get("fields", ()):
+                            self.latencies.append(time.time() - float(stamp))
+
+    def start_latency_client(self) -> None:
+        self._tasks.append(asyncio.run_coroutine_threadsafe(self._read(None), self._loop))
+
+    def start_subscribers(self, n: int) -> None:
+        self.sub_frames = [0] * n
+
+        async def start() -> None:
+            for i in range(n):
+                self._tasks.append(asyncio.ensure_future(self._read(i)))
+                if i % 100 == 99:
+                    await asyncio.sleep(0.05)
+
+        self._run(start())
+
+    def close(self) -> None:
+        async def shut() -> None:
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.sleep(0.1)
+            if self._session is not None:
+                await self._session.close()
+
+        self._run(shut())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
+
+
+def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    events = mode == "events"
+    with tempfile.TemporaryDirectory(prefix=f"fleetd-live-{mode}-") as tmp:
+        workdir = Path(tmp)
+        with churning_fleet(args, workdir) as fleet:
+            listen = free_port()
+            config = workdir / "fleetd.yaml"
+            write_config(config, args, fleet.ports, listen, events)
+            log = open(workdir / "fleetd.log", "w")  # noqa: SIM115 - closed below
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                [str(Path(PYTHON).parent / "fleetd"), "run", "--config", str(config)],
+                cwd=workdir, stdout=log, stderr=log,
+            )  # fmt: skip
+            api = Api(listen)
+            clients = SseClients(listen)
+            out: dict[str, Any] = {"mode": mode, "interval": args.events_interval if events else args.poll_interval}
+            try:
+                out |= wait_complete(api, proc, started, args.hosts - fleet.hanging, args.hosts, 0.5)
+                print(f"  {mode}: complete view after {out['complete_seconds']:.1f}s", flush=True)
+                clients.start_latency_client()
+                time.sleep(args.settle)
+                clients.recording = True
+                cpu0, fcpu0, t0 = cpu_seconds(proc.pid), cpu_seconds(fleet.proc.pid), time.monotonic()
+                time.sleep(args.window)
+                cpu1, fcpu1, t1 = cpu_seconds(proc.pid), cpu_seconds(fleet.proc.pid), time.monotonic()
+                clients.recording = False
+                lat = clients.latencies
+                out["steady"] = {
+                    "window_seconds": t1 - t0,
+                    "cpu_share": (cpu1 - cpu0) / (t1 - t0),
+                    "fake_fleet_cpu_share": (fcpu1 - fcpu0) / (t1 - t0),
+                    "rss_kib": status_kib(proc.pid, "VmRSS"),
+                    "changes_seen": len(lat),
+                    "latency_p50": percentile(lat, 0.5),
+                    "latency_p99": percentile(lat, 0.99),
+                    "latency_max": max(lat) if lat else float("nan"),
+                }
+                s = out["steady"]
+                print(
+                    f"  {mode}: CPU {s['cpu_share']:.3f} of a core, RSS {s['rss_kib'] / 1024:.0f} MiB, "
+                    f"change→frame p50 {s['latency_p50']:.3f}s p99 {s['latency_p99']:.3f}s ({len(lat)} changes)",
+                    flush=True,
+                )
+                if events and args.subscribers:
+                    rss0 = status_kib(proc.pid, "VmRSS")
+                    clients.start_subscribers(args.subscribers)
+                    time.sleep(args.settle)
+                    rss1 = status_kib(proc.pid, "VmRSS")
+                    ages = argparse.Namespace(
+                        ages_window=args.ages_window, ages_every=2.0, interval=args.events_interval,
+                        timeout=args.timeout,
+                    )  # fmt: skip
+                    fresh = freshness(api, ages)
+                    connected = sum(1 for n in clients.sub_frames if n > 0)
+                    out["subscribers"] = {
+                        "count": args.subscribers,
+                        "receiving": connected,
+                        "rss_kib_before": rss0,
+                        "rss_kib_after": rss1,
+                        "rss_kib_per_subscriber": (rss1 - rss0) / args.subscribers,
+                        "last_seen": fresh,
+                    }
+                    print(
+                        f"  {mode}: {args.subscribers} subscribers ({connected} got frames): "
+                        f"{(rss1 - rss0) / args.subscribers:.1f} KiB RSS each; last_seen max "
+                        f"{fresh['ages_max']:.1f}s (bound {fresh['bound']:.0f}s)",
+                        flush=True,
+                    )
+            finally:
+                clients.close()
+                out["exit_code"] = stop(proc)
+                log.close()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.live_bench", description=__doc__.split("\n")[0])
+    p.add_argument("--hosts", type=int, default=1000)
+    p.add_argument("--containers", type=int, default=40)
+    p.add_argument("--churn", type=float, default=20.0, help="container changes per second, fleet-wide")
+    p.add_argument("--poll-interval", type=float, default=15.0)
+    p.add_argument("--events-interval", type=float, default=60.0)
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--settle", type=float, default=20.0)
+    p.add_argument("--window", type=float, default=60.0)
+    p.add_argument("--subscribers", type=int, default=1000)
+    p.add_argument("--ages-window", type=float, default=70.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--modes", default="polling,events")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = {"args": vars(args), "runs": [run_mode(m, args) for m in args.modes.split(",")]}
+    runs = {r["mode"]: r for r in results["runs"]}
+    if "polling" in runs and "events" in runs:
+        ratio = runs["polling"]["steady"]["cpu_share"] / max(runs["events"]["steady"]["cpu_share"], 1e-9)
+        results["cpu_ratio_polling_over_events"] = ratio
+        print(f"CPU: polling at {args.poll_interval:g}s / events + {args.events_interval:g}s poll = {ratio:.2f}x")
+    out = RESULTS / f"live-{stamp}-{args.hosts}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
