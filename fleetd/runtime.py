@@ -30,6 +30,7 @@ from fleetd.config.live import LiveConfig, ReloadFailed, keep_listen
 from fleetd.dockerapi import EngineConnections
 from fleetd.fleet.clients import keepalive_for
 from fleetd.fleet.feed import FleetFeed
+from fleetd.fleet.live import LiveFleet
 from fleetd.fleet.findings import FindingsWatch
 from fleetd.fleet.poller import Poller, ReconcileReport
 from fleetd.fleet.state import FleetState
@@ -107,6 +108,9 @@ class Fleet:
         self._reload_lock = asyncio.Lock()
         self._started = False
         self._closed = False
+        # Engine events between polls, and the feed of fleet events (SSE, webhooks): docs/live.md.
+        self.live = LiveFleet(self.state, self.poller, self.feed, settings, registry=self.metrics.registry)
+        self.add_part(self.live)
 
     @property
     def settings(self) -> Settings:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from fleetd.api.errors import BadRequest, NotFound
 from fleetd.api.keys import FLEET
-from fleetd.api.render import json_response
+from fleetd.api.render import host_view, json_response
 from fleetd.api.routes import VIEWER, RouteTable
 from fleetd.config.events import EventsSettings
 from fleetd.fleet.feed import EVENT_TYPES, FleetEvent, Lagged
@@ -243,5 +243,16 @@ async def _close_streams(app: web.Application) -> None:
 
 def install(app: web.Application, settings: SseSettings) -> None:
     app[SSE] = SseHub(settings)
+    fleet = app[FLEET]
+    state = fleet.state
+
+    def render_host(name: str) -> dict[str, Any] | None:
+        record = state.get(name)
+        if record is None:
+            return None
+        view = host_view(record, state.clock(), state.duplicate_engine_ids())
+        return msgspec.to_builtins(view)  # type: ignore[no-any-return]
+
+    fleet.live.pump.render_host = render_host
     app.middlewares.append(event_id_middleware)
     app.on_shutdown.append(_close_streams)

@@ -90,6 +90,8 @@ class HostResynced:
 class ContainerAdded:
     host: str
     container: ContainerRecord
+    action: str | None = None  # the upstream Engine action, when an event caused the change
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +99,16 @@ class ContainerChanged:
     host: str
     container: ContainerRecord  # the new record
     fields: tuple[str, ...]  # which ContainerRecord fields differ from the previous record
+    action: str | None = None
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ContainerRemoved:
     host: str
     container: ContainerRecord  # the last record known
+    action: str | None = None
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

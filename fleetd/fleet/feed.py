@@ -139,12 +139,17 @@ class FleetFeed:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def publish(self, type_: str, host: str, **fields: Any) -> FleetEvent:
+    def publish(self, type_: str, host: str, *, time: float | None = None, **fields: Any) -> FleetEvent:
         """Number and keep one event and hand it to every subscriber; never waits."""
         self._seq += 1
         now = self._clock()
         event = FleetEvent(
-            id=f"{self.epoch}.{self._seq}", seq=self._seq, type=type_, host=host, time=now, **fields
+            id=f"{self.epoch}.{self._seq}",
+            seq=self._seq,
+            type=type_,
+            host=host,
+            time=now if time is None else time,
+            **fields,
         )
         self._ring.append(event)
         cutoff = now - self.max_age
@@ -204,6 +209,12 @@ class FleetFeed:
             else:
                 replay = found
         return self.subscribe(maxsize), replay, reason
+
+    def renew_epoch(self) -> None:
+        """Events were lost before numbering: a new epoch, so every client that resumes gets a reset."""
+        self.epoch = secrets.token_hex(4)
+        self._ring.clear()
+        self.close_all()
 
     def close_all(self) -> None:
         """Shutdown: every subscription ends."""

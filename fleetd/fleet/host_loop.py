@@ -148,6 +148,8 @@ class HostLoop:
         # them right after it, queued behind every other host's first poll.
         polls = record.polls
         want_images = self.images_wanted or (polls > 0 and polls % max(1, self.images_every()) == 0)
+        stamp = self.state.next_stamp(name)  # rows written by newer event refreshes win over this poll
+        sent_at = asyncio.get_running_loop().time()
         got = await fetch(self.client, name, images=want_images)
         duration = time.monotonic() - started
         if epoch != self.epoch:
@@ -157,9 +159,9 @@ class HostLoop:
         if isinstance(got, Failed):
             self._failed(got, duration)
         else:
-            self._answered(got, duration)
+            self._answered(got, duration, stamp, sent_at)
 
-    def _answered(self, got: Answer, duration: float) -> None:
+    def _answered(self, got: Answer, duration: float, stamp: int = 0, sent_at: float = 0.0) -> None:
         name = self.name
         now = time.time()
         if got.images is not None:
@@ -173,6 +175,8 @@ class HostLoop:
             containers=records,
             diff=diff,
             images=tuple(image_record(i) for i in got.images) if got.images is not None else None,
+            stamp=stamp,
+            sent_at=sent_at,
         )
         failures = self.record.consecutive_failures
         previous = self.state.poll_done(name, duration, result)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -42,6 +42,8 @@ from fleetd.fleet.records import (
     changed_fields,
     diff_containers,
 )
+from fleetd.fleet.watch_events import Cause
+from fleetd.fleet.watch_rows import RowClock, semantic_fields
 
 __all__ = [
     "AmbiguousContainer",
@@ -107,6 +109,8 @@ class PollSuccess:
     containers: tuple[ContainerRecord, ...]
     diff: ContainerDiff  # against the previous poll's containers
     images: tuple[ImageRecord, ...] | None = None  # None: not listed this time
+    stamp: int = 0  # RowClock stamp taken when the list was sent (0: no ordering guard)
+    sent_at: float = 0.0  # loop time the list was sent (drift judgement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,9 @@ class FleetState:
     # Hosts whose containers another writer changed since their last poll: the poll's own diff
     # (against the previous poll) does not hold for them, so the next poll compares in full.
     _foreign: set[str] = field(default_factory=set)
+    # Event watchers' ordering guard per host, and who judges what a poll found that no event told.
+    _clocks: dict[str, RowClock] = field(default_factory=dict)
+    drift_judge: Callable[[str, tuple[str, ...], float], None] | None = None
     _index: ContainerIndex = field(default_factory=ContainerIndex)  # kept by _publish and sync below
 
     def _publish(self, changes: Iterable[Change]) -> None:
@@ -156,6 +163,7 @@ class FleetState:
     def remove(self, name: str) -> None:
         record = self._hosts.pop(name, None)
         self._foreign.discard(name)
+        self._clocks.pop(name, None)
         if record is not None:
             gone: list[Change] = [ContainerRemoved(name, c) for c in record.containers]
             gone.append(HostRemoved(name))
@@ -219,10 +227,18 @@ class FleetState:
     def _succeed(self, record: HostRecord, result: PollSuccess, changes: list[Change]) -> None:
         name = record.name
         diff = result.diff
-        if name in self._foreign:
+        containers = result.containers
+        clock = self._clocks.get(name)
+        if clock is not None:
+            # Rows an event refresh wrote after this list was sent stay as they are.
+            merged = clock.merge_full(record.containers, containers, result.stamp)
+            containers = merged.records
+            if merged.drifted and self.drift_judge is not None:
+                self.drift_judge(name, merged.drifted, result.sent_at)
+        if name in self._foreign or containers is not result.containers:
             self._foreign.discard(name)
-            diff = diff_containers(record.containers, result.containers)
-        record.containers = result.containers
+            diff = diff_containers(record.containers, containers)
+        record.containers = containers
         record.facts = result.facts
         record.info_raw = result.info_raw
         if result.images is not None:
@@ -306,6 +322,61 @@ class FleetState:
         changes.append(HostResynced(name, gap))
         self._publish(changes)
         self._index.sync(name, record.containers)
+
+    # -- event watchers -------------------------------------------------------------------------
+
+    def watch(self, name: str) -> None:
+        """An event watcher starts writing this host's rows: from now on polls are stamped too."""
+        self._clocks.setdefault(name, RowClock())
+
+    def unwatch(self, name: str) -> None:
+        self._clocks.pop(name, None)
+
+    def next_stamp(self, name: str) -> int:
+        """A stamp for a request about to be sent whose answer will write this host's rows
+        (0 for a host no watcher writes: its polls need no ordering guard)."""
+        clock = self._clocks.get(name)
+        return clock.next_stamp() if clock is not None else 0
+
+    def refresh_rows(
+        self,
+        name: str,
+        asked: Iterable[str],
+        rows: Iterable[ContainerRecord],
+        stamp: int,
+        causes: Mapping[str, Cause] | None = None,
+    ) -> None:
+        """A targeted refresh sent at ``stamp``: ``rows`` replace the ``asked`` ids, and an asked id
+        without a row is gone. Rows a newer observation wrote are left alone."""
+        record = self._hosts.get(name)
+        if record is None:
+            return
+        clock = self._clocks.setdefault(name, RowClock())
+        before = {c.id: c for c in record.containers}
+        merged = clock.merge_subset(record.containers, asked, rows, stamp)
+        after = {c.id: c for c in merged.records}
+        causes = causes or {}
+        changes: list[Change] = []
+        for cid in merged.applied:
+            old, new = before.get(cid), after.get(cid)
+            cause = causes.get(cid)
+            action, code = (cause.action, cause.exit_code) if cause is not None else (None, None)
+            if old is None and new is not None:
+                changes.append(ContainerAdded(name, new, action, code))
+            elif old is not None and new is None:
+                changes.append(ContainerRemoved(name, old, action, code))
+            elif old is not None and new is not None and semantic_fields(old, new):
+                changes.append(ContainerChanged(name, new, changed_fields(old, new), action, code))
+        record.containers = merged.records
+        self._foreign.add(name)
+        if changes:
+            self._publish(changes)
+        self._index.sync(name, record.containers)
+
+    def resynced(self, name: str, gap: bool) -> None:
+        """The host's event stream is back; ``gap``: events were lost (a full list repaired the rows)."""
+        if name in self._hosts:
+            self._publish((HostResynced(name, gap),))
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import Final, Protocol
 
 import structlog
 
-from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError
+from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError, EngineUnreachable
 from fleetd.dockerapi.events import EngineEvent, EventStream
 from fleetd.fleet.watch_events import Cause, Dedupe, Effect, classify, merge_cause
 
@@ -40,6 +40,8 @@ log = structlog.get_logger("fleetd.watch")
 #: unknown filter values, and matches only its own action names: filter by type only (P2).
 FILTERS: Final[Mapping[str, list[str]]] = {"type": ["container"]}
 _SECOND: Final = 1_000_000_000
+_DEATHS: Final = frozenset({"die", "oom", "kill", "stop"})
+_SETTLE_TRIES: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +119,13 @@ class HostWatcher:
         self.witness: tuple[int, str, str, str] | None = None  # key of that event
         self.connected = False
         self.connected_since: float | None = None  # loop time the current stream went live
+        self.synced_at: float | None = None  # loop time its replay was proven or its list applied
         self.sessions = 0
         self.reported_down = False
         self._dedupe = Dedupe()
         self._dirty: dict[str, Cause] = {}
         self._recent: dict[str, float] = {}  # container id → loop time of its last event
+        self._retries: dict[str, int] = {}  # container id → refreshes that still showed it running
         self._dirty_signal = asyncio.Event()
         self._kick = asyncio.Event()
         self._verdict: asyncio.Future[bool] | None = None
@@ -150,8 +154,8 @@ class HostWatcher:
         """Of the rows a full poll (sent at loop time ``sent_at``) found different, those the
         stream should have told about: it was live before the poll was sent, and no event
         about them is pending or arrived within the last two seconds."""
-        if not self.connected or self.connected_since is None or self.connected_since > sent_at:
-            return []
+        if not self.connected or self.synced_at is None or self.synced_at > sent_at:
+            return []  # a poll sent before the stream was live and synced proves nothing
         now = asyncio.get_running_loop().time()
         return [cid for cid in ids if cid not in self._dirty and now - self._recent.get(cid, -1e9) > 2.0]
 
@@ -237,6 +241,7 @@ class HostWatcher:
                     reader.result()  # the stream's error, if it broke
             finally:
                 self.connected = False
+                self.synced_at = None
                 self._verdict = None
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, DockerError):
@@ -244,6 +249,13 @@ class HostWatcher:
 
     async def _sync(self, resume: bool, reader: asyncio.Task[None]) -> None:
         """After the stream is live: prove continuity, or list everything."""
+        self.synced_at = None
+        try:
+            await self._prove_or_list(resume, reader)
+        finally:
+            self.synced_at = asyncio.get_running_loop().time()
+
+    async def _prove_or_list(self, resume: bool, reader: asyncio.Task[None]) -> None:
         first = self.sessions == 1
         was_down, self.reported_down = self.reported_down, False
         proven = False
@@ -261,9 +273,7 @@ class HostWatcher:
             self.observer.count(self.host, "resumed")
             self.target.resynced(self.host, False)
             return
-        changed = await self.target.full_refresh(self.host)
-        if changed is None:
-            return  # the poll failed and said so; the stream itself goes on
+        changed = await self._list_until_it_answers(reader)
         if first:
             self.observer.count(self.host, "subscribed")
             return
@@ -272,6 +282,20 @@ class HostWatcher:
         self.observer.count(self.host, "resynced_gap" if gap else "resumed")
         log.info("event stream back", host=self.host, gap=gap, proven=proven, rows_changed=changed)
         self.target.resynced(self.host, gap)
+
+    async def _list_until_it_answers(self, reader: asyncio.Task[None]) -> int:
+        """The full list the stream needs; a failed one (the poll said why) is retried while the
+        stream stays up, so a slow first answer cannot leave the rows empty until the next poll."""
+        failures = 0
+        while True:
+            changed = await self.target.full_refresh(self.host)
+            if changed is not None:
+                return changed
+            failures += 1
+            await asyncio.wait({reader}, timeout=self._backoff(failures))
+            if reader.done():
+                reader.result()  # the stream broke too: the connect loop judges it
+                raise EngineUnreachable(f"{self.client.url} ended its event stream", url=self.client.url)
 
     async def _read(self, stream: EventStream) -> None:
         async for event in stream:
@@ -324,10 +348,33 @@ class HostWatcher:
                     await asyncio.sleep(max(s.flush_delay, 1.0))
                     break
                 self.observer.count(self.host, "refreshes")
-                self.target.apply_rows(self.host, frozenset(chunk), rows, stamp, {c: batch[c] for c in chunk})
+                unsettled = self._unsettled(rows, batch)
+                asked = frozenset(chunk).difference(unsettled)
+                if asked:
+                    self.target.apply_rows(self.host, asked, rows, stamp, {c: batch[c] for c in asked})
             cutoff = loop.time() - 10.0
             if len(self._recent) > 256:
                 self._recent = {k: t for k, t in self._recent.items() if t > cutoff}
+
+    def _unsettled(self, rows: list[ContainerSummary], batch: dict[str, Cause]) -> set[str]:
+        """Containers whose ``die`` arrived before their row says so (dockerd 20.10 publishes the
+        event before it updates the listing): asked again shortly, the cause kept."""
+        out: set[str] = set()
+        for r in rows:
+            cause = batch.get(r.Id)
+            if cause is None or cause.action not in _DEATHS or r.State not in ("running", "restarting"):
+                self._retries.pop(r.Id, None)
+                continue
+            tries = self._retries.get(r.Id, 0)
+            if tries >= _SETTLE_TRIES:
+                self._retries.pop(r.Id, None)
+                continue  # it really is running again (a restart policy): take the row as it is
+            self._retries[r.Id] = tries + 1
+            self._dirty.setdefault(r.Id, cause)  # a newer event (a restart's start) keeps its own cause
+            out.add(r.Id)
+        if out:
+            self._dirty_signal.set()
+        return out
 
     async def _liveness_loop(self) -> None:
         every = self.settings.liveness

@@ -30,9 +30,11 @@ class Watchers:
         *,
         enabled: bool = True,
         observer: WatchObserver | None = None,
+        watching: Callable[[str, bool], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.target = target
+        self._watching = watching or (lambda _host, _on: None)
         self.enabled = enabled
         self._clients = clients
         self._observer = observer
@@ -63,6 +65,7 @@ class Watchers:
             if new is None or client is not watcher.client or watch_settings(new, poll) != watcher.settings:
                 del self._watchers[name]
                 await watcher.aclose()
+                self._watching(name, False)
         for name, settings in wanted.items():
             if name in self._watchers:
                 self._watchers[name] = (settings, self._watchers[name][1])
@@ -79,9 +82,12 @@ class Watchers:
                 rng=random.Random(self._rng.random()),
             )
             self._watchers[name] = (settings, watcher)
+            self._watching(name, True)  # polls sent from now on are stamped (ordering guard)
             watcher.start()
 
     async def aclose(self) -> None:
-        watchers = [w for _s, w in self._watchers.values()]
+        watchers = dict(self._watchers)
         self._watchers.clear()
-        await asyncio.gather(*(w.aclose() for w in watchers))
+        await asyncio.gather(*(w.aclose() for _s, w in watchers.values()))
+        for name in watchers:
+            self._watching(name, False)

@@ -49,6 +49,8 @@ def podman_environment(root: Path) -> dict[str, str]:
     (root / "containers.conf").write_text(
         '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
         '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+        # A small event log, so that tests see podman rotate it (and end streams opened with since).
+        'events_logfile_max_size = "4k"\n'
     )
     return {
         "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"),

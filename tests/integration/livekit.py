@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from fleetd.api.app import create_app
 from fleetd.config.events import EventsSettings
 from fleetd.config.model import HostSettings, PollSettings, Settings, SnapshotSettings
+from fleetd.runtime import Fleet
+from tests.harness import FleetClient
 from tests.ssekit import Frame, SseReader
 
 #: A long full poll: everything these tests see within seconds came from Engine events.
@@ -33,7 +34,7 @@ async def fleetd(tmp: Path, hosts: list[HostSettings], **events: Any) -> AsyncIt
         snapshots=SnapshotSettings(enabled=False, path=tmp / "fleetd.db"),
         events=EventsSettings(**events),
     )
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
+    client: TestClient[Any, Any] = FleetClient(Fleet(settings))
     await client.start_server()
     try:
         async with asyncio.timeout(30):

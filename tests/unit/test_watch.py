@@ -174,7 +174,8 @@ async def test_drift_counts_only_what_no_event_explains(rig: Rig) -> None:
     rig.engine.set_state(cid, "exited", 0)
     await eventually(lambda: cid in rig.watcher._recent)
     assert rig.watcher.unexplained([cid], sent) == []  # an event told of it
-    assert rig.watcher.unexplained([cid], rig.watcher.connected_since - 1) == []  # poll older than stream
+    assert rig.watcher.synced_at is not None
+    assert rig.watcher.unexplained([cid], rig.watcher.synced_at - 1) == []  # poll older than the sync
     sessions = rig.watcher.sessions
     other = next(c.id for c in rig.engine.state.containers.values() if c.id != cid)
     assert rig.watcher.drift([other], sent) == 1

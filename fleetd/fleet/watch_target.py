@@ -1,0 +1,68 @@
+"""What event watchers write through: the fleet state's writer methods, and the poller for full lists."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from fleetd.dockerapi import ContainerSummary, DockerError
+from fleetd.fleet.poller import Poller
+from fleetd.fleet.records import ContainerRecord, HostStatus, container_record
+from fleetd.fleet.state import FleetState
+from fleetd.fleet.watch_events import Cause
+from fleetd.fleet.watch_rows import semantic_fields
+from fleetd.util.timefmt import rfc3339
+
+__all__ = ["StateTarget", "rows_changed"]
+
+
+def rows_changed(before: tuple[ContainerRecord, ...], after: tuple[ContainerRecord, ...]) -> int:
+    """How many containers appeared, vanished or changed in a way that matters (not "Up 3 minutes")."""
+    old = {c.id: c for c in before}
+    changed = 0
+    for c in after:
+        prev = old.pop(c.id, None)
+        if prev is None or (prev is not c and semantic_fields(prev, c)):
+            changed += 1
+    return changed + len(old)
+
+
+class StateTarget:
+    """:class:`~fleetd.fleet.watch.WatchTarget` over one :class:`FleetState` and its :class:`Poller`."""
+
+    def __init__(self, state: FleetState, poller: Poller) -> None:
+        self.state = state
+        self.poller = poller
+
+    def next_stamp(self, host: str) -> int:
+        return self.state.next_stamp(host)
+
+    def apply_rows(
+        self,
+        host: str,
+        asked: frozenset[str],
+        rows: list[ContainerSummary],
+        stamp: int,
+        causes: Mapping[str, Cause],
+    ) -> None:
+        observed = rfc3339(time.time())
+        # dockerd's id filter matches prefixes: keep only the rows that were asked for.
+        records = [container_record(host, r, observed) for r in rows if r.Id in asked]
+        self.state.refresh_rows(host, asked, records, stamp, causes)
+
+    async def full_refresh(self, host: str) -> int | None:
+        record = self.state.get(host)
+        if record is None:
+            return None
+        before = record.containers
+        await self.poller.refresh(host)
+        record = self.state.get(host)
+        if record is None or record.status is not HostStatus.UP:
+            return None
+        return rows_changed(before, record.containers)
+
+    def stream_lost(self, host: str, error: DockerError) -> None:
+        self.state.set_host_status(host, HostStatus.DOWN, f"event stream lost, and then: {error}")
+
+    def resynced(self, host: str, gap: bool) -> None:
+        self.state.resynced(host, gap)
