@@ -30,7 +30,7 @@ import structlog
 
 from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError, EngineUnreachable
 from fleetd.dockerapi.events import EngineEvent, EventStream
-from fleetd.fleet.watch_events import Cause, Dedupe, Effect, classify, merge_cause
+from fleetd.fleet.watch_events import REMOVAL, Cause, Dedupe, Effect, classify, merge_cause
 
 __all__ = ["FILTERS", "HostWatcher", "WatchObserver", "WatchSettings", "WatchTarget"]
 
@@ -39,6 +39,8 @@ log = structlog.get_logger("fleetd.watch")
 #: Filters apply after dockerd's ring, so they save bandwidth, not ring slots. podman refuses
 #: unknown filter values, and matches only its own action names: filter by type only (P2).
 FILTERS: Final[Mapping[str, list[str]]] = {"type": ["container"]}
+#: podman also reports its event log's rotations (Type "system"), which can lose events (P5).
+PODMAN_FILTERS: Final[Mapping[str, list[str]]] = {"type": ["container", "system"]}
 _SECOND: Final = 1_000_000_000
 _DEATHS: Final = frozenset({"die", "oom", "kill", "stop"})
 _SETTLE_TRIES: Final = 5
@@ -128,6 +130,8 @@ class HostWatcher:
         self._retries: dict[str, int] = {}  # container id → refreshes that still showed it running
         self._dirty_signal = asyncio.Event()
         self._kick = asyncio.Event()
+        self._relist = asyncio.Event()  # podman rotated its event log: some events may be gone
+        self.podman: bool | None = None  # from /_ping's Server header, on the first connect
         self._verdict: asyncio.Future[bool] | None = None
         self._expect: tuple[tuple[int, str, str, str], int] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -221,7 +225,11 @@ class HostWatcher:
         s = self.settings
         resume = self.cursor is not None and self.witness is not None
         since = self.cursor - _SECOND if resume and self.cursor is not None else None
-        stream = self.client.system.events(since=since, filters=FILTERS, open_timeout=s.timeout)
+        if self.podman is None:
+            ping = await self.client.system.ping(timeout=s.timeout)
+            self.podman = "libpod" in (ping.server or "").lower()
+        filters = PODMAN_FILTERS if self.podman else FILTERS
+        stream = self.client.system.events(since=since, filters=filters, open_timeout=s.timeout)
         async with stream:
             self.sessions += 1
             self.connected, self.connected_since = True, loop.time()
@@ -231,12 +239,24 @@ class HostWatcher:
             reader = asyncio.create_task(self._read(stream), name=f"watch-read:{self.host}")
             try:
                 await self._sync(resume, reader)
-                age = s.max_age * self._rng.uniform(0.8, 1.2)
-                kicked = asyncio.create_task(self._kick.wait())
-                try:
-                    await asyncio.wait({reader, kicked}, timeout=age, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    kicked.cancel()
+                end = loop.time() + s.max_age * self._rng.uniform(0.8, 1.2)
+                while not reader.done() and not self._kick.is_set() and loop.time() < end:
+                    waits = {
+                        asyncio.ensure_future(self._kick.wait()),
+                        asyncio.ensure_future(self._relist.wait()),
+                    }
+                    try:
+                        await asyncio.wait(
+                            {reader, *waits}, timeout=end - loop.time(), return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        for t in waits:
+                            t.cancel()
+                    if self._relist.is_set() and not reader.done():
+                        self._relist.clear()
+                        changed = await self._list_until_it_answers(reader)
+                        self.observer.count(self.host, "resynced_gap" if changed else "resumed")
+                        self.target.resynced(self.host, changed > 0)
                 if reader.done():
                     reader.result()  # the stream's error, if it broke
             finally:
@@ -317,6 +337,10 @@ class HostWatcher:
         self.observer.count(self.host, "events")
         if self.cursor is None or tn > self.cursor:
             self.cursor, self.witness = tn, event.key()
+        if event.Type == "system":
+            if event.action == "log-rotation":
+                self._relist.set()
+            return
         effect, cid = classify(event)
         if effect is Effect.NONE:
             return
@@ -357,12 +381,16 @@ class HostWatcher:
                 self._recent = {k: t for k, t in self._recent.items() if t > cutoff}
 
     def _unsettled(self, rows: list[ContainerSummary], batch: dict[str, Cause]) -> set[str]:
-        """Containers whose ``die`` arrived before their row says so (dockerd 20.10 publishes the
-        event before it updates the listing): asked again shortly, the cause kept."""
+        """Containers whose ``die`` (or removal) arrived before their row says so: dockerd 20.10
+        publishes ``die`` before the listing shows it, podman ``remove`` before the row is gone.
+        They are asked again shortly, the cause kept, up to a few times."""
         out: set[str] = set()
         for r in rows:
             cause = batch.get(r.Id)
-            if cause is None or cause.action not in _DEATHS or r.State not in ("running", "restarting"):
+            if cause is None:
+                continue
+            dead_but_running = cause.action in _DEATHS and r.State in ("running", "restarting")
+            if not dead_but_running and cause.action not in REMOVAL:  # a removed container has no row
                 self._retries.pop(r.Id, None)
                 continue
             tries = self._retries.get(r.Id, 0)

@@ -88,6 +88,7 @@ class EventLog:
             else:  # podman 4.3 re-opens the file and emits the kept half again (podman#17665)
                 for event in keep:
                     sub.offer(event)
+        self.publish("system", "log-rotation", "", {})  # written to the new log, like podman's
 
     def restart(self) -> None:
         """The daemon restarted: its memory (dockerd's ring) is gone and every stream ends."""
