@@ -30,8 +30,8 @@ from fleetd.config.live import LiveConfig, ReloadFailed, keep_listen
 from fleetd.dockerapi import EngineConnections
 from fleetd.fleet.clients import keepalive_for
 from fleetd.fleet.feed import FleetFeed
-from fleetd.fleet.live import LiveFleet
 from fleetd.fleet.findings import FindingsWatch
+from fleetd.fleet.live import LiveFleet
 from fleetd.fleet.poller import Poller, ReconcileReport
 from fleetd.fleet.state import FleetState
 from fleetd.metrics import FleetMetrics
