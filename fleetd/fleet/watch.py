@@ -30,6 +30,7 @@ import structlog
 
 from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError, EngineUnreachable
 from fleetd.dockerapi.events import EngineEvent, EventStream
+from fleetd.dockerapi.pinger import RawPinger
 from fleetd.fleet.watch_events import REMOVAL, Cause, Dedupe, Effect, classify, merge_cause
 
 __all__ = ["FILTERS", "HostWatcher", "WatchObserver", "WatchSettings", "WatchTarget"]
@@ -77,7 +78,11 @@ class WatchTarget(Protocol):
         ...
 
     async def full_refresh(self, host: str) -> int | None:
-        """A full poll now, applied through the writer; how many rows it changed, None on failure."""
+        """A full container list now, applied through the writer; rows it changed, None on failure."""
+        ...
+
+    def wake(self, host: str) -> None:
+        """Poll the host soon without discarding a poll in flight (it answers again)."""
         ...
 
     def stream_lost(self, host: str, error: DockerError) -> None:
@@ -110,8 +115,10 @@ class HostWatcher:
         *,
         observer: WatchObserver | None = None,
         rng: random.Random | None = None,
+        pinger: RawPinger | None = None,
     ) -> None:
         self.host = host
+        self.pinger = pinger  # a cheap liveness ping; None: client.system.ping()
         self.client = client
         self.target = target
         self.settings = settings or WatchSettings()
@@ -130,6 +137,7 @@ class HostWatcher:
         self._retries: dict[str, int] = {}  # container id → refreshes that still showed it running
         self._dirty_signal = asyncio.Event()
         self._kick = asyncio.Event()
+        self._last_event_at = -1e9  # loop time of the last event read
         self._relist = asyncio.Event()  # podman rotated its event log: some events may be gone
         self.podman: bool | None = None  # from /_ping's Server header, on the first connect
         self._verdict: asyncio.Future[bool] | None = None
@@ -147,6 +155,8 @@ class HostWatcher:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self.pinger is not None:
+            self.pinger.close()
 
     def reconnect(self) -> None:
         """Drop the stream and resume it (drift found, or the host answered again)."""
@@ -278,6 +288,8 @@ class HostWatcher:
     async def _prove_or_list(self, resume: bool, reader: asyncio.Task[None]) -> None:
         first = self.sessions == 1
         was_down, self.reported_down = self.reported_down, False
+        if was_down:
+            self.target.wake(self.host)  # the poll brings the host's status and facts back up
         proven = False
         if resume and self._verdict is not None:
             waiting: set[asyncio.Future[object]] = {self._verdict, reader}  # type: ignore[arg-type]
@@ -335,6 +347,7 @@ class HostWatcher:
             self.observer.count(self.host, "duplicates")
             return
         self.observer.count(self.host, "events")
+        self._last_event_at = asyncio.get_running_loop().time()
         if self.cursor is None or tn > self.cursor:
             self.cursor, self.witness = tn, event.key()
         if event.Type == "system":
@@ -412,8 +425,14 @@ class HostWatcher:
             await asyncio.sleep(every * self._rng.uniform(0.9, 1.0))
             if not self.connected or self.reported_down:
                 continue
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._last_event_at < every:
+                continue  # an event within the period: the daemon was alive, no ping needed
             try:
-                await self.client.system.ping(timeout=self.settings.timeout)
+                if self.pinger is not None:
+                    await self.pinger.ping(self.settings.timeout)
+                else:
+                    await self.client.system.ping(timeout=self.settings.timeout)
             except DockerError as exc:
                 self.reported_down = True
                 log.info("liveness check failed", host=self.host, error=str(exc))

@@ -51,15 +51,30 @@ class StateTarget:
         self.state.refresh_rows(host, asked, records, stamp, causes)
 
     async def full_refresh(self, host: str) -> int | None:
+        """One stamped ``GET /containers/json?all=1`` applied as a refresh of every row: the list
+        after the subscription. It leaves the poller alone (no poll is discarded or added)."""
+        client = self.poller.client(host)
+        record = self.state.get(host)
+        if client is None or record is None:
+            return None
+        stamp = self.state.next_stamp(host)
+        try:
+            rows = await client.containers.list(all=True)
+        except DockerError:
+            return None
         record = self.state.get(host)
         if record is None:
             return None
         before = record.containers
-        await self.poller.refresh(host)
-        record = self.state.get(host)
-        if record is None or record.status is not HostStatus.UP:
-            return None
+        observed = rfc3339(time.time())
+        records = [container_record(host, r, observed) for r in rows]
+        asked = {c.id for c in before} | {r.id for r in records}
+        self.state.refresh_rows(host, asked, records, stamp)
         return rows_changed(before, record.containers)
+
+    def wake(self, host: str) -> None:
+        """Poll the host soon (it answered again): the poll brings its status and facts up."""
+        self.poller.wake(host)
 
     def stream_lost(self, host: str, error: DockerError) -> None:
         self.state.set_host_status(host, HostStatus.DOWN, f"event stream lost, and then: {error}")

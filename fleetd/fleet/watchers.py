@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from fleetd.config.model import HostSettings, PollSettings
 from fleetd.dockerapi import DockerClient
+from fleetd.dockerapi.pinger import raw_pinger
 from fleetd.fleet.watch import HostWatcher, WatchObserver, WatchSettings, WatchTarget
 
 __all__ = ["Watchers", "watch_settings"]
@@ -80,6 +81,7 @@ class Watchers:
                 watch_settings(settings, poll),
                 observer=self._observer,
                 rng=random.Random(self._rng.random()),
+                pinger=raw_pinger(client),
             )
             self._watchers[name] = (settings, watcher)
             self._watching(name, True)  # polls sent from now on are stamped (ordering guard)

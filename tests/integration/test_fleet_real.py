@@ -194,13 +194,15 @@ async def test_stopped_daemon_goes_down_within_interval_plus_timeout_then_recove
     assert all(states["d1"] == states["tls"] == ("up", False) for _t, states in samples), "others stay up"
 
     h = down["d2"]
-    assert h["stale"] is True and h["consecutive_failures"] >= 1
+    # A failed poll, or (Engine events on) the event stream's end judged by one /_ping, said "down".
+    assert h["stale"] is True and (h["consecutive_failures"] >= 1 or "event stream lost" in h["last_error"])
     assert "connection refused" in h["last_error"] and d2.tcp_url in h["last_error"], h["last_error"]
     assert all(down[n]["state"] == "up" and down[n]["stale"] is False for n in ("d1", "tls"))
     # The last good data stays, as observed: possibly "exited", if the last poll saw dockerd stop them.
     stale = [c for c in during if c["host"] == "d2"]
     assert {c["id"] for c in stale} == {c["id"] for c in before}
-    assert all(c["stale"] and c["observed_at"] == h["last_seen"] for c in stale), (stale, h["last_seen"])
+    # observed_at: the last poll, or a later event refresh (dockerd stopping its containers)
+    assert all(c["stale"] and c["observed_at"] >= h["last_seen"] for c in stale), (stale, h["last_seen"])
     assert {c["state"] for c in stale} <= {"running", "exited"}
     assert not any(c["stale"] for c in during if c["host"] != "d2")
     assert {(c["host"], c["id"]) for c in stale_only} == {("d2", c["id"]) for c in before}

@@ -20,6 +20,7 @@ class MemoryTarget:
         self.resyncs: list[bool] = []
         self.lost: list[str] = []
         self.full_refreshes = 0
+        self.wakes = 0
         self.subset_refreshes = 0
         self.changed = asyncio.Event()
 
@@ -54,6 +55,9 @@ class MemoryTarget:
         self.full_refreshes += 1
         self.changed.set()
         return len(merged.drifted)
+
+    def wake(self, host: str) -> None:
+        self.wakes += 1
 
     def stream_lost(self, host: str, error: DockerError) -> None:
         self.lost.append(str(error))
