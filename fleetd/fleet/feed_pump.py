@@ -40,6 +40,8 @@ class FeedPump:
         self.maxsize = maxsize
         #: Set by the HTTP layer: the host's item of GET /api/v1/hosts, for host events.
         self.render_host: RenderHost | None = None
+        #: Told every change first, in order (the watchers wait for hosts' first polls with it).
+        self.on_change: Callable[[Change], None] | None = None
 
     def _record(self, host: str) -> dict[str, Any] | None:
         return self.render_host(host) if self.render_host is not None else None
@@ -76,4 +78,6 @@ class FeedPump:
                     self.feed.renew_epoch()
                     continue
                 for change in item.changes:
+                    if self.on_change is not None:
+                        self.on_change(change)
                     self.publish(change, item.time or time.time())

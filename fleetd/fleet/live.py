@@ -63,8 +63,10 @@ class LiveFleet:
         self.settings = settings
         self.counters = WatchCounters(registry)
         self.pump = FeedPump(state, feed)
+        self.target = StateTarget(state, poller)
+        self.pump.on_change = self.target.note
         self.watchers = Watchers(
-            StateTarget(state, poller),
+            self.target,
             poller.client,
             enabled=settings.events.enabled,
             observer=self.counters,

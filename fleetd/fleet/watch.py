@@ -77,6 +77,10 @@ class WatchTarget(Protocol):
         """A targeted refresh: ``rows`` replace the ``asked`` ids; an asked id without a row is gone."""
         ...
 
+    async def first_poll(self, host: str) -> None:
+        """Return once the host's first poll is done (or soon after, if it never ends)."""
+        ...
+
     async def full_refresh(self, host: str) -> int | None:
         """A full container list now, applied through the writer; rows it changed, None on failure."""
         ...
@@ -192,6 +196,7 @@ class HostWatcher:
             asyncio.create_task(self._liveness_loop(), name=f"watch-ping:{self.host}"),
         ]
         try:
+            await self.target.first_poll(self.host)
             await self._connect_loop()
         finally:
             for t in helpers:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 
 from fleetd.dockerapi import ContainerSummary, DockerError
+from fleetd.fleet.changes import Change, HostChanged
 from fleetd.fleet.poller import Poller
 from fleetd.fleet.records import ContainerRecord, HostStatus, container_record
 from fleetd.fleet.state import FleetState
@@ -33,6 +36,24 @@ class StateTarget:
     def __init__(self, state: FleetState, poller: Poller) -> None:
         self.state = state
         self.poller = poller
+        self._first: dict[str, asyncio.Event] = {}
+
+    async def first_poll(self, host: str, timeout: float = 60.0) -> None:
+        """Until the host's first poll is done (or ``timeout``): watchers connect after it, so a
+        start-up's first polls do not queue behind a thousand streams and lists."""
+        record = self.state.get(host)
+        if record is None or record.first_poll_done:
+            return
+        event = self._first.setdefault(host, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+    def note(self, change: Change) -> None:
+        """Every change of the state, in order (from the feed pump)."""
+        if isinstance(change, HostChanged) and change.before is HostStatus.UNKNOWN:
+            event = self._first.pop(change.host, None)
+            if event is not None:
+                event.set()
 
     def next_stamp(self, host: str) -> int:
         return self.state.next_stamp(host)

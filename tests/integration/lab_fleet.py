@@ -26,6 +26,7 @@ import aiohttp
 import yaml
 from aiohttp.test_utils import TestClient
 
+from fleetd.config.events import EventsSettings
 from fleetd.config.model import HostSettings, PollSettings, Settings, SnapshotSettings, TLSSettings
 from fleetd.runtime import Fleet as Runtime
 from tests.harness import FleetClient, eventually
@@ -203,6 +204,9 @@ async def fleet_server(tmp_path: Path, *hosts: HostSettings) -> AsyncIterator[Fl
         poll=PollSettings(interval=INTERVAL, timeout=TIMEOUT, max_backoff=MAX_BACKOFF),
         hosts=hosts,
         snapshots=SnapshotSettings(enabled=False, path=tmp_path / "fleetd.db"),
+        # These tests judge polling (1 s interval, 0.5 s timeout); Engine events have their own
+        # (test_live_real.py), and each stream makes podman's service slower for the rest of the session.
+        events=EventsSettings(enabled=False),
     )
     async with FleetClient(Runtime(settings)) as client:
         fleet = Fleet(client)

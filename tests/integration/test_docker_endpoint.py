@@ -126,11 +126,17 @@ def test_inspect_unique_ambiguous_missing(
 ) -> None:
     assert endpoint.ok(cli, "inspect", "-f", "{{.Name}} {{.Node.Name}}", "d2/web2").strip() == "/web2 d2"
     assert endpoint.ok(cli, "inspect", "-f", "{{.Node.Name}}", "web2").strip() == "d2"
-    # the same name on two hosts, made behind fleetd's back (not polled yet: found by asking the hosts)
+    # the same name on two hosts, made with the daemons' own CLI
     name = f"twin-{uid}"
     for host in ("d1", "d2"):
         docker_lab.daemons[host].docker("create", "--network", "none", "--name", name, BUSYBOX_IMAGE, "true")
         cleanup.append((host, name))
+    # fleetd's Engine event watchers see both within a second; the name is ambiguous once both are known
+    endpoint.wait_for(
+        "both twins in the aggregate",
+        lambda: len(endpoint.api(f"/api/v1/containers?name={name}")["containers"]) == 2,
+        within=10,
+    )
     done = endpoint.cli(cli, "inspect", name)
     assert done.returncode != 0
     assert "ambiguous" in done.stderr and "d1" in done.stderr and "d2" in done.stderr

@@ -254,7 +254,8 @@ async def test_fifty_polls_share_one_ssh_connection(sshd: Sshd, docker_lab: Dock
     assert sshd.accepted_connections() == 1, sshd.log_text()[-3000:]
     # HTTP keep-alive on the channels too: a poll reuses the (at most two) pooled channels; only a
     # poll that timed out (its requests cancelled, their channels closed) makes the next one open new ones.
-    assert 1 <= channels <= 2 + 2 * failed, (channels, failed)
+    # The Engine event stream holds one channel of its own.
+    assert 1 <= channels <= 3 + 2 * failed, (channels, failed)
     print(f"50 polls: 1 SSH login, {channels} channels, {failed} polls failed")
 
 

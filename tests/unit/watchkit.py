@@ -56,6 +56,9 @@ class MemoryTarget:
         self.changed.set()
         return len(merged.drifted)
 
+    async def first_poll(self, host: str) -> None:
+        return None
+
     def wake(self, host: str) -> None:
         self.wakes += 1
 
