@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleetd.api.app import create_app
+from fleetd.fleet.records import HostStatus
 from fleetd.runtime import Fleet
 
 __all__ = ["FleetClient", "eventually", "fleet_client"]
@@ -45,7 +46,8 @@ class FleetClient(TestClient[web.Request, web.Application]):
 
 
 async def fleet_client(fleet: Fleet, *, ready: bool = False, timeout: float = 10.0) -> FleetClient:
-    """A started client; ``ready``: once ``/readyz`` answers 200 (asked over HTTP, as a user would)."""
+    """A started client; ``ready``: once ``/readyz`` answers 200 (asked over HTTP, as a user would) and
+    every host that is up had its first image listing."""
     client = FleetClient(fleet)
     await client.start_server()
     try:
@@ -55,6 +57,13 @@ async def fleet_client(fleet: Fleet, *, ready: bool = False, timeout: float = 10
                 return (await client.get("/readyz")).status == 200
 
             await eventually(answers_ready, timeout=timeout, interval=0.02, what="fleetd never became ready")
+
+            # A host's images are listed right after its first poll, queued behind the other hosts'
+            # first polls: tests that count the requests a daemon got start counting after that.
+            def images_listed() -> bool:
+                return all(r.images is not None for r in fleet.state.records() if r.status is HostStatus.UP)
+
+            await eventually(images_listed, timeout=timeout, what="first image listings not done")
     except BaseException:
         await client.close()
         raise
