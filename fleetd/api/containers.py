@@ -34,7 +34,7 @@ _SORT_KEYS: dict[str, Callable[[ContainerRecord], str]] = {
 _SORTS = set(_SORT_KEYS) | {f"-{k}" for k in _SORT_KEYS}
 
 
-@routes.get("/api/v1/containers", VIEWER, "containers.list", "Every container of the fleet, from the aggregate", "containers", query=("host", "host_label", "state", "health", "stale", "label", "image", "name", "sort", "limit", "offset"))
+@routes.get("/api/v1/containers", VIEWER, "containers.list", "Every container of the fleet, from the aggregate", "containers", query=("host", "host_label", "state", "health", "stale", "label", "image", "name", "sort", "limit", "offset"), errors=(404,))
 async def list_containers(request: web.Request) -> web.Response:
     q = request.query
     fleet = request.app[FLEET].state

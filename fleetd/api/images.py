@@ -55,7 +55,7 @@ def _registry_error(host: str, what: str, exc: DockerError) -> ApiError:
     return engine_error(host, exc)
 
 
-@routes.get("/api/v1/images", VIEWER, "images.list", "Every image of the fleet once, with the hosts having it", "images", query=("host", "reference"))
+@routes.get("/api/v1/images", VIEWER, "images.list", "Every image of the fleet once, with the hosts having it", "images", query=("host", "reference"), errors=(404,))
 async def list_images(request: web.Request) -> web.Response:
     q = request.query
     fleet = request.app[FLEET].state

@@ -16,6 +16,8 @@ from aiohttp import web
 
 from fleetd.api.render import json_response
 from fleetd.api.routes import ROUTES, VIEWER, Access, Route, RouteTable, canonical
+from fleetd.fleet.match import HEALTH_STATES
+from fleetd.snapshot.export import FORMATS
 from fleetd.util.version import fleetd_version
 
 __all__ = ["PARAMS", "build_spec", "routes"]
@@ -32,7 +34,7 @@ PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "search_host": (_S, "the host whose daemon searches (default: the first host that is up)"),
     "audit_host": (_S, "entries that targeted this host"),
     "state": (_S, "only this state"),
-    "health": (_S, "healthy, unhealthy, starting or none"),
+    "health": ({"enum": sorted(HEALTH_STATES)}, "healthy, unhealthy, starting or none"),
     "stale": (_B, "only stale (true) or fresh (false) data"),
     "label": (_ARRAY, "key or key=value; all must match (repeatable)"),
     "image": (_S, "an image reference"),
@@ -56,7 +58,7 @@ PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "timestamps": (_B, "each line with its time"),
     "reference": (_S, "name:tag, a repository, an id (prefix) or a digest"),
     "term": (_S, "what to search for"),
-    "format": (_S, "json (default), yaml or csv"),
+    "format": ({"enum": sorted(FORMATS)}, "json (default), yaml or csv"),
     "against": (_I, "the snapshot to compare with (default: the one before)"),
     "actor": (_S, "the token name (or anonymous)"),
     "before": (_I, "only snapshots with a smaller id (the next page)"),
@@ -105,7 +107,7 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 _REASONS = {
-    400: "bad request",
+    400: "bad request: a parameter, path segment or body fleetd refuses (the message names it)",
     401: "missing or wrong token",
     403: "role too low, or operations disabled",
     404: "not found",
@@ -136,6 +138,8 @@ def _operation(op: Route) -> dict[str, Any]:
             }
         )
     errors = set(op.errors)
+    if op.checks_query:  # an undeclared or malformed parameter, a path segment out of range
+        errors.add(400)
     if access is not Access.PUBLIC:
         errors |= {401, 403, 429}
     responses: dict[str, Any] = {str(op.ok): {"description": "success"}}

@@ -66,7 +66,7 @@ async def asset(request: web.Request) -> web.Response:
     return _serve(request, found)
 
 
-@routes.get("/ui/{view:.*}", PUBLIC, "ui", "A dashboard location (the page routes itself)", "dashboard", shell=True)
+@routes.get("/ui/{view:.*}", PUBLIC, "ui", "A dashboard location (the page routes itself)", "dashboard", errors=(404,), shell=True)
 async def view(request: web.Request) -> web.Response:
     """Any dashboard location (/ui/containers?state=running, /ui/hosts/d1): the page routes itself."""
     return _serve(request, request.app[UI_ASSETS]["index.html"])
