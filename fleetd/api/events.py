@@ -10,15 +10,19 @@ because an EventSource gives up for good on any other status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from fleetd.api.errors import BadRequest, NotFound
 from fleetd.api.keys import FLEET
@@ -266,6 +270,32 @@ async def _close_streams(app: web.Application) -> None:
     app[FLEET].feed.close_all()  # every writer loop wakes up, sees its subscription closed and ends
 
 
+class _SseCollector(Collector):
+    """The event streams' figures, read from the hub at scrape time."""
+
+    def __init__(self, hub: SseHub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self._hub
+        open_ = GaugeMetricFamily("fleetd_sse_subscribers", "Open GET /api/v1/events streams")
+        open_.add_metric([], float(len(hub.streams)))
+        slow = CounterMetricFamily(
+            "fleetd_sse_closed_slow", "Event streams closed because the client fell behind or stopped reading"
+        )
+        slow.add_metric([], float(hub.closed_slow))
+        refused = CounterMetricFamily("fleetd_sse_refused", "Event streams refused at events.max_subscribers")
+        refused.add_metric([], float(hub.refused))
+        sent = CounterMetricFamily("fleetd_sse_frames_sent", "Event frames written to clients")
+        sent.add_metric([], float(hub.sent))
+        yield from (open_, slow, refused, sent)
+
+
+def _export(hub: SseHub, registry: CollectorRegistry) -> None:
+    with contextlib.suppress(ValueError):  # one app per fleet; a second create_app keeps the first's
+        registry.register(_SseCollector(hub))
+
+
 def install(app: web.Application, settings: SseSettings) -> None:
     app[SSE] = SseHub(settings)
     fleet = app[FLEET]
@@ -279,5 +309,6 @@ def install(app: web.Application, settings: SseSettings) -> None:
         return msgspec.to_builtins(view)  # type: ignore[no-any-return]
 
     fleet.live.pump.render_host = render_host
+    _export(app[SSE], fleet.metrics.registry)
     app.middlewares.append(event_id_middleware)
     app.on_shutdown.append(_close_streams)

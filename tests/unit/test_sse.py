@@ -169,6 +169,9 @@ async def test_subscriber_cap_answers_a_json_503(make_client: MakeClient) -> Non
             body = await resp.json()
             assert body["error"]["code"] == "too_many_subscribers" and body["error"]["limit"] == 2
             assert "Retry-After" in resp.headers
+        async with client.get("/metrics") as resp:
+            text = await resp.text()
+        assert "fleetd_sse_subscribers 2.0" in text and "fleetd_sse_refused_total 1.0" in text
     finally:
         a.close()
         b.close()
