@@ -44,7 +44,6 @@ from fleetd.store.errors import StoreError
 from fleetd.store.snapshots import SnapshotStore
 from fleetd.util.version import fleetd_version
 from fleetd.webhooks import WebhookService
-from fleetd.webhooks.derive import StateDiffSource
 
 __all__ = ["Fleet", "FleetPart", "Reconfigurable", "ReloadFailed", "ReloadListener"]
 
@@ -99,9 +98,10 @@ class Fleet:
             self.state, SnapshotStore(self.database), enabled=settings.snapshots.enabled
         )
         self.feed = FleetFeed(size=settings.events.buffer, max_age=settings.events.max_age)
-        # The webhook source is the state's own changes, derived, until the fleet feed is fed by the
-        # change signal; then it becomes feed.subscribe(maxsize=...), the events the SSE stream sends.
-        self.webhooks = WebhookService(settings.notify, StateDiffSource(self.state), registry=self.metrics.registry)
+        # Webhooks read the fleet events the SSE stream sends, from their own bounded subscription.
+        self.webhooks = WebhookService(
+            settings.notify, self.feed.subscribe(maxsize=10_000), registry=self.metrics.registry
+        )
         self.listener = listener
         self._parts: list[FleetPart] = []
         self._tasks: set[asyncio.Task[None]] = set()

@@ -42,11 +42,22 @@ async def test_host_down_and_container_died_are_posted_and_a_hung_receiver_delay
                 assert died["container"]["labels"] == {"hook": "yes"}
 
                 # A health check that fails from the start: starting, then unhealthy.
-                health = ("--health-cmd", "/bin/busybox test -f /ok", "--health-interval", "1s", "--health-retries", "1")
-                await asyncio.to_thread(d1.docker, *run, "--name", sick, *health, BUSYBOX_IMAGE, "sleep", "1000")
+                health = (
+                    "--health-cmd",
+                    "/bin/busybox test -f /ok",
+                    "--health-interval",
+                    "1s",
+                    "--health-retries",
+                    "1",
+                )
+                await asyncio.to_thread(
+                    d1.docker, *run, "--name", sick, *health, BUSYBOX_IMAGE, "sleep", "1000"
+                )
                 await wait_until(lambda: "container.unhealthy" in rx.kinds(), timeout=15.0)
                 [unhealthy] = [b for b in rx.received if b["kind"] == "container.unhealthy"]
-                assert unhealthy["container"]["name"] == sick and unhealthy["container"]["health"] == "unhealthy"
+                assert (
+                    unhealthy["container"]["name"] == sick and unhealthy["container"]["health"] == "unhealthy"
+                )
 
                 await d2.astop()
                 await wait_until(lambda: "host.down" in rx.kinds(), timeout=15.0)
@@ -63,3 +74,38 @@ async def test_host_down_and_container_died_are_posted_and_a_hung_receiver_delay
         if not d2.running:
             await d2.astart()
         d1.docker("rm", "--force", name, sick, check=False)
+
+
+async def test_an_oom_killed_container_is_posted_as_oom_and_died(
+    docker_lab: DockerLab, tmp_path: Path
+) -> None:
+    """Needs the Engine's own events (the feed): a poll cannot tell an OOM kill from a SIGKILL."""
+    d1 = docker_lab.daemons["d1"]
+    name = f"oom-{secrets.token_hex(4)}"
+    async with Receiver() as rx:
+        hooks = (
+            WebhookSettings(name="oom", url=rx.url, events=frozenset({"container.oom", "container.died"})),
+        )
+        client = await start_client(
+            settings(tmp_path, [host("d1", d1.tcp_url, interval=30.0, timeout=5.0)], notify=hooks)
+        )
+        try:
+            limits = ("--memory", "16m", "--memory-swap", "16m")
+            hog = (
+                "sh",
+                "-c",
+                "x=a; while true; do x=$x$x; done",
+            )  # doubles a string until the kernel kills it
+            await asyncio.to_thread(
+                d1.docker, "run", "-d", "--network", "none", *limits, "--name", name, BUSYBOX_IMAGE, *hog
+            )
+            await wait_until(lambda: {"container.oom", "container.died"} <= set(rx.kinds()), timeout=30.0)
+            oom = next(b for b in rx.received if b["kind"] == "container.oom")
+            died = next(b for b in rx.received if b["kind"] == "container.died")
+            assert oom["container"]["name"] == name and oom["action"] == "oom"
+            assert died["exit_code"] == 137
+            oom_killed = d1.docker("inspect", "--format", "{{.State.OOMKilled}}", name).stdout.strip()
+            assert oom_killed == "true"  # the daemon agrees it was the OOM killer
+        finally:
+            await client.close()
+            d1.docker("rm", "--force", name, check=False)
