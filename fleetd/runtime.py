@@ -49,6 +49,9 @@ __all__ = ["Fleet", "FleetPart", "Reconfigurable", "ReloadFailed", "ReloadListen
 
 log = structlog.get_logger("fleetd")
 
+PART_SLACK = 5.0  # seconds a part may take to close beyond the shutdown grace
+RECONFIGURE_LIMIT = 30.0  # seconds a part may take to apply a reload
+
 
 class FleetPart(Protocol):
     """A long-lived part a feature adds (an event watcher, a second listener, a notifier...)."""
@@ -181,7 +184,10 @@ class Fleet:
         grace = self.settings.shutdown_grace if grace is None else max(0.0, grace)
         for part in reversed(self._parts):
             try:
-                await part.aclose()
+                async with asyncio.timeout(grace + PART_SLACK):  # one part cannot hold the shutdown
+                    await part.aclose()
+            except TimeoutError:
+                log.error("closing a part took too long; went on without it", part=type(part).__name__)
             except Exception:
                 log.exception("closing a part failed", part=type(part).__name__)
         await self.webhooks.aclose()
@@ -255,7 +261,10 @@ class Fleet:
         for part in self._parts:
             if isinstance(part, Reconfigurable):
                 try:
-                    await part.reconfigure(new)
+                    async with asyncio.timeout(RECONFIGURE_LIMIT):
+                        await part.reconfigure(new)
+                except TimeoutError:
+                    log.error("a part did not apply the new configuration in time", part=type(part).__name__)
                 except Exception:
                     log.exception("a part failed to apply the new configuration", part=type(part).__name__)
         log.info(
