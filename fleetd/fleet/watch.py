@@ -157,7 +157,11 @@ class HostWatcher:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            # Cancel until it ends: a cancellation swallowed somewhere inside (a library, or a
+            # race in the interpreter's own helpers) must not leave the watcher running.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
             await asyncio.gather(task, return_exceptions=True)
         if self.pinger is not None:
             self.pinger.close()

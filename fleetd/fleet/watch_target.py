@@ -45,8 +45,11 @@ class StateTarget:
         if record is None or record.first_poll_done:
             return
         event = self._first.setdefault(host, asyncio.Event())
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as the event is set, and the watcher then never stops (seen at shutdown).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
 
     def note(self, change: Change) -> None:
         """Every change of the state, in order (from the feed pump)."""

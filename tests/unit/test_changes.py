@@ -241,6 +241,9 @@ async def test_the_fleet_owns_its_parts_and_findings_follow_a_reload_at_once(
         await eventually(lambda: fleet.state.get("b").insecure_transport, timeout=2)  # type: ignore[union-attr]
         assert events == ["start", "reconfigure 2"]
         assert (tmp_path / "fleetd.db").exists()  # the database belongs to the fleet, snapshots or not
+        closing = asyncio.get_running_loop().time()
     assert events == ["start", "reconfigure 2", "close"]
+    # no part held the close up (an event watcher once swallowed its cancellation: 15 s here)
+    assert asyncio.get_running_loop().time() - closing < 5.0
     await fleet.aclose()  # twice is fine
     assert events.count("close") == 1
