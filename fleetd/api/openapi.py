@@ -117,6 +117,23 @@ _REASONS = {
     503: "unavailable",
     504: "the daemon timed out",
 }
+_OBJECT: dict[str, Any] = {"schema": {"type": "object"}}
+_ANY: dict[str, Any] = {"schema": {}}
+#: What a success answer carries, by the route's action; every other route answers a JSON object.
+_SUCCESS: dict[str, dict[str, Any]] = {
+    "metrics": {"text/plain": _ANY},
+    "ui": {"text/html": _ANY, "text/css": _ANY, "text/javascript": _ANY, "image/svg+xml": _ANY},
+    "events.stream": {"text/event-stream": _ANY},
+    "container.logs": {"application/json": _OBJECT, "application/x-ndjson": _ANY},
+    "logs.merged": {"application/x-ndjson": _ANY},
+    "snapshots.get": {"application/json": _OBJECT, "application/yaml": _ANY, "text/csv": _ANY},
+    "snapshots.latest": {"application/json": _OBJECT, "application/yaml": _ANY, "text/csv": _ANY},
+}
+_READINESS = {
+    "type": "object",
+    "required": ["ready"],
+    "properties": {"ready": _B, "pending": _ARRAY},
+}
 _VAR = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
 
