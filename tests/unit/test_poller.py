@@ -200,7 +200,8 @@ async def test_state_changes_are_logged_once_not_per_failed_poll(
 ) -> None:
     eng = await fake_engine(containers=1)
     with structlog.testing.capture_logs() as logs:
-        await harness.poller.start([harness.host("noisy", eng.url, interval=0.2, timeout=0.1)])
+        # A timeout generous for a loaded machine: a first poll that times out would log "host down".
+        await harness.poller.start([harness.host("noisy", eng.url, interval=0.3, timeout=2.0)])
         await wait_until(lambda: harness.status("noisy") is HostStatus.UP)
         eng.behaviour.faults["info"] = Fault.STATUS_500
         rec = harness.state.get("noisy")
