@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from fleetd.config.live import LiveConfig
+from fleetd.fleet.match import CONTAINER_STATES
 from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.util.version import fleetd_version
@@ -27,7 +28,7 @@ _POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 
 #: The container states the Engine API documents; any other value a daemon sends is counted as
 #: ``other``, so a daemon cannot mint label values (series) at will.
-KNOWN_CONTAINER_STATES = frozenset({"created", "restarting", "running", "removing", "paused", "exited", "dead"})
+KNOWN_CONTAINER_STATES = CONTAINER_STATES
 
 
 def bounded_states(by_state: Mapping[str, int]) -> dict[str, int]:

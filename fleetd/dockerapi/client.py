@@ -45,6 +45,7 @@ from fleetd.dockerapi.errors import (
     http_error,
 )
 from fleetd.dockerapi.limits import ReadLimits
+from fleetd.dockerapi.models import is_podman_server
 from fleetd.dockerapi.ssh import SSHOptions
 from fleetd.dockerapi.transport import Params, Timeouts
 
@@ -135,7 +136,7 @@ class DockerClient:
     @property
     def is_podman(self) -> bool:
         """podman's compatible service (``Server: Libpod/...``): its ``/info`` ID is new on every call."""
-        return (self.server or "").startswith("Libpod/")
+        return is_podman_server(self.server)
 
     @property
     def api_version(self) -> str | None:

@@ -23,6 +23,7 @@ __all__ = [
     "Port",
     "SystemInfo",
     "VersionInfo",
+    "is_podman_server",
 ]
 
 
@@ -31,6 +32,16 @@ class PingResult(msgspec.Struct, frozen=True):
     os_type: str | None
     server: str | None
     experimental: bool
+
+    @property
+    def is_podman(self) -> bool:
+        """podman's compatible service (``Server: Libpod/...``)."""
+        return is_podman_server(self.server)
+
+
+def is_podman_server(server: str | None) -> bool:
+    """The one rule for telling podman by its ``Server`` header (the client, the event watchers)."""
+    return (server or "").lower().startswith("libpod/")
 
 
 class VersionInfo(msgspec.Struct, frozen=True, rename="pascal"):

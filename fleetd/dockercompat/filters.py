@@ -9,6 +9,7 @@ import re
 import msgspec
 
 from fleetd.dockercompat.errors import DockerAPIError
+from fleetd.fleet.match import CONTAINER_STATES
 from fleetd.fleet.records import ContainerRecord
 from fleetd.fleet.state import label_matches
 
@@ -19,7 +20,7 @@ Filters = dict[str, list[str]]
 CONTAINER_FILTERS = frozenset(
     {"id", "name", "label", "status", "node", "ancestor", "exited", "health", "before", "since", "is-task"}
 )
-_STATUSES = frozenset({"created", "restarting", "running", "removing", "paused", "exited", "dead"})
+_STATUSES = CONTAINER_STATES
 _EXITED = re.compile(r"^Exited \((-?\d+)\)")
 
 

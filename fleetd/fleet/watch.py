@@ -244,9 +244,11 @@ class HostWatcher:
         s = self.settings
         resume = self.cursor is not None and self.witness is not None
         since = self.cursor - _SECOND if resume and self.cursor is not None else None
-        if self.podman is None:
-            ping = await self.client.system.ping(timeout=s.timeout)
-            self.podman = "libpod" in (ping.server or "").lower()
+        if self.podman is None:  # known from the client's version negotiation; else ask once
+            if self.client.server is None:
+                self.podman = (await self.client.system.ping(timeout=s.timeout)).is_podman
+            else:
+                self.podman = self.client.is_podman
         filters = PODMAN_FILTERS if self.podman else FILTERS
         stream = self.client.system.events(since=since, filters=filters, open_timeout=s.timeout)
         async with stream:
