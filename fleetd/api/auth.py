@@ -14,8 +14,6 @@ table; handlers never check roles.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,9 +25,10 @@ from fleetd.api.errors import ApiError, Forbidden, Unauthorized
 from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
 from fleetd.api.routes import ROLE_ACCESS, ROUTES, Access, Rule
+from fleetd.config.auth import match_digest, token_digest
 from fleetd.config.exposure import is_loopback
 from fleetd.config.model import AuthSettings, Role, Settings
-from fleetd.util.ratelimit import ClientBuckets
+from fleetd.util.ratelimit import ClientBuckets, retry_seconds
 
 __all__ = [
     "ANONYMOUS",
@@ -64,10 +63,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PROVEN_MAX = 10_000
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-
-
 class AuthGuard:
     """Per-app authentication state: the token digests in force and the failure limiter."""
 
@@ -81,11 +76,11 @@ class AuthGuard:
         # locks out a token already proven there; guessing stays blocked.
         self._proven: OrderedDict[tuple[str, bytes], None] = OrderedDict()
 
-    def proven(self, addr: str, token: str) -> bool:
-        return (addr, _digest(token)) in self._proven
+    def proven(self, addr: str, digest: bytes) -> bool:
+        return (addr, digest) in self._proven
 
-    def remember(self, addr: str, token: str) -> None:
-        key = (addr, _digest(token))
+    def remember(self, addr: str, digest: bytes) -> None:
+        key = (addr, digest)
         self._proven[key] = None
         self._proven.move_to_end(key)
         while len(self._proven) > _PROVEN_MAX:
@@ -99,12 +94,10 @@ class AuthGuard:
 
     def verify(self, auth: AuthSettings, token: str) -> Principal | None:
         """The principal whose digest matches; every digest is compared, whatever matched first."""
-        presented = _digest(token)
-        found: Principal | None = None
-        for digest, principal in self._tokens(auth):
-            if hmac.compare_digest(presented, digest) and found is None:
-                found = principal
-        return found
+        return self.verify_digest(auth, token_digest(token))
+
+    def verify_digest(self, auth: AuthSettings, presented: bytes) -> Principal | None:
+        return match_digest(self._tokens(auth), presented)
 
 
 AUTH = web.AppKey("auth", AuthGuard)
@@ -164,17 +157,18 @@ def _authorize(request: web.Request, rule: Rule, settings: Settings) -> web.Resp
     guard = request.app[AUTH]
     addr = client_address(request)
     token = _bearer(header)
+    digest = token_digest(token) if token is not None else None  # hashed once for every use below
     wait = guard.limiter.retry_after(addr)
-    if wait is not None and not (token is not None and guard.proven(addr, token)):
-        retry = max(1, int(wait + 0.999))
+    if wait is not None and not (digest is not None and guard.proven(addr, digest)):
+        retry = retry_seconds(wait)
         exc = ApiError(
             f"too many failed authentications from {addr}; retry in {retry}s", code="too_many_failures"
         )
         exc.status = 429
         return _refuse(exc, {"Retry-After": str(retry)})
-    principal = guard.verify(auth, token) if token is not None else None
-    if principal is not None and token is not None:
-        guard.remember(addr, token)
+    principal = guard.verify_digest(auth, digest) if digest is not None else None
+    if principal is not None and digest is not None:
+        guard.remember(addr, digest)
     if principal is None:
         blocked = guard.limiter.spend(addr)
         reason = "unknown token" if token is not None else "malformed Authorization header"

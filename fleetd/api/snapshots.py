@@ -31,6 +31,7 @@ from fleetd.snapshot.model import Snapshot, Trigger
 from fleetd.store.errors import StoreError
 from fleetd.store.retention import RetentionPolicy
 from fleetd.store.snapshots import ListQuery
+from fleetd.util.ratelimit import retry_seconds
 from fleetd.util.timefmt import parse_rfc3339
 
 __all__ = ["routes"]
@@ -121,7 +122,7 @@ async def take_snapshot(request: web.Request) -> web.Response:
         caller = principal.name if principal is not None and principal.role else client_address(request)
         wait = service.on_demand_wait(caller)
         if wait is not None:
-            retry = max(1, int(wait + 0.999))
+            retry = retry_seconds(wait)
             raise TooManyRequests(
                 f"{caller} may take 10 on-demand snapshots at once, then one a minute; retry in {retry}s "
                 "(operators have no such limit; the schedule takes its own)",

@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from fleetd.config.fields import Section
 from fleetd.config.hosts import NAME_RE, NAME_RULE
 from fleetd.config.model import AuthSettings, Role, TokenSettings
 
-__all__ = ["read_auth"]
+__all__ = ["match_digest", "read_auth", "token_digest"]
+
+T = TypeVar("T")
+
+
+def token_digest(token: str) -> bytes:
+    """The SHA-256 of a presented token: what the config holds (never the token itself)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def match_digest(known: Iterable[tuple[bytes, T]], presented: bytes) -> T | None:
+    """The value whose digest matches; every digest is compared in constant time, whichever matched
+    first, so the time taken says nothing about which token (or whether one) was close."""
+    found: T | None = None
+    for digest, value in known:
+        if hmac.compare_digest(presented, digest) and found is None:
+            found = value
+    return found
 
 AUTH_KEYS = ("anonymous_read", "protect_health", "tokens")
 TOKEN_KEYS = ("name", "role", "token_sha256", "token_file")

@@ -14,14 +14,13 @@ as on the main API.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from fleetd.config.auth import match_digest, token_digest
 from fleetd.config.docker_api import DockerAPISettings
 from fleetd.config.model import AuthSettings, Role
 from fleetd.dockercompat.errors import DockerAPIError
@@ -81,12 +80,8 @@ class Guard:
         self.limiter = limiter or ClientBuckets(burst=10, per_minute=10.0)
 
     def _verify(self, auth: AuthSettings, token: str) -> Principal | None:
-        presented = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-        found: Principal | None = None
-        for t in auth.tokens:  # every digest compared, whichever matched
-            if hmac.compare_digest(presented, bytes.fromhex(t.token_sha256)) and found is None:
-                found = Principal(t.name, t.role, "token")
-        return found
+        t = match_digest(((bytes.fromhex(t.token_sha256), t) for t in auth.tokens), token_digest(token))
+        return Principal(t.name, t.role, "token") if t is not None else None
 
     def authenticate(self, request: web.Request, cfg: DockerAPISettings, auth: AuthSettings) -> Principal:
         client = request.remote or "local"

@@ -6,11 +6,17 @@ calls from filling the audit log (:mod:`fleetd.ops.audit`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["ClientBuckets"]
+__all__ = ["ClientBuckets", "retry_seconds"]
+
+
+def retry_seconds(wait: float) -> int:
+    """``wait`` as whole seconds for a ``Retry-After`` header: rounded up, at least 1."""
+    return max(1, math.ceil(wait))
 
 
 class ClientBuckets:
