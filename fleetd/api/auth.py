@@ -26,7 +26,7 @@ from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
 from fleetd.api.routes import ROLE_ACCESS, ROUTES, Access, Rule
 from fleetd.config.auth import match_digest, token_digest
-from fleetd.config.exposure import is_loopback
+from fleetd.config.exposure import anonymous_reads
 from fleetd.config.model import AuthSettings, Role, Settings
 from fleetd.util.ratelimit import ClientBuckets, retry_seconds
 
@@ -140,8 +140,7 @@ def _authorize(request: web.Request, rule: Rule, settings: Settings) -> web.Resp
     if header is None and rule.probe:
         return ANONYMOUS
     if header is None:
-        reads_open = auth.anonymous_read or (not auth.tokens and is_loopback(settings.listen_host))
-        if needed is Access.VIEWER and reads_open:
+        if needed is Access.VIEWER and anonymous_reads(settings):
             return ANONYMOUS
         if not auth.tokens:
             if needed is Access.VIEWER:

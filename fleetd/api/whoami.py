@@ -12,7 +12,7 @@ from fleetd.api.auth import PRINCIPAL
 from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
 from fleetd.api.routes import ROLE_ACCESS, ROUTES, VIEWER, Access, RouteIndex, RouteTable
-from fleetd.config.exposure import is_loopback
+from fleetd.config.exposure import anonymous_reads
 from fleetd.config.model import Settings
 
 __all__ = ["allowed_actions", "routes"]
@@ -31,11 +31,6 @@ def allowed_actions(index: RouteIndex, access: Access, settings: Settings) -> li
     )
 
 
-def _reads_open(settings: Settings) -> bool:
-    auth = settings.auth
-    return auth.anonymous_read or (not auth.tokens and is_loopback(settings.listen_host))
-
-
 def _features(app: web.Application) -> dict[str, bool]:
     """What this fleetd serves, so the page never probes for it (a 404 is noise in every console)."""
     canonical = {r.canonical for r in app.router.resources()}
@@ -48,7 +43,7 @@ async def whoami(request: web.Request) -> web.Response:
     settings = request.app[FLEET].settings
     principal = request.get(PRINCIPAL)
     role = principal.role if principal is not None else None
-    reads = role is not None or _reads_open(settings)
+    reads = role is not None or anonymous_reads(settings)
     access = ROLE_ACCESS[role] if role is not None else (Access.VIEWER if reads else Access.PUBLIC)
     enabled = bool(settings.auth.tokens)
     intervals = [h.interval for h in settings.hosts if h.enabled] or [settings.poll.interval]

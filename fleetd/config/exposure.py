@@ -6,7 +6,7 @@ import ipaddress
 
 from fleetd.config.model import Settings
 
-__all__ = ["exposure_problem", "is_loopback"]
+__all__ = ["anonymous_reads", "exposure_problem", "is_loopback"]
 
 
 def is_loopback(host: str) -> bool:
@@ -16,6 +16,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a name could resolve to anything: treat as exposed
+
+
+def anonymous_reads(settings: Settings) -> bool:
+    """Whether reads need no token: asked for, or no tokens at all while listening on loopback."""
+    auth = settings.auth
+    return auth.anonymous_read or (not auth.tokens and is_loopback(settings.listen_host))
 
 
 def exposure_problem(settings: Settings) -> str | None:
