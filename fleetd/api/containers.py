@@ -11,9 +11,9 @@ from fleetd.api.keys import FLEET
 from fleetd.api.params import get_bool, get_choice, get_int, get_one
 from fleetd.api.render import json_response
 from fleetd.api.routes import VIEWER, RouteTable
-from fleetd.fleet.match import CONTAINER_STATES, HEALTH_STATES
+from fleetd.fleet.match import CONTAINER_STATES, HEALTH_STATES, label_matches
+from fleetd.fleet.queries import AmbiguousContainer, ContainerQuery
 from fleetd.fleet.records import ContainerRecord
-from fleetd.fleet.state import AmbiguousContainer, ContainerQuery, label_matches
 from fleetd.ops.targets import no_such_host
 
 __all__ = ["routes"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
+from fleetd.fleet.queries import ContainerCounts, FleetSummary, HostCounts
 from fleetd.fleet.records import EngineFacts, Finding, HostRecord
-from fleetd.fleet.state import ContainerCounts, FleetSummary, HostCounts
 from fleetd.ops.selector import Selector
 from fleetd.util.timefmt import rfc3339
 

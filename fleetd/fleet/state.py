@@ -1,21 +1,22 @@
-"""The fleet aggregate: its queries, and the writer methods that are the only way to change it.
+"""The fleet aggregate: the writer methods that are the only way to change it, and its read methods.
 
 Every write goes through a method below, and each announces what it changed on :attr:`FleetState.changes`
 (see fleet/changes.py). Writers: the poller (poll results, the inventory on reload), the findings watch,
-and event watchers (container rows by id, host status). Readers: the API, snapshots, metrics.
+and event watchers (container rows by id, host status). Readers (the API, snapshots, metrics) call the
+read methods, which delegate container queries, lookups and the summary to fleet/queries.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
 
 from fleetd.config.model import HostSettings
+from fleetd.fleet import queries
 from fleetd.fleet.changes import (
     Change,
     ChangeHub,
@@ -31,6 +32,13 @@ from fleetd.fleet.changes import (
 )
 from fleetd.fleet.index import ContainerIndex
 from fleetd.fleet.match import label_matches
+from fleetd.fleet.queries import (
+    AmbiguousContainer,
+    ContainerCounts,
+    ContainerQuery,
+    FleetSummary,
+    HostCounts,
+)
 from fleetd.fleet.records import (
     ContainerDiff,
     ContainerRecord,
@@ -58,47 +66,6 @@ __all__ = [
 ]
 
 
-class AmbiguousContainer(LookupError):
-    def __init__(self, ref: str, matches: list[str]) -> None:
-        super().__init__(f"container reference {ref!r} matches {len(matches)} containers")
-        self.ref = ref
-        self.matches = matches
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerQuery:
-    hosts: tuple[str, ...] = ()
-    state: str | None = None
-    health: str | None = None
-    stale: bool | None = None
-    labels: tuple[str, ...] = ()
-    image: str | None = None
-    name: str | None = None  # substring
-
-
-class HostCounts(msgspec.Struct, frozen=True):
-    total: int
-    by_state: dict[str, int]
-    stale: int
-    duplicate_engine_id: int
-
-
-class ContainerCounts(msgspec.Struct, frozen=True):
-    total: int
-    by_state: dict[str, int]
-    stale: int
-
-
-class FleetSummary(msgspec.Struct, frozen=True):
-    """Fleet totals at ``generated_at`` (wall clock), computed in O(hosts) from per-host tallies."""
-
-    hosts: HostCounts
-    containers: ContainerCounts
-    images: dict[str, int]  # containers per image reference, most used first
-    ready: bool
-    generated_at: float
-
-
 @dataclass(frozen=True, slots=True)
 class PollSuccess:
     """A poll that answered: the host's data as of ``at`` (wall clock)."""
@@ -118,14 +85,6 @@ class PollFailure:
     at: float
     status: HostStatus  # DOWN or ERROR
     message: str
-
-
-def _by_name(r: HostRecord) -> str:
-    return r.name
-
-
-def _stale(c: ContainerRecord) -> ContainerRecord:
-    return msgspec.structs.replace(c, stale=True)
 
 
 @dataclass(slots=True)
@@ -425,11 +384,7 @@ class FleetState:
 
     def duplicate_engine_ids(self) -> dict[str, list[str]]:
         """Engine IDs reported by more than one host (cloned VMs): both are kept, both flagged."""
-        by_id: dict[str, list[str]] = {}
-        for r in self._hosts.values():
-            if r.facts is not None and r.facts.engine_id:
-                by_id.setdefault(r.facts.engine_id, []).append(r.name)
-        return {k: sorted(v) for k, v in by_id.items() if len(v) > 1}
+        return queries.duplicate_engine_ids(self._hosts)
 
     def containers(self, query: ContainerQuery, now: float | None = None) -> list[ContainerRecord]:
         """Containers across the fleet, ordered by host then name."""
@@ -440,94 +395,16 @@ class FleetState:
     ) -> tuple[list[ContainerRecord], int]:
         """One page of :meth:`containers` and how many there are in all, answered from the index."""
         now = self.clock() if now is None else now
-        index = self._index
-        pool = [r for h in query.hosts if (r := self._hosts.get(h)) is not None] if query.hosts else self._hosts.values()
-        for r in pool:
-            index.ensure(r.name, r.containers)
-        hosts: list[str] | None = list(query.hosts) if query.hosts else None
-        if query.stale is not None:
-            hosts = [r.name for r in pool if r.is_stale(now) is query.stale]
-        gids = index.select(
-            hosts=hosts,
-            state=query.state,
-            health=query.health,
-            labels=query.labels,
-            image=query.image,
-            name=query.name,
-        )
-        if gids is None:  # no predicate: every container, in order; whole hosts skipped for the offset
-            records = sorted(pool, key=_by_name)
-            total = sum(len(r.containers) for r in records)
-            page: list[ContainerRecord] = []
-            skip = offset
-            for r in records:
-                rows = r.containers
-                if skip >= len(rows):
-                    skip -= len(rows)
-                    continue
-                page.extend(rows[skip:] if limit is None else rows[skip : skip + limit - len(page)])
-                skip = 0
-                if limit is not None and len(page) >= limit:
-                    break
-        else:
-            total = len(gids)
-            page = index.ordered(gids, offset, limit)
-        stale = {h for h in {c.host for c in page} if (r := self._hosts.get(h)) is not None and r.is_stale(now)}
-        if stale:
-            page = [_stale(c) if c.host in stale else c for c in page]
-        return page, total
+        return queries.containers_page(self._hosts, self._index, query, offset, limit, now)
 
     def find_container(self, host: str, ref: str) -> ContainerRecord | None:
         """By full id, unique id prefix, or name. Raises AmbiguousContainer for a shared prefix."""
         record = self._hosts.get(host)
-        if record is None:
-            return None
-        now = self.clock()
-        name = ref.lstrip("/")
-        by_name = [c for c in record.containers if name in c.names]
-        if by_name:
-            chosen = by_name[0]
-        else:
-            matches = [c for c in record.containers if c.id.startswith(ref)]
-            if not matches:
-                return None
-            if len(matches) > 1:
-                raise AmbiguousContainer(ref, [c.id[:12] for c in matches])
-            chosen = matches[0]
-        return _stale(chosen) if record.is_stale(now) else chosen
+        return None if record is None else queries.find_container(record, ref, self.clock())
 
     def summary(self, now: float | None = None) -> FleetSummary:
         now = self.clock() if now is None else now
-        hosts_by_state: Counter[str] = Counter({s.value: 0 for s in HostStatus})
-        containers_by_state: Counter[str] = Counter()
-        per_image: Counter[str] = Counter()
-        stale_hosts = 0
-        stale_containers = 0
-        total = 0
-        for r in self._hosts.values():
-            hosts_by_state[r.status.value] += 1
-            stale = r.is_stale(now)
-            stale_hosts += stale
-            tally = r.tally()  # per host, so a summary costs O(hosts), not O(containers)
-            containers_by_state.update(tally.by_state)
-            per_image.update(tally.by_image)
-            total += len(r.containers)
-            stale_containers += stale * len(r.containers)
-        duplicates = self.duplicate_engine_ids()
-        return FleetSummary(
-            hosts=HostCounts(
-                total=len(self._hosts),
-                by_state=dict(hosts_by_state),
-                stale=stale_hosts,
-                duplicate_engine_id=sum(len(v) for v in duplicates.values()),
-            ),
-            containers=ContainerCounts(
-                total=total, by_state=dict(sorted(containers_by_state.items())), stale=stale_containers
-            ),
-            images=dict(sorted(per_image.items(), key=lambda kv: (-kv[1], kv[0]))),
-            ready=self.is_ready(),
-            generated_at=now,
-        )
+        return queries.summary(self._hosts, now, self.is_ready())
 
 
 def _announce(host: str, diff: ContainerDiff, changes: list[Change]) -> None:

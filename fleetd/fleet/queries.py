@@ -1,0 +1,183 @@
+"""The read side of the fleet aggregate: container queries and pages, lookups, the fleet summary.
+
+Functions over the state's hosts (by name, in inventory order) and its container index; FleetState
+(fleet/state.py, the writer) delegates its read methods here, so readers keep calling the state.
+Nothing here changes a record: stale copies of containers are new structs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from fleetd.fleet.index import ContainerIndex
+from fleetd.fleet.records import ContainerRecord, HostRecord, HostStatus
+
+__all__ = [
+    "AmbiguousContainer",
+    "ContainerCounts",
+    "ContainerQuery",
+    "FleetSummary",
+    "HostCounts",
+    "containers_page",
+    "duplicate_engine_ids",
+    "find_container",
+    "summary",
+]
+
+
+class AmbiguousContainer(LookupError):
+    def __init__(self, ref: str, matches: list[str]) -> None:
+        super().__init__(f"container reference {ref!r} matches {len(matches)} containers")
+        self.ref = ref
+        self.matches = matches
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerQuery:
+    hosts: tuple[str, ...] = ()
+    state: str | None = None
+    health: str | None = None
+    stale: bool | None = None
+    labels: tuple[str, ...] = ()
+    image: str | None = None
+    name: str | None = None  # substring
+
+
+class HostCounts(msgspec.Struct, frozen=True):
+    total: int
+    by_state: dict[str, int]
+    stale: int
+    duplicate_engine_id: int
+
+
+class ContainerCounts(msgspec.Struct, frozen=True):
+    total: int
+    by_state: dict[str, int]
+    stale: int
+
+
+class FleetSummary(msgspec.Struct, frozen=True):
+    """Fleet totals at ``generated_at`` (wall clock), computed in O(hosts) from per-host tallies."""
+
+    hosts: HostCounts
+    containers: ContainerCounts
+    images: dict[str, int]  # containers per image reference, most used first
+    ready: bool
+    generated_at: float
+
+
+def _by_name(r: HostRecord) -> str:
+    return r.name
+
+
+def stale_copy(c: ContainerRecord) -> ContainerRecord:
+    return msgspec.structs.replace(c, stale=True)
+
+
+def duplicate_engine_ids(hosts: Mapping[str, HostRecord]) -> dict[str, list[str]]:
+    """Engine IDs reported by more than one host (cloned VMs): both are kept, both flagged."""
+    by_id: dict[str, list[str]] = {}
+    for r in hosts.values():
+        if r.facts is not None and r.facts.engine_id:
+            by_id.setdefault(r.facts.engine_id, []).append(r.name)
+    return {k: sorted(v) for k, v in by_id.items() if len(v) > 1}
+
+
+def containers_page(
+    hosts: Mapping[str, HostRecord],
+    index: ContainerIndex,
+    query: ContainerQuery,
+    offset: int,
+    limit: int | None,
+    now: float,
+) -> tuple[list[ContainerRecord], int]:
+    """One page of the containers matching ``query``, ordered by host then name, and how many there
+    are in all, answered from the index."""
+    pool = [r for h in query.hosts if (r := hosts.get(h)) is not None] if query.hosts else hosts.values()
+    for r in pool:
+        index.ensure(r.name, r.containers)
+    names: list[str] | None = list(query.hosts) if query.hosts else None
+    if query.stale is not None:
+        names = [r.name for r in pool if r.is_stale(now) is query.stale]
+    gids = index.select(
+        hosts=names,
+        state=query.state,
+        health=query.health,
+        labels=query.labels,
+        image=query.image,
+        name=query.name,
+    )
+    if gids is None:  # no predicate: every container, in order; whole hosts skipped for the offset
+        records = sorted(pool, key=_by_name)
+        total = sum(len(r.containers) for r in records)
+        page: list[ContainerRecord] = []
+        skip = offset
+        for r in records:
+            rows = r.containers
+            if skip >= len(rows):
+                skip -= len(rows)
+                continue
+            page.extend(rows[skip:] if limit is None else rows[skip : skip + limit - len(page)])
+            skip = 0
+            if limit is not None and len(page) >= limit:
+                break
+    else:
+        total = len(gids)
+        page = index.ordered(gids, offset, limit)
+    stale = {h for h in {c.host for c in page} if (r := hosts.get(h)) is not None and r.is_stale(now)}
+    if stale:
+        page = [stale_copy(c) if c.host in stale else c for c in page]
+    return page, total
+
+
+def find_container(record: HostRecord, ref: str, now: float) -> ContainerRecord | None:
+    """By full id, unique id prefix, or name. Raises AmbiguousContainer for a shared prefix."""
+    name = ref.lstrip("/")
+    by_name = [c for c in record.containers if name in c.names]
+    if by_name:
+        chosen = by_name[0]
+    else:
+        matches = [c for c in record.containers if c.id.startswith(ref)]
+        if not matches:
+            return None
+        if len(matches) > 1:
+            raise AmbiguousContainer(ref, [c.id[:12] for c in matches])
+        chosen = matches[0]
+    return stale_copy(chosen) if record.is_stale(now) else chosen
+
+
+def summary(hosts: Mapping[str, HostRecord], now: float, ready: bool) -> FleetSummary:
+    hosts_by_state: Counter[str] = Counter({s.value: 0 for s in HostStatus})
+    containers_by_state: Counter[str] = Counter()
+    per_image: Counter[str] = Counter()
+    stale_hosts = 0
+    stale_containers = 0
+    total = 0
+    for r in hosts.values():
+        hosts_by_state[r.status.value] += 1
+        stale = r.is_stale(now)
+        stale_hosts += stale
+        tally = r.tally()  # per host, so a summary costs O(hosts), not O(containers)
+        containers_by_state.update(tally.by_state)
+        per_image.update(tally.by_image)
+        total += len(r.containers)
+        stale_containers += stale * len(r.containers)
+    duplicates = duplicate_engine_ids(hosts)
+    return FleetSummary(
+        hosts=HostCounts(
+            total=len(hosts),
+            by_state=dict(hosts_by_state),
+            stale=stale_hosts,
+            duplicate_engine_id=sum(len(v) for v in duplicates.values()),
+        ),
+        containers=ContainerCounts(
+            total=total, by_state=dict(sorted(containers_by_state.items())), stale=stale_containers
+        ),
+        images=dict(sorted(per_image.items(), key=lambda kv: (-kv[1], kv[0]))),
+        ready=ready,
+        generated_at=now,
+    )
