@@ -16,14 +16,14 @@ from typing import Any
 from aiohttp import web
 
 from fleetd.api.auth import PRINCIPAL, RULE, SAFE_METHODS, client_address
-from fleetd.api.errors import ApiError, BadRequest, ServiceUnavailable
+from fleetd.api.errors import ApiError, ServiceUnavailable
 from fleetd.api.keys import FLEET
-from fleetd.api.params import get_int, get_one
+from fleetd.api.params import get_int, get_one, get_time
 from fleetd.api.render import json_response
 from fleetd.api.routes import ADMIN, RouteTable
 from fleetd.ops.audit import AuditUnavailable
 from fleetd.store.audit import AuditEntry, AuditQuery, AuditTarget
-from fleetd.util.timefmt import parse_rfc3339, rfc3339
+from fleetd.util.timefmt import rfc3339
 
 __all__ = ["AUDIT_NOTE", "AuditNote", "audit_middleware", "audit_note", "routes"]
 
@@ -127,18 +127,6 @@ routes = RouteTable()
 _PARAMS = {"since", "until", "actor", "host", "action", "limit", "offset"}
 
 
-def _time(request: web.Request, name: str) -> float | None:
-    raw = get_one(request.query, name)
-    if not raw:
-        return None
-    try:
-        return float(raw) if raw.replace(".", "", 1).isdigit() else parse_rfc3339(raw)
-    except ValueError:
-        raise BadRequest(
-            f"parameter {name!r} must be an RFC 3339 time or Unix seconds, got {raw!r}", code="bad_parameter"
-        ) from None
-
-
 def _entry_view(e: AuditEntry) -> dict[str, Any]:
     return {
         "id": e.id,
@@ -160,8 +148,8 @@ def _entry_view(e: AuditEntry) -> dict[str, Any]:
 async def list_audit(request: web.Request) -> web.Response:
     q = request.query
     query = AuditQuery(
-        since=_time(request, "since"),
-        until=_time(request, "until"),
+        since=get_time(request.query, "since"),
+        until=get_time(request.query, "until"),
         actor=get_one(q, "actor") or None,
         host=get_one(q, "host") or None,
         action=get_one(q, "action") or None,

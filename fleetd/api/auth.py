@@ -14,7 +14,6 @@ table; handlers never check roles.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ from fleetd.api.routes import ROLE_ACCESS, ROUTES, Access, Rule
 from fleetd.config.auth import match_digest, token_digest
 from fleetd.config.exposure import anonymous_reads
 from fleetd.config.model import AuthSettings, Role, Settings
-from fleetd.util.ratelimit import ClientBuckets, retry_seconds
+from fleetd.util.ratelimit import FailureGate, retry_seconds
 
 __all__ = [
     "ANONYMOUS",
@@ -60,31 +59,13 @@ ANONYMOUS = Principal("anonymous", None)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-_PROVEN_MAX = 10_000
-
-
 class AuthGuard:
-    """Per-app authentication state: the token digests in force and the failure limiter."""
+    """Per-app authentication state: the token digests in force and the wrong-token gate."""
 
-    def __init__(self, limiter: ClientBuckets | None = None) -> None:
-        # 10 wrong tokens at once, then one more every 6 s.
-        self.limiter = limiter or ClientBuckets(burst=10, per_minute=10.0)
+    def __init__(self, gate: FailureGate | None = None) -> None:
+        self.gate = gate or FailureGate()
         self._for: AuthSettings | None = None
         self._digests: list[tuple[bytes, Principal]] = []
-        # (address, digest) of tokens that authenticated from that address: a block set off by wrong
-        # tokens from the same address (a typo, a stale script, a neighbour behind the same NAT) never
-        # locks out a token already proven there; guessing stays blocked.
-        self._proven: OrderedDict[tuple[str, bytes], None] = OrderedDict()
-
-    def proven(self, addr: str, digest: bytes) -> bool:
-        return (addr, digest) in self._proven
-
-    def remember(self, addr: str, digest: bytes) -> None:
-        key = (addr, digest)
-        self._proven[key] = None
-        self._proven.move_to_end(key)
-        while len(self._proven) > _PROVEN_MAX:
-            self._proven.popitem(last=False)
 
     def _tokens(self, auth: AuthSettings) -> list[tuple[bytes, Principal]]:
         if auth is not self._for:  # the config was reloaded
@@ -157,8 +138,8 @@ def _authorize(request: web.Request, rule: Rule, settings: Settings) -> web.Resp
     addr = client_address(request)
     token = _bearer(header)
     digest = token_digest(token) if token is not None else None  # hashed once for every use below
-    wait = guard.limiter.retry_after(addr)
-    if wait is not None and not (digest is not None and guard.proven(addr, digest)):
+    wait = guard.gate.retry_after(addr, digest)
+    if wait is not None:
         retry = retry_seconds(wait)
         exc = ApiError(
             f"too many failed authentications from {addr}; retry in {retry}s", code="too_many_failures"
@@ -167,9 +148,9 @@ def _authorize(request: web.Request, rule: Rule, settings: Settings) -> web.Resp
         return _refuse(exc, {"Retry-After": str(retry)})
     principal = guard.verify_digest(auth, digest) if digest is not None else None
     if principal is not None and digest is not None:
-        guard.remember(addr, digest)
+        guard.gate.succeeded(addr, digest)
     if principal is None:
-        blocked = guard.limiter.spend(addr)
+        blocked = guard.gate.failed(addr)
         reason = "unknown token" if token is not None else "malformed Authorization header"
         log.warning("authentication failed", client=addr, reason=reason, path=request.path, blocked=blocked)
         message = "invalid bearer token" if token is not None else "expected Authorization: Bearer <token>"

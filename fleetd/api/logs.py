@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import msgspec
 from aiohttp import web
+from multidict import MultiMapping
 
 from fleetd.api.actions import container_ref, engine_call, host_client
 from fleetd.api.errors import BadRequest, NotFound, ServiceUnavailable, engine_error
 from fleetd.api.keys import FLEET
-from fleetd.api.params import get_bool, get_int, get_one, is_plain_int
+from fleetd.api.params import get_bool, get_int, get_one, get_time
 from fleetd.api.render import json_response
 from fleetd.api.routes import OPERATOR, RouteTable
-from fleetd.config.durations import parse_duration
 from fleetd.dockerapi import DockerClient, DockerError
 from fleetd.logs import LogStream, LogStreams, Selection, StreamOptions, Target, TooManyStreams
 from fleetd.logs.entries import split_timestamp
 from fleetd.logs.stream import ClientFor, TooManyContainers
 from fleetd.ops.targets import client_for, no_such_host
-from fleetd.util.timefmt import parse_rfc3339
 
 __all__ = ["LOG_STREAMS", "install", "routes"]
 
@@ -48,23 +46,10 @@ NDJSON_HEADERS = {
 }
 
 
-def _since(raw: str | None) -> int | None:
-    """Unix seconds, an RFC 3339 time, or a duration back from now (``10m``)."""
-    if not raw:
-        return None
-    if is_plain_int(raw) and len(raw) <= 12:  # Unix seconds; 12 digits reach past the year 30000
-        return int(raw)
-    try:
-        return int(parse_rfc3339(raw))
-    except ValueError:
-        pass
-    try:
-        return int(time.time() - parse_duration(raw))
-    except ValueError:
-        raise BadRequest(
-            f"parameter 'since' must be Unix seconds, an RFC 3339 time or a duration such as 10m; got {raw!r}",
-            code="bad_parameter",
-        ) from None
+def _since(query: MultiMapping[str]) -> int | None:
+    """``since`` for the Engine, which takes whole Unix seconds."""
+    at = get_time(query, "since")
+    return None if at is None else int(at)
 
 
 def _tail(request: web.Request, default: int, *, allow_all: bool) -> int | None:
@@ -135,7 +120,7 @@ async def _plain(request: web.Request) -> web.Response:
     """The whole (bounded) answer as one JSON document."""
     q = request.query
     tail = _tail(request, LOG_TAIL_DEFAULT, allow_all=False)
-    since = _since(get_one(q, "since"))
+    since = _since(q)
     timestamps = bool(get_bool(q, "timestamps", False))
     host, ref = container_ref(request)
     client = host_client(request, host)
@@ -181,7 +166,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     if not get_bool(q, "follow", False):
         return await _plain(request)
     tail = _tail(request, LOG_TAIL_DEFAULT, allow_all=True)
-    since = _since(get_one(q, "since"))
+    since = _since(q)
     get_bool(q, "timestamps", False)  # validated; streamed lines always carry their time
     host, ref = container_ref(request)
     client = host_client(request, host)
@@ -211,7 +196,7 @@ async def merged_logs(request: web.Request) -> web.StreamResponse:
     options = StreamOptions(
         follow=bool(get_bool(q, "follow", False)),
         tail=_tail(request, MERGED_TAIL_DEFAULT, allow_all=True),
-        since=_since(get_one(q, "since")),
+        since=_since(q),
         window=settings.merge_window,
         max_containers=settings.max_containers,
     )

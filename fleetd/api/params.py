@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import re
+import time
+from collections.abc import Callable, Collection
 
 from multidict import MultiMapping
 
 from fleetd.api.errors import BadRequest
+from fleetd.config.durations import parse_duration
+from fleetd.util.timefmt import parse_rfc3339
 
-__all__ = ["INT64_MAX", "check_known", "get_bool", "get_choice", "get_int", "get_one", "is_plain_int"]
+__all__ = [
+    "INT64_MAX",
+    "check_known",
+    "get_bool",
+    "get_choice",
+    "get_int",
+    "get_one",
+    "get_time",
+    "is_plain_int",
+]
 
 INT64_MAX = 2**63 - 1  # SQLite's integer range; past it a query would fail inside the store
 
@@ -82,3 +95,34 @@ def get_choice(query: MultiMapping[str], name: str, choices: Collection[str]) ->
         )
     return raw
 
+
+
+_UNIX = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?", re.ASCII)  # 12 digits reach past the year 30000
+_AGO = re.compile(r"(?:[0-9]{1,9}(?:\.[0-9]{1,9})?(?:ms|s|m|h|d))+", re.ASCII)  # a bare number is Unix seconds
+
+
+def _ago(raw: str, clock: Callable[[], float]) -> float:
+    if not _AGO.fullmatch(raw):
+        raise ValueError(raw)
+    return max(0.0, clock() - parse_duration(raw))
+
+
+def get_time(query: MultiMapping[str], name: str, *, clock: Callable[[], float] = time.time) -> float | None:
+    """A point in time, the same way for every endpoint that takes one (``since``, ``until``):
+    Unix seconds (``1733220000`` or ``1733220000.5``), an RFC 3339 time (``2026-12-03T10:00:00Z``), or a
+    duration back from now (``90s``, ``10m``, ``2h``, ``7d``)."""
+    raw = get_one(query, name)
+    if not raw:
+        return None
+    if _UNIX.fullmatch(raw):
+        return float(raw)
+    for parse in (parse_rfc3339, lambda r: _ago(r, clock)):
+        try:
+            return parse(raw)
+        except ValueError:
+            pass
+    raise BadRequest(
+        f"parameter {name!r} must be Unix seconds, an RFC 3339 time such as 2026-12-03T10:00:00Z "
+        f"or a duration back from now such as 10m; got {raw!r}",
+        code="bad_parameter",
+    )

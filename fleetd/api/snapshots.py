@@ -15,12 +15,11 @@ from typing import Final, cast
 import msgspec
 import structlog
 from aiohttp import web
-from multidict import MultiMapping
 
 from fleetd.api.auth import PRINCIPAL, client_address
 from fleetd.api.errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests
 from fleetd.api.keys import FLEET
-from fleetd.api.params import INT64_MAX, get_choice, get_int, get_one, is_plain_int
+from fleetd.api.params import INT64_MAX, get_choice, get_int, get_one, get_time, is_plain_int
 from fleetd.api.render import json_response
 from fleetd.api.routes import ADMIN, VIEWER, RouteTable
 from fleetd.config.durations import parse_duration
@@ -32,7 +31,6 @@ from fleetd.store.errors import StoreError
 from fleetd.store.retention import RetentionPolicy
 from fleetd.store.snapshots import ListQuery
 from fleetd.util.ratelimit import retry_seconds
-from fleetd.util.timefmt import parse_rfc3339
 
 __all__ = ["routes"]
 
@@ -63,19 +61,6 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
     if isinstance(exc, SnapshotServiceClosed):
         return ServiceUnavailable(str(exc), code="shutting_down")
     return ServiceUnavailable(f"the snapshot database failed: {exc}", code="snapshot_store_error")
-
-
-def _time(query: MultiMapping[str], name: str) -> float | None:
-    raw = get_one(query, name)
-    if not raw:
-        return None
-    try:
-        return parse_rfc3339(raw)
-    except ValueError:
-        raise BadRequest(
-            f"parameter {name!r} must be an RFC 3339 time such as 2025-11-30T10:00:00Z, got {raw!r}",
-            code="bad_parameter",
-        ) from None
 
 
 def _id(raw: str, what: str, *, latest: bool = True) -> int:
@@ -143,7 +128,7 @@ async def list_snapshots(request: web.Request) -> web.Response:
     limit = get_int(q, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
     offset = get_int(q, "offset", 0) or 0
     before = get_int(q, "before", None, minimum=1)
-    since, until = _time(q, "since"), _time(q, "until")
+    since, until = get_time(q, "since"), get_time(q, "until")
     if since is not None and until is not None and since > until:
         raise BadRequest("'since' is after 'until'", code="bad_parameter")
     query = ListQuery(since=since, until=until, before=before, limit=limit, offset=offset)

@@ -84,7 +84,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         status, error = exc.status, exc.message
         if exc.status >= 500 and exc.status != 501:
             log.warning("docker call failed", method=request.method, path=path, status=exc.status, error=exc.message)
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, exc.headers)
     except asyncio.CancelledError:
         sent = request.get(SENT_STATUS)
         status, error = (sent, None) if sent is not None else (499, "the client went away before the answer")

@@ -15,10 +15,11 @@ __all__ = ["DockerAPIError", "error_response", "not_supported"]
 class DockerAPIError(Exception):
     """An answer other than success; ``message`` is what the docker CLI prints after ``Error:``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def not_supported(what: str) -> DockerAPIError:

@@ -26,7 +26,7 @@ from fleetd.config.model import AuthSettings, Role
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.ops.audit import Auditor
 from fleetd.store.audit import AuditEntry, AuditTarget
-from fleetd.util.ratelimit import ClientBuckets
+from fleetd.util.ratelimit import FailureGate, retry_seconds
 
 __all__ = ["ROLE_ACCESS", "Access", "AuditNote", "Guard", "Principal", "record_audit"]
 
@@ -76,25 +76,30 @@ def _peer_cn(request: web.Request) -> str | None:
 
 
 class Guard:
-    def __init__(self, limiter: ClientBuckets | None = None) -> None:
-        self.limiter = limiter or ClientBuckets(burst=10, per_minute=10.0)
+    def __init__(self, gate: FailureGate | None = None) -> None:
+        self.gate = gate or FailureGate()
 
-    def _verify(self, auth: AuthSettings, token: str) -> Principal | None:
-        t = match_digest(((bytes.fromhex(t.token_sha256), t) for t in auth.tokens), token_digest(token))
+    def _verify(self, auth: AuthSettings, digest: bytes) -> Principal | None:
+        t = match_digest(((bytes.fromhex(t.token_sha256), t) for t in auth.tokens), digest)
         return Principal(t.name, t.role, "token") if t is not None else None
 
     def authenticate(self, request: web.Request, cfg: DockerAPISettings, auth: AuthSettings) -> Principal:
         client = request.remote or "local"
         header = request.headers.get("Authorization")
         if header is not None:
-            wait = self.limiter.retry_after(client)
-            if wait is not None:
-                raise DockerAPIError(429, f"too many failed authentications from {client}; retry in {int(wait) + 1}s")
             scheme, _, token = header.strip().partition(" ")
-            principal = self._verify(auth, token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-            if principal is None:
-                self.limiter.spend(client)
+            digest = token_digest(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+            wait = self.gate.retry_after(client, digest)
+            if wait is not None:
+                retry = retry_seconds(wait)
+                raise DockerAPIError(
+                    429, f"too many failed authentications from {client}; retry in {retry}s", {"Retry-After": str(retry)}
+                )
+            principal = self._verify(auth, digest) if digest is not None else None
+            if principal is None or digest is None:
+                self.gate.failed(client)
                 raise DockerAPIError(401, "invalid bearer token for fleetd's Docker endpoint")
+            self.gate.succeeded(client, digest)  # a proven token is never locked out by others' typos
             return principal
         cn = _peer_cn(request)
         if cn is not None:

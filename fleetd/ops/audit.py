@@ -57,7 +57,7 @@ class Auditor:
         self.retention = retention or AuditRetention()
         # Refused calls cost the caller nothing, so they get a budget per address: a flood of them
         # is counted, not stored row by row.
-        self.denied_budget = denied_budget or ClientBuckets(burst=60, per_minute=60.0)
+        self.denied_budget = denied_budget if denied_budget is not None else ClientBuckets(burst=60, per_minute=60.0)
         # ... and all addresses together another, so a flood from many addresses is bounded too.
         self.denied_total = ClientBuckets(burst=120, per_minute=120.0, max_clients=1)
         self.suppressed = 0  # refused calls not stored, since start

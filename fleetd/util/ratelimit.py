@@ -1,7 +1,8 @@
 """Per-client token buckets: how many times an address may do something, refilled over time.
 
-Used to rate-limit failed authentications (:mod:`fleetd.api.auth`) and to keep a flood of refused
-calls from filling the audit log (:mod:`fleetd.ops.audit`).
+Used to rate-limit failed authentications (:class:`FailureGate`, shared by the API's
+:mod:`fleetd.api.auth` and the Docker endpoint's :mod:`fleetd.dockercompat.security`) and to keep a
+flood of refused calls from filling the audit log (:mod:`fleetd.ops.audit`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["ClientBuckets", "retry_seconds"]
+__all__ = ["ClientBuckets", "FailureGate", "retry_seconds"]
 
 
 def retry_seconds(wait: float) -> int:
@@ -64,3 +65,39 @@ class ClientBuckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+_PROVEN_MAX = 10_000
+
+
+class FailureGate:
+    """Wrong-token limiting that never locks out a valid token.
+
+    Wrong tokens spend the address's bucket (10 at once, then one every 6 s); an empty bucket blocks
+    the address. A token that authenticated from an address is remembered (by digest, at most
+    10,000 pairs, least recent forgotten first): a block set off by wrong tokens from the same
+    address — a typo, a stale script, a neighbour behind the same NAT — never refuses it, while
+    guessing stays blocked.
+    """
+
+    def __init__(self, buckets: ClientBuckets | None = None) -> None:
+        self.buckets = buckets if buckets is not None else ClientBuckets(burst=10, per_minute=10.0)
+        self._proven: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+
+    def retry_after(self, addr: str, digest: bytes | None) -> float | None:
+        """Seconds ``addr`` must wait before presenting ``digest``; None when it may try now."""
+        wait = self.buckets.retry_after(addr)
+        if wait is None or (digest is not None and (addr, digest) in self._proven):
+            return None
+        return wait
+
+    def failed(self, addr: str) -> bool:
+        """Count a wrong token; True when this blocked the address."""
+        return self.buckets.spend(addr)
+
+    def succeeded(self, addr: str, digest: bytes) -> None:
+        key = (addr, digest)
+        self._proven[key] = None
+        self._proven.move_to_end(key)
+        while len(self._proven) > _PROVEN_MAX:
+            self._proven.popitem(last=False)

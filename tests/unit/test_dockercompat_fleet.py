@@ -202,6 +202,21 @@ async def test_viewer_cannot_change_anything(tmp_path: Path) -> None:
         assert status in (204, 304), body  # stopped now, or already
 
 
+async def test_wrong_tokens_are_limited_but_never_lock_out_a_proven_token(tmp_path: Path) -> None:
+    async with _stack(tmp_path, DockerAPISettings(host="127.0.0.1", port=0), with_tokens=True) as s:
+        ci = TOKENS.by_name["ci"]
+        assert (await _raw(s, "GET", "/v1.41/info", ci))[0] == 200  # proven from 127.0.0.1
+        statuses = [(await _raw(s, "GET", "/v1.41/info", f"guess-{i}"))[0] for i in range(12)]
+        assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+        status, ctype, body = await _raw(s, "GET", "/v1.41/info", "guess-again")
+        assert status == 429 and ctype == "application/json" and b"retry in" in body
+        # the address is blocked for guesses, never for the token already proven there
+        for _ in range(3):
+            assert (await _raw(s, "GET", "/v1.41/info", ci))[0] == 200
+        # a valid token not yet proven from this address cannot learn that it is right while blocked
+        assert (await _raw(s, "GET", "/v1.41/info", TOKENS.by_name["watcher"]))[0] == 429
+
+
 async def test_pull_goes_to_one_host_with_registry_auth_passed_and_never_logged(stack: Stack) -> None:
     secret = base64.urlsafe_b64encode(json.dumps({"username": "u", "password": "hunter2-pw"}).encode()).decode()
     with capture_logs() as logs:
