@@ -38,7 +38,7 @@ PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "stale": (_B, "only stale (true) or fresh (false) data"),
     "label": (_ARRAY, "key or key=value; all must match (repeatable)"),
     "image": (_S, "an image reference"),
-    "name": (_S, "a container name"),
+    "name": (_S, "a container name, exactly or as a shell glob (web-*, *web*, db-?); never a bare substring"),
     "sort": (_S, "order by host, name, image, state, health, status or created; '-' first for descending"),
     "limit": (_I, "at most this many"),
     "offset": (_I, "skip this many"),

@@ -76,7 +76,7 @@ def _ps(sub: Sub, common: argparse.ArgumentParser) -> None:
     _selector(p)
     p.add_argument("--state", choices=CONTAINER_STATES, help="containers in this state (implies -a)")
     p.add_argument("--image", metavar="I", help="containers of this image (tag, repository or id)")
-    p.add_argument("--name", metavar="N", help="containers whose name contains N")
+    p.add_argument("--name", metavar="N", help="containers named N, or matching N as a glob (web-*; *web* for part of a name)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("-q", "--quiet", action="store_true", help="only container ids")
     out.add_argument("--json", action="store_true", help="the API's container objects, as a JSON array")

@@ -4,7 +4,7 @@ A query used to test every predicate on every container in Python (40,000 record
 query). Here every container has a small integer id (*gid*) and each of its state, health, image,
 image id, label keys, label key=value pairs and its host is a *posting key* with the set of gids that
 have it. A query is an intersection of such sets (C speed); image references are matched against the
-few distinct image names and ids, not the containers; a name substring is searched in one string of
+few distinct image names and ids, not the containers; a name (exact or a glob) is pre-filtered in one string of
 every name (``re`` in C), whose positions map back to gids. Results keep the scan's order, host then
 name, through an *order key* per gid (host rank, then position in the host's rows, which are sorted
 by name); a page is the ``offset + limit`` smallest order keys, the total is the size of the set.
@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from fleetd.fleet.changes import Change, ContainerAdded, ContainerChanged, ContainerRemoved, HostRemoved
-from fleetd.fleet.match import image_id_matches, image_name_matches
+from fleetd.fleet.match import container_name_matches, image_id_matches, image_name_matches, name_literal
 from fleetd.fleet.records import ContainerRecord
 
 __all__ = ["ContainerIndex", "label_key"]
@@ -248,13 +248,22 @@ class ContainerIndex:
             self._names_dirty = False
         return self._blob, self._starts, self._starts_gid
 
-    def _with_name(self, needle: str) -> set[int]:
-        if not needle:
-            return set(self._rec)
-        if _SEP in needle:
+    def _with_name(self, pattern: str) -> set[int]:
+        """Containers one of whose names matches ``pattern`` (exact or glob, see
+        :func:`~fleetd.fleet.match.container_name_matches`): the names string is searched in C for the
+        glob's longest literal part, and only those candidates are tested against the whole glob."""
+        literal = name_literal(pattern)
+        if _SEP in literal:
             return set()
-        blob, starts, owners = self._names()
-        return {owners[bisect.bisect_right(starts, m.start()) - 1] for m in re.finditer(re.escape(needle), blob)}
+        if literal:
+            blob, starts, owners = self._names()
+            found = re.finditer(re.escape(literal), blob)
+            candidates: Iterable[int] = {owners[bisect.bisect_right(starts, m.start()) - 1] for m in found}
+        else:
+            candidates = self._rec
+        if literal == pattern:
+            return {gid for gid in candidates if literal in (self._rec[gid].names or [self._rec[gid].name])}
+        return {gid for gid in candidates if container_name_matches(self._rec[gid], pattern)}
 
     def select(
         self,

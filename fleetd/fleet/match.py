@@ -1,8 +1,10 @@
-"""Matching containers and images: labels, image references. One rule each, for the whole program."""
+"""Matching containers and images: labels, names, image references. One rule each, for the whole program."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
+from fnmatch import fnmatchcase
 
 from fleetd.fleet.records import ContainerRecord, ImageRecord
 
@@ -10,10 +12,12 @@ __all__ = [
     "CONTAINER_STATES",
     "HEALTH_STATES",
     "container_image_matches",
+    "container_name_matches",
     "image_id_matches",
     "image_matches",
     "image_name_matches",
     "label_matches",
+    "name_literal",
     "name_matches",
 ]
 
@@ -29,6 +33,27 @@ def label_matches(labels: Mapping[str, str], selectors: Iterable[str]) -> bool:
         if key not in labels or (eq and labels[key] != value):
             return False
     return True
+
+
+def container_name_matches(c: ContainerRecord, pattern: str) -> bool:
+    """``name`` everywhere fleetd takes one (the container list, merged logs, batch selectors): one of
+    the container's names exactly, or as a shell glob (:func:`fnmatch.fnmatchcase`: ``web-*``,
+    ``*web*``, ``db-?``, ``[ab]pi``), never as a bare substring: ``web`` does not match ``webhook``."""
+    return any(fnmatchcase(n, pattern) for n in (c.names or [c.name]))
+
+
+_GLOB_META = re.compile(r"[*?]")
+
+
+def name_literal(pattern: str) -> str:
+    """The longest run of plain characters every name matching the glob ``pattern`` contains (for a
+    substring pre-filter); ``""`` when there is none (``*``)."""
+    best = ""
+    for part in _GLOB_META.split(pattern):
+        part = part.split("[", 1)[0]  # a character class: what follows it is not needed to be exact
+        if len(part) > len(best):
+            best = part
+    return best
 
 
 def _repository_of(tag: str) -> str | None:

@@ -44,7 +44,7 @@ class ContainerQuery:
     stale: bool | None = None
     labels: tuple[str, ...] = ()
     image: str | None = None
-    name: str | None = None  # substring
+    name: str | None = None  # exact or a glob (fleet.match.container_name_matches)
 
 
 class HostCounts(msgspec.Struct, frozen=True):

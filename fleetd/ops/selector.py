@@ -1,19 +1,18 @@
 """Selecting containers across the fleet for a batch action, from the aggregate.
 
 Fields combine with AND. ``name`` matches a container name exactly or as a glob
-(:func:`fnmatch.fnmatchcase`: ``web-*``, ``db-?``), never as a substring: ``web`` does not select
-``webhook``. Stale containers of hosts that are down are selected too; acting on them reports the
+(:func:`fleetd.fleet.match.container_name_matches`: ``web-*``, ``db-?``), never as a substring: ``web``
+does not select ``webhook`` — the same rule as the container list's ``?name=``. Stale containers of hosts that are down are selected too; acting on them reports the
 host's error.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 
 import msgspec
 
-from fleetd.fleet.match import CONTAINER_STATES, label_matches
+from fleetd.fleet.match import CONTAINER_STATES, container_name_matches, label_matches
 from fleetd.fleet.state import FleetState
 from fleetd.ops.targets import no_such_host
 
@@ -83,9 +82,7 @@ def resolve(state: FleetState, selector: Selector, now: float | None = None) -> 
                 continue
             if selector.label and not label_matches(c.labels, selector.label):
                 continue
-            if selector.name is not None and not any(
-                fnmatchcase(n, selector.name) for n in (c.names or [c.name])
-            ):
+            if selector.name is not None and not container_name_matches(c, selector.name):
                 continue
             out.append(Target(host=record.name, id=c.id, name=c.name, state=c.state, stale=stale))
     return out

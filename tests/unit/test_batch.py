@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi import DockerClient, EngineConflict, EngineUnreachable
 from fleetd.fleet.records import ContainerRecord, HostStatus
-from fleetd.fleet.state import FleetState
+from fleetd.fleet.state import ContainerQuery, FleetState
 from fleetd.ops.batch import run_batch
 from fleetd.ops.containers import ActionOptions
 from fleetd.ops.selector import Selector, SelectorError, Target, resolve, validate
@@ -290,3 +290,14 @@ async def test_host_label_selects_only_hosts_carrying_it(make_client: MakeClient
     body["selector"] = {"host_label": ["=x"]}
     resp = await client.post("/api/v1/actions", json=body, headers=OP)
     assert resp.status == 400 and "selector.host_label" in (await resp.json())["error"]["message"]
+
+
+@pytest.mark.parametrize("pattern", ["web", "web*", "*-1", "w?b", "*", "webhook", "[wc]*", "we", "eb"])
+def test_name_means_one_thing_in_the_container_list_and_in_selectors(fleet: FleetState, pattern: str) -> None:
+    selected = {(t.host, t.name) for t in resolve(fleet, Selector(name=pattern))}
+    listed = {(c.host, c.name) for c in fleet.containers(ContainerQuery(name=pattern))}
+    assert listed == selected
+    if pattern in ("we", "eb"):
+        assert not listed  # never a bare substring
+    if pattern == "web":
+        assert listed == {("h1", "web"), ("h2", "web")}  # not web-1, not webhook

@@ -3,6 +3,8 @@ random queries, and after random writes through every writer (polls, event watch
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+
 import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -78,7 +80,26 @@ QUERIES = st.builds(
     | st.sampled_from(
         ["nginx", "nginx:1.27", "registry:5000/app", "busybox", "ab" * 6, "sha256:" + "cd" * 8, "x"]
     ),
-    name=st.none() | st.sampled_from(["web", "-1", "alias", "db", "zzz", "b-1-o"]),
+    name=st.none()
+    | st.sampled_from(
+        [
+            "web",
+            "-1",
+            "alias",
+            "db",
+            "zzz",
+            "b-1-o",
+            "web-1",
+            "web-*",
+            "*-1*",
+            "*",
+            "db-?",
+            "[wd]*-1",
+            "*[!b]-2",
+            "a[l",
+            "*old",
+        ]
+    ),
 )
 
 
@@ -98,7 +119,7 @@ def scan(state: FleetState, query: ContainerQuery) -> list[ContainerRecord]:
                 continue
             if query.health is not None and c.health != query.health:
                 continue
-            if query.name is not None and not any(query.name in n for n in c.names or [c.name]):
+            if query.name is not None and not any(fnmatchcase(n, query.name) for n in c.names or [c.name]):
                 continue
             if query.labels and not label_matches(c.labels, query.labels):
                 continue

@@ -36,7 +36,7 @@ export function mount(root, ctx, _params, query) {
     state: h("select", {}, h("option", { value: "" }, "any"), STATES.map((s) => h("option", { value: s }, s))),
     health: h("select", {}, h("option", { value: "" }, "any"), HEALTH.map((s) => h("option", { value: s }, s))),
     image: h("input", { type: "search", placeholder: "nginx:1.27" }),
-    name: h("input", { type: "search", placeholder: "part of a name" }),
+    name: h("input", { type: "search", placeholder: "part of a name, or a glob (web-*)" }),
   };
   for (const k of FILTERS) inputs[k].value = query.get(k) || "";
   let sort = query.get("sort") || "";
@@ -79,6 +79,14 @@ export function mount(root, ctx, _params, query) {
     const p = {};
     for (const k of FILTERS) if (inputs[k].value.trim()) p[k] = inputs[k].value.trim();
     if (sort) p.sort = sort;
+    return p;
+  }
+
+  // The API's name is exact or a glob (as in batch selectors); the search box finds part of a name
+  // unless a glob is typed.
+  function apiParams() {
+    const p = params();
+    if (p.name && !/[*?[]/.test(p.name)) p.name = `*${p.name}*`;
     return p;
   }
 
@@ -172,7 +180,7 @@ export function mount(root, ctx, _params, query) {
   async function load() {
     const mine = ++seq;
     try {
-      const body = await get("/api/v1/containers", { ...params(), limit: sizeSel.value, offset });
+      const body = await get("/api/v1/containers", { ...apiParams(), limit: sizeSel.value, offset });
       if (stop || mine !== seq) return;
       errorBox.textContent = "";
       total = body.total;
