@@ -138,6 +138,7 @@ def create_app(fleet: Fleet) -> web.Application:
     )
     app[FLEET] = fleet
     app[AUTH] = AuthGuard()
+    app[batch.BATCHES] = batch.BatchSlots()
     app.on_shutdown.append(_drain)
     # The one route table: router, auth policy, OpenAPI and query checks all come from it.
     register(app, ROUTE_TABLES)

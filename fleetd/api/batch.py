@@ -9,13 +9,15 @@ Answers synchronously with every target and its outcome; one failing host never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import msgspec
 from aiohttp import web
 
 from fleetd.api.audit import audit_note
-from fleetd.api.errors import BadRequest, engine_error
+from fleetd.api.errors import BadRequest, TooManyRequests, engine_error
 from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
 from fleetd.api.routes import OPERATOR, RouteTable
@@ -26,12 +28,40 @@ from fleetd.ops.containers import ActionOptions
 from fleetd.ops.selector import Selector, SelectorError, Target, resolve, validate
 from fleetd.ops.targets import HostUnavailable, client_for, settle
 
-__all__ = ["BatchRequest", "routes"]
+__all__ = ["BATCHES", "BatchRequest", "BatchSlots", "routes"]
 
 routes = RouteTable()
 
 #: At most this many per-target errors are copied into the audit entry's detail.
 AUDIT_ERRORS = 50
+#: Batches acting at once, fleet-wide (each with its own bounded concurrency): past it a batch is refused
+#: before it does anything, so concurrent requests never multiply the load on the daemons without bound.
+MAX_RUNNING_BATCHES = 4
+
+
+class BatchSlots:
+    """How many batches are acting now; one more than the cap is a 429 that says so (dry runs are free)."""
+
+    def __init__(self, size: int = MAX_RUNNING_BATCHES) -> None:
+        self.size = size
+        self.running = 0
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[None]:
+        if self.running >= self.size:
+            raise TooManyRequests(
+                f"{self.running} batch actions are running (at most {self.size} at once); "
+                "retry when one has finished",
+                code="too_many_batches",
+            )
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+
+
+BATCHES = web.AppKey("batches", BatchSlots)
 
 
 class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -83,7 +113,7 @@ def _result_view(r: TargetResult) -> BatchTarget:
     )  # fmt: skip
 
 
-@routes.post("/api/v1/actions", OPERATOR, "batch", "One action on every container a selector matches, across hosts", "containers", body="batch", errors=(400,), response=BatchAnswer)
+@routes.post("/api/v1/actions", OPERATOR, "batch", "One action on every container a selector matches, across hosts", "containers", body="batch", errors=(400, 429), response=BatchAnswer)
 async def batch_action(request: web.Request) -> web.Response:
     req = _parse(await request.read())
     fleet, poller = request.app[FLEET].state, request.app[FLEET].poller
@@ -107,9 +137,10 @@ async def batch_action(request: web.Request) -> web.Response:
         return json_response(BatchAnswer(req.action, True, selector, views, BatchSummary(len(targets))))
 
     options = ActionOptions(t=req.t, force=req.force)
-    results = await run_batch(targets, req.action, options, lambda host: client_for(fleet, poller, host))
-    acted = sorted({r.target.host for r in results if r.attempted})
-    await asyncio.gather(*(settle(fleet, poller, host) for host in acted))
+    with request.app[BATCHES].take():
+        results = await run_batch(targets, req.action, options, lambda host: client_for(fleet, poller, host))
+        acted = sorted({r.target.host for r in results if r.attempted})
+        await asyncio.gather(*(settle(fleet, poller, host) for host in acted))
     failed = [r for r in results if not r.ok]
     summary = BatchSummary(len(results), ok=len(results) - len(failed), failed=len(failed))
     note.detail.update(msgspec.to_builtins(summary))

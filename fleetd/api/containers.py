@@ -11,6 +11,7 @@ from fleetd.api.keys import FLEET
 from fleetd.api.params import get_bool, get_choice, get_int, get_one
 from fleetd.api.render import json_response
 from fleetd.api.routes import VIEWER, RouteTable
+from fleetd.api.views import ContainerPage
 from fleetd.fleet.match import CONTAINER_STATES, HEALTH_STATES, label_matches
 from fleetd.fleet.queries import AmbiguousContainer, ContainerQuery
 from fleetd.fleet.records import ContainerRecord
@@ -34,7 +35,7 @@ _SORT_KEYS: dict[str, Callable[[ContainerRecord], str]] = {
 _SORTS = set(_SORT_KEYS) | {f"-{k}" for k in _SORT_KEYS}
 
 
-@routes.get("/api/v1/containers", VIEWER, "containers.list", "Every container of the fleet, from the aggregate", "containers", query=("host", "host_label", "state", "health", "stale", "label", "image", "name", "sort", "limit", "offset"), errors=(404,))
+@routes.get("/api/v1/containers", VIEWER, "containers.list", "Every container of the fleet, from the aggregate", "containers", query=("host", "host_label", "state", "health", "stale", "label", "image", "name", "sort", "limit", "offset"), errors=(404,), response=ContainerPage)
 async def list_containers(request: web.Request) -> web.Response:
     q = request.query
     fleet = request.app[FLEET].state
@@ -74,7 +75,7 @@ async def list_containers(request: web.Request) -> web.Response:
     return json_response({"containers": page, "total": total, "offset": offset, "limit": limit})
 
 
-@routes.get("/api/v1/containers/{host}/{ref}", VIEWER, "containers.get", "One container from the aggregate", "containers", errors=(404,))
+@routes.get("/api/v1/containers/{host}/{ref}", VIEWER, "containers.get", "One container from the aggregate", "containers", errors=(400, 404), response=ContainerRecord)
 async def get_container(request: web.Request) -> web.Response:
     fleet = request.app[FLEET].state
     host, ref = request.match_info["host"], request.match_info["ref"]

@@ -1,7 +1,8 @@
 """Typed answers of the API (msgspec Structs): one shape per resource, encoded without dict building.
 
 ``HostView`` is one host of ``GET /api/v1/hosts`` (``HostDetailView`` adds the engine facts and the raw
-``/info`` for ``GET /api/v1/hosts/{host}``); ``SummaryView`` is ``GET /api/v1/summary``; ``BatchTarget``
+``/info`` for ``GET /api/v1/hosts/{host}``); ``SummaryView`` is ``GET /api/v1/summary``; ``ContainerPage``
+is ``GET /api/v1/containers`` (its rows are :class:`~fleetd.fleet.records.ContainerRecord`); ``BatchTarget``
 and ``BatchError`` are the per-target results of ``POST /api/v1/actions``.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from fleetd.fleet.queries import ContainerCounts, FleetSummary, HostCounts
-from fleetd.fleet.records import EngineFacts, Finding, HostRecord
+from fleetd.fleet.records import ContainerRecord, EngineFacts, Finding, HostRecord
 from fleetd.ops.selector import Selector
 from fleetd.util.timefmt import rfc3339
 
@@ -19,6 +20,7 @@ __all__ = [
     "BatchError",
     "BatchSummary",
     "BatchTarget",
+    "ContainerPage",
     "HostDetailView",
     "HostList",
     "HostView",
@@ -164,3 +166,12 @@ class BatchAnswer(msgspec.Struct, frozen=True):
     selector: Selector
     targets: list[BatchTarget]
     summary: BatchSummary
+
+
+class ContainerPage(msgspec.Struct, frozen=True):
+    """One page of the fleet's containers (host, then name, unless ``?sort=``) and how many match."""
+
+    containers: list[ContainerRecord]
+    total: int
+    offset: int
+    limit: int | None

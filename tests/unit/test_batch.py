@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from fleetd.api.batch import MAX_RUNNING_BATCHES
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi import DockerClient, EngineConflict, EngineUnreachable
 from fleetd.fleet.records import ContainerRecord, HostStatus
@@ -19,7 +20,7 @@ from fleetd.ops.batch import run_batch
 from fleetd.ops.containers import ActionOptions
 from fleetd.ops.selector import Selector, SelectorError, Target, resolve, validate
 from fleetd.ops.targets import HostUnavailable
-from tests.fakes import FakeEngines
+from tests.fakes import FakeEngines, Fault
 from tests.unit.opskit import Tokens, host, settings, start_client
 
 TOKENS = Tokens(ci="operator")
@@ -301,3 +302,23 @@ def test_name_means_one_thing_in_the_container_list_and_in_selectors(fleet: Flee
         assert not listed  # never a bare substring
     if pattern == "web":
         assert listed == {("h1", "web"), ("h2", "web")}  # not web-1, not webhook
+
+
+async def test_batches_acting_at_once_are_capped_fleet_wide(make_client: MakeClient, fake_engine: FakeEngines) -> None:
+    eng = await fake_engine(containers=8, seed=21)
+    client = await make_client(host("h1", eng.url, timeout=10.0))
+    eng.behaviour.slow_seconds = 1.5
+    eng.behaviour.faults["restart"] = Fault.SLOW
+    body = {"action": "restart", "selector": {"name": "*"}, "t": 0}
+    answers = await asyncio.gather(
+        *(client.post("/api/v1/actions", json=body, headers=OP) for _ in range(MAX_RUNNING_BATCHES + 2))
+    )
+    statuses = sorted(r.status for r in answers)
+    assert statuses == [200] * MAX_RUNNING_BATCHES + [429, 429], statuses
+    refused = [await r.json() for r in answers if r.status == 429]
+    assert all(e["error"]["code"] == "too_many_batches" for e in refused)
+    dry = {**body, "dry_run": True}
+    assert (await client.post("/api/v1/actions", json=dry, headers=OP)).status == 200
+    # the slots are given back: the next batch acts
+    eng.behaviour.faults.pop("restart")
+    assert (await client.post("/api/v1/actions", json=body, headers=OP)).status == 200
