@@ -207,6 +207,13 @@ class EngineConnections:
         if endpoint.tls is not None:
             self._ssl[endpoint.tls] = ctx
 
+    def prune_ssl(self, in_use: set[TLSConfig]) -> int:
+        """Forget the TLS contexts no host uses any more (after a reload); how many were dropped."""
+        stale = [tls for tls in self._ssl if tls not in in_use]
+        for tls in stale:
+            del self._ssl[tls]
+        return len(stale)
+
     def unix_paths(self) -> list[str]:
         return list(self._unix)
 

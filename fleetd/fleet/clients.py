@@ -123,3 +123,5 @@ class ClientFactory:
         for config in self.connections.ssh_configs():
             if config not in ssh_in_use:
                 await self.connections.release_ssh(config)
+        # TLS contexts (certificates, keys in memory) of hosts that left or changed their tls: settings
+        self.connections.prune_ssl({tls for h in hosts if h.enabled and (tls := tls_config(h)) is not None})

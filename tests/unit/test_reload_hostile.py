@@ -182,3 +182,18 @@ async def test_sighup_while_the_inventory_is_a_fifo_leaves_later_reloads_working
     assert "Traceback" not in text and "never retrieved" not in text, text[-3000:]
     assert text.count("reload rejected") == 8
     assert "a named pipe (FIFO), not a regular file" in text
+
+
+async def test_a_reload_forgets_the_tls_contexts_of_hosts_that_left(tmp_path: Path, fake_engine: FakeEngines) -> None:
+    a = await fake_engine(containers=1)
+    pem().write(tmp_path / "tls")
+    cfg = tmp_path / "fleetd.yaml"
+    secure = "{name: s, url: 'tcp://127.0.0.1:9', tls: {ca: tls/ca.pem, cert: tls/cert.pem, key: tls/key.pem}}"
+    write(cfg, [f"{{name: a, url: '{a.url}'}}", secure])
+    async with Fleet(load_config(cfg)) as fleet:
+        await wait_until(lambda: any(r.name == "s" and r.last_error for r in fleet.state.records()))
+        assert len(fleet.connections._ssl) == 1  # the key and certificates of host s, in memory
+        write(cfg, [f"{{name: a, url: '{a.url}'}}"])
+        await fleet.reload(cfg)
+        assert [r.name for r in fleet.state.records()] == ["a"]
+        assert fleet.connections._ssl == {}
