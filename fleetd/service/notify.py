@@ -15,10 +15,9 @@ from types import TracebackType
 
 import structlog
 
-__all__ = ["TEST_BLOCK_LOOP_ENV", "Notifier", "watchdog_loop"]
+__all__ = ["Notifier", "watchdog_loop"]
 
 # Test-only: see watchdog_loop(). Does nothing unless this variable is set.
-TEST_BLOCK_LOOP_ENV = "FLEETD_TEST_BLOCK_LOOP_FILE"
 _STATUS_TICK = 5.0  # seconds between checks of the status text
 
 
@@ -143,27 +142,15 @@ class Notifier:
         self.close()
 
 
-def _block_if_asked(path: str) -> None:
-    """Test switch: block the calling (event-loop) thread for an hour once ``path`` exists."""
-    if os.path.exists(path):
-        _log().warning("blocking the event loop on purpose (test switch)", file=path)
-        time.sleep(3600)
-
-
 async def watchdog_loop(notifier: Notifier, status: Callable[[], str] | None = None) -> None:
     """Ping the systemd watchdog from the event loop until cancelled; also keep ``STATUS=`` current.
 
     The pings run *in* the loop on purpose: a loop blocked for longer than ``WatchdogSec`` misses them
     and systemd restarts the service. ``status`` is polled every ``min(interval, 5 s)`` and sent when its
     text changes. With neither a watchdog nor a status source this just waits to be cancelled.
-
-    For tests only: when the notifier's environment sets ``FLEETD_TEST_BLOCK_LOOP_FILE`` to a path and
-    that file appears, the loop is blocked with ``time.sleep(3600)`` to prove the watchdog restarts the
-    service. Without that variable nothing of the kind happens.
     """
     interval = notifier.watchdog_interval()
-    block_file = notifier.environ.get(TEST_BLOCK_LOOP_ENV)
-    if interval is None and (status is None or not notifier.enabled) and not block_file:
+    if interval is None and (status is None or not notifier.enabled):
         await asyncio.Event().wait()
         return
     tick = min(interval, _STATUS_TICK) if interval is not None else _STATUS_TICK
@@ -173,8 +160,6 @@ async def watchdog_loop(notifier: Notifier, status: Callable[[], str] | None = N
     status_failed = False
     while True:
         now = loop.time()
-        if block_file:
-            _block_if_asked(block_file)
         if interval is not None and now >= next_ping:
             notifier.watchdog()
             # Fixed rate; after a stall start afresh instead of sending a burst of late pings.

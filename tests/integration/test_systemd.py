@@ -44,7 +44,9 @@ UNIT = "fleetd.service"
 CONFIG = "/etc/fleetd/fleetd.yaml"
 BLOCK_FILE = "/var/lib/fleetd/block-loop"  # StateDirectory: the sandboxed service can see it
 WATCHDOG_SEC = 4
-# The test-only drop-in. The block-loop switch exists only in this test's environment; the short watchdog
+HOOKS = "/usr/local/lib/fleetd-test-hooks"  # tests/integration/hooks/sitecustomize.py, copied in
+# The test-only drop-in. The block-loop hook exists only in this test's environment (fleetd has no such
+# switch: Python loads the hook's sitecustomize through PYTHONPATH); the short watchdog
 # makes a hung loop visible within seconds, and keeps STATUS= fresh every 2 s (fleetd checks it once per
 # watchdog ping). No LimitNOFILE= override is needed: the sandbox's hard open-file limit is 20,000 and
 # systemd clamps the unit's LimitNOFILE=65536 to it (setrlimit_closest) instead of failing the start.
@@ -52,6 +54,7 @@ DROP_IN = f"""\
 [Service]
 WatchdogSec={WATCHDOG_SEC}
 Environment=FLEETD_TEST_BLOCK_LOOP_FILE={BLOCK_FILE}
+Environment=PYTHONPATH={HOOKS}
 """
 EXPOSURE_LIMIT = 2.0
 NOTIFICATION = re.compile(r"^fleetd\.service: Got notification message from PID (\d+) \((.*)\)$")
@@ -213,6 +216,9 @@ def service(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             box.exec("chmod", "0660", "/run/docker.sock")
             box.exec("mkdir", "-p", f"/etc/systemd/system/{UNIT}.d")
             box.write_file(f"/etc/systemd/system/{UNIT}.d/test.conf", DROP_IN)
+            box.exec("mkdir", "-p", HOOKS)
+            hook = (Path(__file__).parent / "hooks" / "sitecustomize.py").read_text()
+            box.write_file(f"{HOOKS}/sitecustomize.py", hook)
             box.systemctl("daemon-reload", check=True)
             box.exec("systemd-analyze", "log-level", "debug")  # puts every sd_notify message in the journal
             print(f"systemd test set-up: {phases}", file=sys.stderr)
@@ -349,7 +355,7 @@ def test_watchdog_restarts_a_hung_event_loop(service: Service) -> None:
     # Remove the switch as soon as the loop is stuck, so the restarted fleetd runs normally.
     wait_for(
         "fleetd to block its event loop",
-        lambda: "blocking the event loop on purpose" in box.journal(UNIT),
+        lambda: "test hook: blocking the event loop on purpose" in box.journal(UNIT),
         timeout=15,
     )
     blocked = time.monotonic()

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from fleetd.service.notify import TEST_BLOCK_LOOP_ENV, Notifier, watchdog_loop
+from fleetd.service.notify import Notifier, watchdog_loop
 
 
 @pytest.fixture
@@ -220,38 +222,36 @@ async def test_nothing_to_do_waits_until_cancelled() -> None:
     await run_for(0.05, Notifier({}), status=lambda: "x")
 
 
-class Blocked(Exception):
-    pass
+HOOKS = Path(__file__).resolve().parents[1] / "integration" / "hooks"
 
 
-async def test_block_loop_switch(
-    listener: tuple[socket.socket, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, path = listener
-    sleeps: list[float] = []
-
-    def fake_sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        raise Blocked
-
-    monkeypatch.setattr(time, "sleep", fake_sleep)
+async def test_the_systemd_tests_block_loop_hook_stops_a_running_loop(tmp_path: Path) -> None:
+    """fleetd has no block-the-loop switch; the systemd test's sitecustomize hook (on PYTHONPATH) does it."""
     flag = tmp_path / "block"
-    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000", TEST_BLOCK_LOOP_ENV: str(flag)}
-    with Notifier(env) as n:
-        task = asyncio.create_task(watchdog_loop(n))
-        await asyncio.sleep(0.25)
-        assert sleeps == [] and not task.done()
+    program = (
+        "import asyncio\n"
+        "async def main():\n"
+        "    while True:\n"
+        "        print('tick', flush=True)\n"
+        "        await asyncio.sleep(0.05)\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(HOOKS), "FLEETD_TEST_BLOCK_LOOP_FILE": str(flag)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", program, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        assert await asyncio.wait_for(proc.stdout.readline(), 10) == b"tick\n"  # the loop runs
         flag.touch()
-        with pytest.raises(Blocked):
-            await asyncio.wait_for(task, 2)
-    assert sleeps == [3600]
-
-
-async def test_block_file_is_ignored_without_the_switch(
-    listener: tuple[socket.socket, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, path = listener
-    monkeypatch.setattr(time, "sleep", lambda s: pytest.fail("blocked without the switch"))
-    (tmp_path / "block").touch()
-    with Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}) as n:
-        await run_for(0.25, n)
+        line = await asyncio.wait_for(proc.stderr.readline(), 10)
+        assert b"blocking the event loop on purpose" in line
+        ticks = 0  # a running loop would print ~20 in the next second; a blocked one none after the hook
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                while await proc.stdout.readline():
+                    ticks += 1
+        assert ticks <= 5 and proc.returncode is None  # alive, but its loop no longer runs
+    finally:
+        proc.kill()
+        await proc.wait()
