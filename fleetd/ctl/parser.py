@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CONTAINER_STATES", "add_commands", "connection_options"]
 
+# Copies of fleet.match.CONTAINER_STATES and fleet.records.HostStatus, kept here so the command line starts
+# without importing the server's modules; tests/unit/test_ctl_output.py checks that they agree.
 CONTAINER_STATES: Final = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 HOST_STATES: Final = ("unknown", "up", "down", "error", "disabled")
 

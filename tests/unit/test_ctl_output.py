@@ -112,3 +112,12 @@ def test_sse_frames() -> None:
         ("message", "x", None),
     ]
     assert frames[0].json() == {"a": 1} and parser.last_id == "7"
+
+
+def test_the_clis_state_choices_are_the_servers() -> None:
+    from fleetd.ctl.parser import CONTAINER_STATES, HOST_STATES
+    from fleetd.fleet.match import CONTAINER_STATES as SERVER_CONTAINER_STATES
+    from fleetd.fleet.records import HostStatus
+
+    assert set(CONTAINER_STATES) == SERVER_CONTAINER_STATES
+    assert set(HOST_STATES) == {s.value for s in HostStatus}
