@@ -34,6 +34,7 @@ from fleetd.dockerapi.answers import (
     refuse_unasked,
     too_deep,
 )
+from fleetd.dockerapi.apiversion import format_api_version, parse_api_version
 from fleetd.dockerapi.connections import Endpoint, EngineConnections, TLSConfig, parse_endpoint
 from fleetd.dockerapi.errors import (
     DockerError,
@@ -59,29 +60,24 @@ MIN_API_VERSION = "1.24"
 T = TypeVar("T")
 
 
-def _vtuple(v: str) -> tuple[int, int]:
-    major, _, minor = v.strip().partition(".")
-    return int(major), int(minor or 0)
-
-
 def negotiate_version(daemon_max: str | None, daemon_min: str | None = None) -> str:
     """The lower of the daemon's maximum and ours, never below the daemon's minimum or 1.24."""
     try:
-        ours = _vtuple(CLIENT_API_VERSION)
-        theirs = _vtuple(daemon_max) if daemon_max else _vtuple(MIN_API_VERSION)
-        floor = max(_vtuple(MIN_API_VERSION), _vtuple(daemon_min) if daemon_min else (0, 0))
+        ours = parse_api_version(CLIENT_API_VERSION)
+        theirs = parse_api_version(daemon_max) if daemon_max else parse_api_version(MIN_API_VERSION)
+        floor = max(parse_api_version(MIN_API_VERSION), parse_api_version(daemon_min) if daemon_min else (0, 0))
     except ValueError as exc:
         raise EngineProtocolError(f"unparsable API version {daemon_max!r}/{daemon_min!r}") from exc
     chosen = min(ours, theirs)
     if chosen < floor:
-        if theirs < _vtuple(MIN_API_VERSION):
+        if theirs < parse_api_version(MIN_API_VERSION):
             raise EngineVersionError(
                 f"daemon speaks API {daemon_max}, older than the oldest supported {MIN_API_VERSION}"
             )
         raise EngineVersionError(
             f"daemon requires API ≥ {daemon_min}, this client speaks up to {CLIENT_API_VERSION}"
         )
-    return f"{chosen[0]}.{chosen[1]}"
+    return format_api_version(chosen)
 
 
 def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:

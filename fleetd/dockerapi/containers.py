@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from fleetd.dockerapi.apiversion import at_least
 from fleetd.dockerapi.models import ContainerInspect, ContainerSummary, CreateResult
 from fleetd.dockerapi.stream import MAX_LOG_LINE, LogLine, demux_log_stream
 from fleetd.dockerapi.transport import EngineTransport
@@ -132,14 +133,8 @@ class ContainersAPI:
             kind = resp.headers.get("Content-Type", "")
             if kind == "application/vnd.docker.multiplexed-stream":
                 tty = False
-            elif kind == "application/vnd.docker.raw-stream" and _at_least(self._client.api_version, 1, 42):
+            elif kind == "application/vnd.docker.raw-stream" and at_least(self._client.api_version, 1, 42):
                 tty = True
             async for line in demux_log_stream(resp.content, tty=tty, max_line=max_line):
                 yield line
 
-
-def _at_least(version: str | None, major: int, minor: int) -> bool:
-    if not version:
-        return False
-    head, _, tail = version.partition(".")
-    return (int(head), int(tail or 0)) >= (major, minor)

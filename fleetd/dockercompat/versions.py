@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from fleetd.dockerapi.apiversion import ApiVersion, format_api_version, parse_api_version
+
 __all__ = [
     "FLEETD_MAX_API",
     "FLEETD_MIN_API",
@@ -27,16 +29,9 @@ FLEETD_MIN_API = "1.24"
 ADVERTISE_FLOOR = "1.40"
 VERSION_PREFIX = re.compile(r"^/v(\d{1,3}\.\d{1,3})(/.*)$")
 
-Version = tuple[int, int]
-
-
-def parse_version(text: str) -> Version:
-    major, _, minor = text.strip().partition(".")
-    return int(major), int(minor or 0)
-
-
-def _fmt(v: Version) -> str:
-    return f"{v[0]}.{v[1]}"
+Version = ApiVersion
+parse_version = parse_api_version
+_fmt = format_api_version
 
 
 class Window:
