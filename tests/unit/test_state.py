@@ -73,7 +73,8 @@ def test_filters_combine() -> None:
     assert [c.name for c in fleet.containers(ContainerQuery(health="unhealthy"))] == ["web-2"]
     assert [c.name for c in fleet.containers(ContainerQuery(stale=True))] == ["web-2"]
     assert [c.name for c in fleet.containers(ContainerQuery(image="postgres"))] == ["db"]
-    assert {c.name for c in fleet.containers(ContainerQuery(name="web"))} == {"web-1", "webhook", "web-2"}
+    assert {c.name for c in fleet.containers(ContainerQuery(name="web*"))} == {"web-1", "webhook", "web-2"}
+    assert not fleet.containers(ContainerQuery(name="web"))  # exact or a glob, never a substring
 
 
 def test_staleness_by_age_even_when_up() -> None:
