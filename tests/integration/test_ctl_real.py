@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -336,32 +335,37 @@ def test_watch_in_a_terminal_shows_a_container_started_meanwhile(
             by_event = screen
         finally:
             d1.docker("rm", "-f", name, check=False)
-    if f"last event: container.added d1/{name}" not in by_event:
-        pytest.skip(
-            "the row came from --watch's periodic re-read: this fleetd's /api/v1/events sent no container.added "
-            "for the new container (event publishing not in this fleetd yet)"
-        )
+    # The row arrived with an event (added, or the changed that follows it within the same frame), not
+    # with --watch's 10 s re-read.
+    assert re.search(rf"last event: container\.(added|changed) d1/{re.escape(name)}", by_event), by_event[-2000:]
 
 
 def test_events_follows_the_fleet(fleet: CtlFleet, docker_lab: DockerLab) -> None:
     from tests.integration.ctl_pty import Stream
 
     d1 = docker_lab.daemons["d1"]
-    name = f"ctl-events-{secrets.token_hex(3)}"
+    tag = secrets.token_hex(3)
+    started: list[str] = []
+    out = ""
     with Stream([*_cli(), "events", "--json", "--host", "d1", "--type", "container"], fleet.env()) as stream:
-        time.sleep(1.0)  # subscribed (the stream has no line to wait for before its first event)
-        _run_labelled(d1, name, "ctl-events=1")
+        # The command prints nothing before its first event, so when it has subscribed is not visible: a
+        # container started before that is (rightly) not in its stream. Start one every 5 s until one is.
         try:
-            out = stream.wait_for(f'"name": "{name}"', within=15, must=False)
+            for attempt in range(6):
+                name = f"ctl-events-{tag}-{attempt}"
+                _run_labelled(d1, name, "ctl-events=1")
+                started.append(name)
+                out = stream.wait_for(f'"name": "{name}"', within=5, must=False)
+                if f'"name": "{name}"' in out:
+                    break
         finally:
-            d1.docker("rm", "-f", name, check=False)
-    if f'"name": "{name}"' not in out:
-        assert "fleetd:" not in out, out  # the stream was open: no error, simply no event
-        pytest.skip("fleetd's /api/v1/events sent no event for a container started on d1 within 15 s "
-                    "(event publishing not in this fleetd yet)")  # fmt: skip
+            for name in started:
+                d1.docker("rm", "-f", name, check=False)
+    assert "fleetd:" not in out, out  # the stream stayed open, without an error
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    added = [e for e in events if e["type"] == "container.added" and e["container"]["name"] == name]
-    assert added and added[0]["host"] == "d1" and added[0]["container"]["labels"] == {"ctl-events": "1"}
+    added = [e for e in events if e["type"] == "container.added" and e["container"]["name"] == started[-1]]
+    assert added, out
+    assert added[0]["host"] == "d1" and added[0]["container"]["labels"] == {"ctl-events": "1"}
 
 
 def test_snapshot_verbs_over_the_api(fleet: CtlFleet) -> None:
