@@ -72,6 +72,9 @@ async def read_capped(
     if length is not None and length > cap:
         resp.close()
         raise _too_large(limits, name, cap, where, url, f"announces {length:,} bytes")
+    if length is not None:
+        # The length is announced and within the cap: the parser stops at it, so one read is bounded.
+        return await resp.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():

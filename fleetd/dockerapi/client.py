@@ -14,9 +14,6 @@ sends (redirects, compressed bodies) and maps every failure into the error tree 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -24,11 +21,11 @@ from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
+from yarl import URL
 
 from fleetd.dockerapi.answers import (
     NOT_DOCKER,
     check_json_type,
-    payload_reason,
     read_capped,
     read_prefix,
     refuse_unasked,
@@ -39,12 +36,10 @@ from fleetd.dockerapi.connections import Endpoint, EngineConnections, TLSConfig,
 from fleetd.dockerapi.errors import (
     DockerError,
     EngineProtocolError,
-    EngineTimeout,
-    EngineTLSError,
-    EngineUnreachable,
     EngineVersionError,
     http_error,
 )
+from fleetd.dockerapi.failures import map_failure
 from fleetd.dockerapi.limits import ReadLimits
 from fleetd.dockerapi.models import is_podman_server
 from fleetd.dockerapi.ssh import SSHOptions
@@ -58,6 +53,7 @@ CLIENT_API_VERSION = "1.51"
 MIN_API_VERSION = "1.24"
 
 T = TypeVar("T")
+_URLS_KEPT = 64  # parsed request URLs remembered per client (polls, lists, inspects)
 
 
 def negotiate_version(daemon_max: str | None, daemon_min: str | None = None) -> str:
@@ -78,17 +74,6 @@ def negotiate_version(daemon_max: str | None, daemon_min: str | None = None) -> 
             f"daemon requires API ≥ {daemon_min}, this client speaks up to {CLIENT_API_VERSION}"
         )
     return format_api_version(chosen)
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 class DockerClient:
@@ -118,6 +103,8 @@ class DockerClient:
         self._fixed_version = api_version
         self._api_version: str | None = api_version
         self._negotiation: asyncio.Future[str] | None = None
+        self._default_timeout: tuple[Timeouts, tuple[aiohttp.ClientTimeout, float]] | None = None
+        self._urls: dict[tuple[str, tuple[tuple[str, str | int], ...]], URL] = {}  # see _url
         #: The daemon's ``Server`` header from ``/_ping`` (``Docker/20.10.24 (linux)``,
         #: ``Libpod/4.3.1 (linux)``), once negotiated; None before or when it sends none.
         self.server: str | None = None
@@ -195,64 +182,34 @@ class DockerClient:
     def _describe(self, method: str, path: str) -> str:
         return f"{method} {path} on {self.endpoint.url}"
 
-    def _map_error(self, exc: BaseException, method: str, path: str, timeout: float) -> DockerError:
-        where = self._describe(method, path)
-        url = self.endpoint.url
-        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-            return EngineTimeout(f"no answer within {timeout:g}s to {where}", url=url)
-        if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError)):
-            return EngineTLSError(f"TLS handshake with {url} failed: {exc}", url=url)
-        tls_cause = _ssl_cause(exc)
-        if tls_cause is not None:
-            # TLS 1.3 finishes the handshake before the server checks our certificate, so a
-            # refused client certificate shows up as an alert on the first request.
-            reason = tls_cause.reason or str(tls_cause)
-            if reason in ("SSLV3_ALERT_BAD_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
-                return EngineTLSError(
-                    f"{url} rejected fleetd's TLS client certificate ({reason}): check this host's "
-                    "tls.cert and tls.key and that the daemon's --tlscacert signed them",
-                    url=url,
-                )
-            return EngineTLSError(f"TLS error talking to {url} during {where}: {tls_cause}", url=url)
-        if isinstance(exc, aiohttp.ClientConnectorDNSError) or (
-            isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror)
-        ):
-            gai = exc.os_error
-            reason = gai.strerror or str(gai)
-            return EngineUnreachable(f"cannot resolve {exc.host}: {reason.lower()} (for {url})", url=url)
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            err = exc.os_error
-            reason = os.strerror(err.errno).lower() if err.errno else str(err)
-            return EngineUnreachable(f"cannot connect to {url}: {reason}", url=url)
-        if isinstance(exc, aiohttp.ServerDisconnectedError):
-            return EngineUnreachable(f"{url} closed the connection during {where}", url=url)
-        if isinstance(exc, aiohttp.ClientPayloadError):
-            # The connection broke mid-body (reset, closed before Content-Length, bad chunk
-            # framing): a transport failure, like a refused connection, not a bad answer.
-            return EngineUnreachable(f"{url} cut short its answer to {where}: {payload_reason(exc)}", url=url)
-        if isinstance(exc, (aiohttp.ClientOSError, OSError)):
-            return EngineUnreachable(f"connection to {url} failed during {where}: {exc}", url=url)
-        if isinstance(exc, aiohttp.ClientResponseError):
-            if "too long" in exc.message.lower() or "more than" in exc.message.lower():
-                return EngineProtocolError(
-                    f"the answer to {where} has a status line or header larger than 8190 bytes "
-                    f"(the limit fleetd reads): {NOT_DOCKER}",
-                    url=url,
-                )
-            if "too many headers" in exc.message.lower():
-                return EngineProtocolError(
-                    f"the answer to {where} has more than 128 headers: {NOT_DOCKER}", url=url
-                )
-            return EngineProtocolError(f"invalid HTTP answer to {where}: {exc.message}", url=url)
-        if isinstance(exc, aiohttp.ClientError):
-            return EngineUnreachable(f"request {where} failed: {exc}", url=url)
-        return DockerError(f"request {where} failed: {exc!r}", url=url)
-
     def _full_path(self, path: str, versioned: bool, version: str | None) -> str:
         return f"/v{version}{path}" if versioned and version else path
 
+    def _url(self, full: str, params: Params | None) -> URL:
+        """The request URL, parsed and encoded once per path and query (a poll asks the same few)."""
+        key = (full, tuple(params.items()) if params else ())
+        url = self._urls.get(key)
+        if url is None:
+            url = URL(self.endpoint.base + full)
+            if params:
+                url = url.extend_query(params)
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            self._urls[key] = url
+        return url
+
     def _timeout(self, total: float | None, read: float | None = None) -> tuple[aiohttp.ClientTimeout, float]:
         """A longer ``total`` (stop, pull, load) never lengthens the connect timeout."""
+        if total is None and read is None:  # every poll: built once per Timeouts in force
+            cached = self._default_timeout
+            if cached is not None and cached[0] is self.timeouts:
+                return cached[1]
+            built = self._build_timeout(None, None)
+            self._default_timeout = (self.timeouts, built)
+            return built
+        return self._build_timeout(total, read)
+
+    def _build_timeout(self, total: float | None, read: float | None) -> tuple[aiohttp.ClientTimeout, float]:
         t = total if total is not None else self.timeouts.total
         connect = self.timeouts.connect if self.timeouts.connect is not None else self.timeouts.total
         if t <= 0:  # a stream without an end (/events): only connecting and pauses are bounded
@@ -396,8 +353,7 @@ class DockerClient:
             # keep-alive connection turns out to be dead (RFC 9112 §9.3.1).
             async with session.request(
                 method,
-                self.endpoint.base + full,
-                params=params,
+                self._url(full, params),
                 data=data,
                 headers=headers,
                 ssl=self._connections.ssl_for(self.endpoint),
@@ -413,7 +369,7 @@ class DockerClient:
         except DockerError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise self._map_error(exc, method, path, t) from exc
+            raise map_failure(exc, self._describe(method, path), self.endpoint.url, t) from exc
 
     # The EngineTransport (transport.py) the sub-APIs are written against.
     stream = _stream

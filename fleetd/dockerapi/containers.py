@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -31,12 +32,24 @@ class ContainersAPI:
         timeout: float | None = None,
     ) -> list[ContainerSummary]:
         """``GET /containers/json``. Never asks for ``size`` (it makes the daemon walk layers)."""
+        body = await self.list_body(all=all, filters=filters, timeout=timeout)
+        return self._client.decode(body, _LIST, "GET", "/containers/json")
+
+    async def list_body(
+        self,
+        *,
+        all: bool = False,
+        filters: Mapping[str, builtins.list[str]] | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """``GET /containers/json`` undecoded (a poller that skips decoding an unchanged answer);
+        an empty or non-JSON answer is refused as in :meth:`list`."""
         params: dict[str, str | int] = {}
         if all:
             params["all"] = 1
         if filters:
             params["filters"] = msgspec.json.encode(dict(filters)).decode()
-        return await self._client.query("GET", "/containers/json", _LIST, params=params, timeout=timeout)
+        return await self._client.json_body("GET", "/containers/json", params=params, timeout=timeout)
 
     async def inspect(self, container_id: str, *, timeout: float | None = None) -> ContainerInspect:
         return await self._client.query(

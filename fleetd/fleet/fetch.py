@@ -1,7 +1,8 @@
 """One poll of one host: ``/info`` and ``/containers/json?all=1`` at once, and ``/images/json`` when due.
 
 Fetching writes nothing: it returns what the daemon said (:class:`Answer`) or why it failed
-(:class:`Failed`); the host loop turns that into records and hands them to the state's writer.
+(:class:`Failed`); the host loop turns that into records and hands them to the state's writer. The
+container list comes back undecoded: the host's record builder decodes only what changed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import msgspec
 import structlog
 
 from fleetd.dockerapi import (
-    ContainerSummary,
     DockerClient,
     DockerError,
     EngineTimeout,
@@ -32,7 +32,7 @@ log = structlog.get_logger("fleetd.poller")
 class Answer:
     info: SystemInfo
     info_raw: msgspec.Raw
-    containers: list[ContainerSummary]
+    containers: bytes  # the /containers/json answer, JSON not yet decoded
     images: list[ImageSummary] | None  # None: not asked for
 
 
@@ -51,7 +51,7 @@ def _failure(errors: list[DockerError]) -> Failed:
 
 async def fetch(client: DockerClient, host: str, *, images: bool) -> Answer | Failed:
     info_r: tuple[SystemInfo, msgspec.Raw] | BaseException
-    cont_r: list[ContainerSummary] | BaseException
+    cont_r: bytes | BaseException
     img_r: list[ImageSummary] | BaseException | None = None
     if images:
         # /images/json follows /info on the connection /info just freed: a poll needs two
@@ -66,11 +66,11 @@ async def fetch(client: DockerClient, host: str, *, images: bool) -> Answer | Fa
             return info
 
         info_r, cont_r = await asyncio.gather(
-            info_then_images(), client.containers.list(all=True), return_exceptions=True
+            info_then_images(), client.containers.list_body(all=True), return_exceptions=True
         )
     else:
         info_r, cont_r = await asyncio.gather(
-            client.system.info_raw(), client.containers.list(all=True), return_exceptions=True
+            client.system.info_raw(), client.containers.list_body(all=True), return_exceptions=True
         )
     errors: list[DockerError] = []
     for r in (info_r, cont_r, img_r):

@@ -13,13 +13,21 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 
 from fleetd.dockerapi import DockerClient, DockerError
+from fleetd.fleet.builder import ContainerRecords
 from fleetd.fleet.fetch import Answer, Failed, fetch
-from fleetd.fleet.records import ContainerRecords, EngineFacts, HostRecord, HostStatus, image_record
+from fleetd.fleet.records import (
+    ContainerDiff,
+    ContainerRecord,
+    EngineFacts,
+    HostRecord,
+    HostStatus,
+    image_record,
+)
 from fleetd.fleet.schedule import Schedule
 from fleetd.fleet.state import FleetState, PollFailure, PollSuccess
 from fleetd.util.timefmt import rfc3339
@@ -27,6 +35,7 @@ from fleetd.util.timefmt import rfc3339
 __all__ = ["HostLoop", "PollObserver"]
 
 log = structlog.get_logger("fleetd.poller")
+T = TypeVar("T")
 
 
 class PollObserver(Protocol):
@@ -155,18 +164,35 @@ class HostLoop:
         if epoch != self.epoch:
             self.state.poll_done(name, duration, None)  # an action happened meanwhile; polled again next
             return
-        self.observer.observe_poll(name, duration, isinstance(got, Answer))
+        now = time.time()
+        built: tuple[tuple[ContainerRecord, ...], ContainerDiff] | None = None
+        if isinstance(got, Answer):
+            try:  # only what changed since the last poll is decoded
+                built = self.containers.build_body(name, got.containers, rfc3339(now), self._decode)
+            except DockerError as exc:  # invalid JSON or the wrong shape: an unusable answer
+                got = Failed(HostStatus.ERROR, str(exc))
+        self.observer.observe_poll(name, duration, not isinstance(got, Failed))
         if isinstance(got, Failed):
             self._failed(got, duration)
-        else:
-            self._answered(got, duration, stamp, sent_at)
+        elif built is not None:
+            self._answered(got, built, now, duration, stamp, sent_at)
 
-    def _answered(self, got: Answer, duration: float, stamp: int = 0, sent_at: float = 0.0) -> None:
+    def _decode(self, body: bytes, type_: type[T]) -> T:
+        return self.client.decode(body, type_, "GET", "/containers/json")
+
+    def _answered(
+        self,
+        got: Answer,
+        built: tuple[tuple[ContainerRecord, ...], ContainerDiff],
+        now: float,
+        duration: float,
+        stamp: int = 0,
+        sent_at: float = 0.0,
+    ) -> None:
         name = self.name
-        now = time.time()
         if got.images is not None:
             self.images_wanted = False
-        records, diff = self.containers.build_diff(name, got.containers, rfc3339(now))
+        records, diff = built
         api_version = self.client.api_version
         result = PollSuccess(
             at=now,

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import enum
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
 import msgspec
 
 from fleetd.config.model import HostSettings
-from fleetd.dockerapi.models import ContainerSummary, ImageSummary, SystemInfo
+from fleetd.dockerapi.models import ContainerSummary, ImageSummary, Port, SystemInfo
 from fleetd.util.timefmt import rfc3339
 
 __all__ = [
     "CONTAINER_FIELDS",
     "ContainerDiff",
     "ContainerRecord",
-    "ContainerRecords",
     "ContainerTally",
     "EngineFacts",
     "Finding",
@@ -151,6 +151,24 @@ def _health(c: ContainerSummary) -> str:
     return "starting" if m.group(1) == "health: starting" else m.group(1)
 
 
+# What many containers across the fleet share (label keys and values, images, commands, port
+# records) is kept once: interned strings, and one record per distinct port mapping.
+_intern = sys.intern
+_PORTS: dict[tuple[int, str, str | None, int | None], PortRecord] = {}
+_PORTS_MAX = 65_536  # distinct port mappings remembered (the cache starts over past it)
+
+
+def _port(p: Port) -> PortRecord:
+    key = (p.PrivatePort, p.Type, p.IP, p.PublicPort)
+    found = _PORTS.get(key)
+    if found is None:
+        if len(_PORTS) >= _PORTS_MAX:
+            _PORTS.clear()
+        ip = _intern(p.IP) if p.IP is not None else None
+        found = _PORTS[key] = PortRecord(private_port=p.PrivatePort, type=_intern(p.Type), ip=ip, public_port=p.PublicPort)
+    return found
+
+
 def container_record(host: str, c: ContainerSummary, observed_at: str | None) -> ContainerRecord:
     names = [n.lstrip("/") for n in (c.Names or [])]
     return ContainerRecord(
@@ -158,18 +176,15 @@ def container_record(host: str, c: ContainerSummary, observed_at: str | None) ->
         id=c.Id,
         name=names[0] if names else c.Id[:12],
         names=names,
-        image=c.Image,
-        image_id=c.ImageID,
-        command=c.Command,
-        state=c.State,
-        status=c.Status,
+        image=_intern(c.Image),
+        image_id=_intern(c.ImageID),
+        command=_intern(c.Command),
+        state=_intern(c.State),
+        status=_intern(c.Status),
         health=_health(c),
         created=rfc3339(c.Created) if c.Created else None,
-        labels=c.Labels if c.Labels is not None else {},  # shared with the summary: neither is mutated
-        ports=[
-            PortRecord(private_port=p.PrivatePort, type=p.Type, ip=p.IP, public_port=p.PublicPort)
-            for p in (c.Ports or [])
-        ],
+        labels={_intern(k): _intern(v) for k, v in c.Labels.items()} if c.Labels else {},
+        ports=[_port(p) for p in c.Ports] if c.Ports else [],
         observed_at=observed_at,
     )
 
@@ -198,61 +213,6 @@ def diff_containers(old: tuple[ContainerRecord, ...], new: tuple[ContainerRecord
             diff.changed.append((c, fields))
     diff.removed.extend(before.values())
     return diff
-
-
-class ContainerRecords:
-    """Builds one host's container records poll after poll, reusing the record of every
-    container whose summary has not changed since the previous poll (only ``observed_at``
-    moves). Most containers are unchanged between polls, so this saves most of the work and
-    keeps new long-lived objects, and with them the garbage collector's work, to a minimum."""
-
-    __slots__ = ("_seen",)
-
-    def __init__(self) -> None:
-        self._seen: dict[str, tuple[ContainerSummary, ContainerRecord]] = {}
-
-    def build(
-        self, host: str, containers: list[ContainerSummary], observed_at: str | None
-    ) -> tuple[ContainerRecord, ...]:
-        """The records of ``containers``, ordered by name."""
-        return self.build_diff(host, containers, observed_at)[0]
-
-    def build_diff(
-        self, host: str, containers: list[ContainerSummary], observed_at: str | None
-    ) -> tuple[tuple[ContainerRecord, ...], ContainerDiff]:
-        """The records, and how they differ from the previous build's (added, changed, removed).
-
-        An unchanged summary means an unchanged record, so the comparison costs nothing more for the
-        containers that did not change; only rebuilt ones are compared field by field."""
-        seen = self._seen
-        fresh: dict[str, tuple[ContainerSummary, ContainerRecord]] = {}
-        records: list[ContainerRecord] = []
-        diff = ContainerDiff()
-        hits = 0
-        for c in containers:
-            hit = seen.get(c.Id)
-            if hit is not None and hit[0] == c:
-                summary, record = hit[0], msgspec.structs.replace(hit[1], observed_at=observed_at)
-                hits += 1
-            else:
-                summary, record = c, container_record(host, c, observed_at)
-                if hit is None:
-                    diff.added.append(record)
-                else:
-                    hits += 1
-                    if fields := changed_fields(hit[1], record):
-                        diff.changed.append((record, fields))
-            fresh[c.Id] = (summary, record)
-            records.append(record)
-        if hits != len(seen):
-            diff.removed.extend(r for cid, (_, r) in seen.items() if cid not in fresh)
-        self._seen = fresh
-        records.sort(key=_by_name)
-        return tuple(records), diff
-
-
-def _by_name(c: ContainerRecord) -> str:
-    return c.name
 
 
 def image_record(i: ImageSummary) -> ImageRecord:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi.models import ContainerSummary
-from fleetd.fleet.records import ContainerRecords, HostRecord, container_record
+from fleetd.fleet.builder import ContainerRecords
+from fleetd.fleet.records import HostRecord, container_record
 
 
 def _c(cid: str, name: str, state: str = "running", image: str = "nginx:1.27") -> ContainerSummary:

@@ -1,0 +1,224 @@
+"""10,000 simulated hosts on one fleetd: complete view, CPU share, memory, file descriptors, API latency.
+
+    python -m bench.scale_bench --hosts 10000 --fleets 5 --interval 30 --window 60 --rate 100
+
+Starts ``--fleets`` ``bench.fake_fleet`` processes (``--hosts`` split between them, each with its own
+seed, so every engine has its own ID), writes one fleetd config for all their ports and runs
+``fleetd run``. Measured: wall time from exec to the first ``/api/v1/summary`` with every host ``up``;
+after ``--settle`` seconds, over ``--window`` seconds: fleetd's CPU share (utime + stime / wall),
+CPU ms per poll, VmRSS per host, open file descriptors; and, during the same window, API requests at
+``--rate`` per second (a mix of ``/api/v1/summary``, ``/api/v1/hosts?limit=100``,
+``/api/v1/containers?limit=100`` and filtered container queries), latency taken from each request's
+*scheduled* time (no coordinated omission): p50, p99, max.
+
+File descriptors: 10,000 hosts with Engine events on would need a stream and a liveness connection
+per host on top of the polls, more than the machine's 20,000 open files, so ``--events`` defaults to
+false here; fleetd itself keeps one poll connection per host when two would not fit (see
+``fleetd.fleet.poller``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.fleet_bench import (
+    PYTHON,
+    RESULTS,
+    ROOT,
+    Api,
+    cpu_seconds,
+    free_port,
+    open_fds,
+    status_kib,
+    stop,
+    wait_complete,
+)
+
+__all__ = ["main"]
+
+MIX = (
+    "/api/v1/summary",
+    "/api/v1/hosts?limit=100",
+    "/api/v1/containers?limit=100",
+    "/api/v1/containers?label=app=web&limit=100",
+    "/api/v1/containers?state=exited&limit=100",
+)
+
+
+def start_fleets(args: argparse.Namespace, work: Path) -> tuple[list[subprocess.Popen[str]], list[int]]:
+    procs: list[subprocess.Popen[str]] = []
+    ports: list[int] = []
+    share = [args.hosts // args.fleets + (i < args.hosts % args.fleets) for i in range(args.fleets)]
+    files = []
+    for i, n in enumerate(share):
+        pf = work / f"ports-{i}.txt"
+        cmd = [PYTHON, "-m", "bench.fake_fleet", "--hosts", str(n), "--containers", str(args.containers),
+               "--latency", str(args.latency), "--seed", str(i + 1), "--port-file", str(pf)]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True))
+        files.append(pf)
+    for proc, pf in zip(procs, files, strict=True):
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"fake fleet did not start: {line!r}")
+        ports += [int(p) for p in pf.read_text().split()]
+    return procs, ports
+
+
+def write_config(path: Path, args: argparse.Namespace, ports: list[int], listen: int) -> None:
+    lines = [
+        f"listen: 127.0.0.1:{listen}",
+        "poll:",
+        f"  interval: {args.interval:g}s",
+        f"  timeout: {args.timeout:g}s",
+        f"  concurrency: {args.concurrency}",
+        "snapshots: {enabled: false}",
+        "auth: {anonymous_read: true}",
+        "log: {level: warning, format: json}",
+        f"events: {str(args.events).lower()}",
+        "hosts:",
+    ]
+    lines += [f"  - {{name: h{i:05d}, url: 'tcp://127.0.0.1:{p}'}}" for i, p in enumerate(ports)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+async def api_load(port: int, rate: float, duration: float) -> dict[str, Any]:
+    latencies: dict[str, list[float]] = {p: [] for p in MIX}
+    errors = 0
+    n = int(rate * duration)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as http:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time() + 0.2
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            at = t0 + i / rate
+            path = MIX[i % len(MIX)]
+            await asyncio.sleep(max(0.0, at - loop.time()))
+            try:
+                async with http.get(f"http://127.0.0.1:{port}{path}") as resp:
+                    await resp.read()
+                    errors += resp.status != 200
+            except aiohttp.ClientError:
+                errors += 1
+            latencies[path].append(loop.time() - at)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    every = sorted(x for v in latencies.values() for x in v)
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return 1000 * xs[min(len(xs) - 1, int(len(xs) * q))]
+
+    return {
+        "requests": n,
+        "errors": errors,
+        "p50_ms": pct(every, 0.5),
+        "p99_ms": pct(every, 0.99),
+        "max_ms": 1000 * every[-1],
+        "by_path_p99_ms": {p: pct(v, 0.99) for p, v in latencies.items() if v},
+    }
+
+
+_POLLS_RE = re.compile(r'^fleetd_poll_duration_seconds_count\{outcome="(\w+)"\} (\S+)$', re.M)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"load_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
+        work = Path(tmp)
+        fleets, ports = start_fleets(args, work)
+        try:
+            listen = free_port()
+            config = work / "fleetd.yaml"
+            write_config(config, args, ports, listen)
+            log = open(work / "fleetd.log", "w")  # noqa: SIM115 - closed below
+            env = dict(os.environ)
+            if args.loop:
+                env["FLEETD_EVENT_LOOP"] = args.loop
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                [PYTHON, "-m", "fleetd", "run", "--config", str(config)], cwd=work, stdout=log, stderr=log, env=env
+            )
+            api = Api(listen)
+            try:
+                done = wait_complete(api, proc, started, len(ports), len(ports), 0.25)
+                out["complete_seconds"] = done["complete_seconds"]
+                out["listening_seconds"] = done["listening_seconds"]
+                print(f"complete view after {done['complete_seconds']:.2f} s", flush=True)
+                time.sleep(args.settle)
+                polls0, cpu0, t0 = api.polls(), cpu_seconds(proc.pid), time.monotonic()
+                fleet_cpu0 = sum(cpu_seconds(f.pid) for f in fleets)
+                out["api"] = asyncio.run(api_load(listen, args.rate, args.window))
+                wall = time.monotonic() - t0
+                cpu = cpu_seconds(proc.pid) - cpu0
+                polls = api.polls() - polls0
+                out["window_seconds"] = wall
+                out["polls"] = polls
+                out["cpu_share"] = cpu / wall
+                out["cpu_ms_per_poll"] = 1000 * cpu / polls if polls else float("nan")
+                out["fake_fleets_cpu_share"] = (sum(cpu_seconds(f.pid) for f in fleets) - fleet_cpu0) / wall
+                out["rss_kib"] = status_kib(proc.pid, "VmRSS")
+                out["rss_kib_per_host"] = out["rss_kib"] / len(ports)
+                out["open_fds"] = open_fds(proc.pid)
+                out["hosts_up_at_end"] = api.json("/api/v1/summary")["hosts"]["by_state"]
+            finally:
+                out["exit_code"] = stop(proc, 30)
+                log.close()
+                with contextlib.suppress(OSError):
+                    out["log_tail"] = (work / "fleetd.log").read_text()[-2000:]
+        finally:
+            for f in fleets:
+                stop(f)
+    out["load_after"] = os.getloadavg()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.scale_bench", description=__doc__.split("\n")[0])
+    p.add_argument("--hosts", type=int, default=10_000)
+    p.add_argument("--fleets", type=int, default=5, help="fake fleet processes")
+    p.add_argument("--containers", type=int, default=40)
+    p.add_argument("--latency", type=float, default=0.05)
+    p.add_argument("--interval", type=float, default=30.0)
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--concurrency", type=int, default=256)
+    p.add_argument("--events", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--loop", default="", help="FLEETD_EVENT_LOOP for fleetd (asyncio, uvloop)")
+    p.add_argument("--settle", type=float, default=30.0)
+    p.add_argument("--window", type=float, default=60.0)
+    p.add_argument("--rate", type=float, default=100.0, help="API requests per second during the window")
+    args = p.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    report = {"args": vars(args), "commit": commit.strip()} | run(args)
+    name = RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}-scale-h{args.hosts}.json"
+    name.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    a = report["api"]
+    print(
+        f"hosts {args.hosts}: complete view {report['complete_seconds']:.2f} s; CPU share {report['cpu_share']:.1%} "
+        f"({report['cpu_ms_per_poll']:.3f} ms/poll, {report['polls']:.0f} polls in {report['window_seconds']:.0f} s); "
+        f"RSS {report['rss_kib'] / 1024:.0f} MiB = {report['rss_kib_per_host']:.1f} KiB/host; fds {report['open_fds']}; "
+        f"API at {args.rate:g}/s: p50 {a['p50_ms']:.1f} ms, p99 {a['p99_ms']:.1f} ms, max {a['max_ms']:.0f} ms, "
+        f"errors {a['errors']}; by path p99 {json.dumps({k: round(v, 1) for k, v in a['by_path_p99_ms'].items()})}; "
+        f"states at end {report['hosts_up_at_end']}; load {report['load_before'][0]:.1f} → {report['load_after'][0]:.1f}"
+    )
+    print(f"results: {name.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""One host's container records, poll after poll, from the daemon's ``/containers/json`` answer.
+
+Most polls find nothing changed, so most of the work is not done:
+
+- an answer byte for byte the same as the previous one (the usual case: dockerd writes the same JSON
+  for the same containers) is **not decoded at all**; the previous records come back with the new
+  ``observed_at``, and the diff is empty;
+- otherwise the answer is split into its elements (``list[msgspec.Raw]``, no values decoded) and only
+  the elements whose JSON changed are decoded and rebuilt; the others reuse their record.
+
+Nothing of the answer is kept but hashes (64-bit, keyed per process, compared together with the
+length), so a host costs no copy of its last answer; a changed answer could only be taken for the
+previous one by a 2⁻⁶⁴ collision. The records are the only long-lived objects a poll creates, and only
+for what changed (records are ``gc=False``: the cyclic collector never walks them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import msgspec
+
+from fleetd.dockerapi.models import ContainerSummary
+from fleetd.fleet.records import ContainerDiff, ContainerRecord, changed_fields, container_record
+
+__all__ = ["ContainerRecords", "Decode"]
+
+T = TypeVar("T")
+#: Decodes JSON into a type, raising the Engine client's protocol error (``DockerClient.decode``).
+Decode = Callable[[bytes, type[Any]], Any]
+
+_RAW_LIST = list[msgspec.Raw]
+_SUMMARIES = list[ContainerSummary]
+_replace = msgspec.structs.replace
+
+
+def _plain_decode(body: bytes, type_: type[T]) -> T:
+    return msgspec.json.decode(body, type=type_)
+
+
+class ContainerRecords:
+    """Builds one host's records, reusing the record of every container whose JSON has not changed."""
+
+    __slots__ = ("_body", "_keys", "_records")
+
+    def __init__(self) -> None:
+        self._body: tuple[int, int] | None = None  # (length, hash) of the last answer built from
+        self._records: tuple[ContainerRecord, ...] = ()  # the last build, ordered by name
+        self._keys: tuple[int, ...] = ()  # hash of each of those records' JSON element, same order
+
+    def same_answer(self, body: bytes) -> bool:
+        """True when ``body`` is the answer the last build was made from."""
+        return self._body == (len(body), hash(body))
+
+    def build_body(
+        self, host: str, body: bytes, observed_at: str | None, decode: Decode = _plain_decode
+    ) -> tuple[tuple[ContainerRecord, ...], ContainerDiff]:
+        """The records of a ``/containers/json`` answer, ordered by name, and how they differ from
+        the previous build's. ``decode`` raises on JSON that is invalid or of the wrong shape; the
+        builder is unchanged then."""
+        key = (len(body), hash(body))
+        if key == self._body:
+            records = tuple([_replace(r, observed_at=observed_at) for r in self._records])
+            self._records = records
+            return records, ContainerDiff()
+        raws: list[msgspec.Raw] = decode(body, _RAW_LIST)
+        elements = [bytes(raw) for raw in raws]
+
+        def one(element: bytes) -> ContainerSummary:
+            try:
+                summary: ContainerSummary = decode(element, ContainerSummary)
+            except Exception:
+                decode(body, _SUMMARIES)  # the error as the whole answer reports it (with its path)
+                raise
+            return summary
+
+        out = self._build(host, [(hash(e), e) for e in elements], observed_at, one)
+        self._body = key
+        return out
+
+    def build(
+        self, host: str, containers: Iterable[ContainerSummary], observed_at: str | None
+    ) -> tuple[ContainerRecord, ...]:
+        """The records of already decoded summaries, ordered by name."""
+        return self.build_diff(host, containers, observed_at)[0]
+
+    def build_diff(
+        self, host: str, containers: Iterable[ContainerSummary], observed_at: str | None
+    ) -> tuple[tuple[ContainerRecord, ...], ContainerDiff]:
+        """As :meth:`build_body`, from decoded summaries (keyed by their JSON encoding)."""
+        items = [(hash(msgspec.json.encode(c)), c) for c in containers]
+        self._body = None
+        return self._build(host, items, observed_at, None)
+
+    def _build(
+        self,
+        host: str,
+        items: list[tuple[int, Any]],
+        observed_at: str | None,
+        decode_one: Callable[[Any], ContainerSummary] | None,
+    ) -> tuple[tuple[ContainerRecord, ...], ContainerDiff]:
+        previous = dict(zip(self._keys, self._records, strict=True))
+        built: list[tuple[int, ContainerRecord]] = []
+        fresh: list[ContainerRecord] = []
+        for k, item in items:
+            old = previous.pop(k, None)
+            if old is not None:  # the same JSON: the same record, seen again
+                built.append((k, _replace(old, observed_at=observed_at)))
+                continue
+            summary = decode_one(item) if decode_one is not None else item
+            record = container_record(host, summary, observed_at)
+            built.append((k, record))
+            fresh.append(record)
+        diff = ContainerDiff()
+        if fresh or previous:
+            before = {r.id: r for r in previous.values()}  # records whose JSON is not in this answer
+            for record in fresh:
+                prev = before.pop(record.id, None)
+                if prev is None:
+                    diff.added.append(record)
+                elif fields := changed_fields(prev, record):
+                    diff.changed.append((record, fields))
+            diff.removed.extend(before.values())
+        built.sort(key=lambda kr: kr[1].name)
+        self._keys = tuple([k for k, _ in built])
+        self._records = tuple([r for _, r in built])
+        return self._records, diff
+
