@@ -5,8 +5,8 @@ and kept) into a bounded buffer of its own; a full buffer stops that pump, and w
 until the client has taken lines, so a slow client costs bounded memory and never a lost line.
 The iterator emits the earliest buffered line once every live container has a line buffered (nothing
 earlier can come) or once it has waited ``window`` seconds. With a :class:`Selection` the set of
-containers is re-read from the fleet state whenever the state changes, so containers that start later
-join the stream. :meth:`LogStream.aclose` cancels every pump, which closes every upstream connection.
+containers is re-read from the fleet state when its change signal says a matching host's containers
+changed (:mod:`fleetd.logs.discovery`), so containers that start later join the stream. :meth:`LogStream.aclose` cancels every pump, which closes every upstream connection.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import structlog
 from fleetd.dockerapi import DockerClient, DockerError
 from fleetd.dockerapi.stream import MAX_LOG_LINE
 from fleetd.fleet.state import ContainerQuery, FleetState
+from fleetd.logs.discovery import ChangeWatch
 from fleetd.logs.entries import LogEnd, LogEntry, LogError, since_param, split_timestamp
 
 __all__ = ["ClientFor", "LogStream", "Selection", "StreamOptions", "Target", "TooManyContainers"]
@@ -34,7 +35,7 @@ ClientFor = Callable[[str], DockerClient]
 Key = tuple[str, str]  # (host, container id)
 
 IDLE_TICK = 1.0  # the iterator yields None this often when idle, so its writer can check the client
-DISCOVERY_EVERY = 0.5  # how often a merged stream looks for a state change
+DISCOVERY_RETRY = 0.5  # a container still draining or recently failed is looked at again after this
 RETRY_AFTER = 5.0  # a container whose stream failed is not tried again sooner
 READ_TIMEOUT = 30.0  # a plain (not followed) read fails when the daemon sends nothing this long
 BATCH = 512  # lines handed to the writer at once, so it writes them with one call
@@ -124,6 +125,7 @@ class LogStream:
         self._errors: list[LogError] = []  # merged streams: containers whose stream failed, to report
         self._end: str | None = None
         self._closed = False
+        self._changes: ChangeWatch | None = None
         for target in targets:
             self._add(target, options.tail, options.since)
 
@@ -145,6 +147,8 @@ class LogStream:
             if c.stale:
                 continue  # its host is not answering; discovery picks it up once it does
             self._add(Target(c.host, c.id, c.name), self._options.tail, self._options.since)
+        self._changes = ChangeWatch(state, selection.hosts, self._wake)
+        self._changes.start()
 
     def close(self, reason: str) -> None:
         """End the stream from outside (shutdown): the iterator sends ``LogEnd(reason)`` and stops."""
@@ -155,6 +159,8 @@ class LogStream:
     async def aclose(self) -> None:
         """Cancel every pump and wait for it (each closes its upstream connection). Safe twice."""
         self._closed = True
+        if self._changes is not None:
+            await self._changes.aclose()
         tasks = [s.task for s in self._sources.values() if s.task is not None]
         for task in tasks:
             task.cancel()
@@ -234,11 +240,14 @@ class LogStream:
 
     # -- discovery -----------------------------------------------------------------------------
 
-    def _discover(self) -> None:
+    def _discover(self) -> bool:
+        """Start streams for matching containers not followed yet; True when some must be looked at
+        again later (their last lines are still going out, or their stream failed a moment ago)."""
         state, selection = self._state, self._selection
         if state is None or selection is None or state.version == self._seen_version:
-            return
+            return False
         self._seen_version = state.version
+        again = False
         now = time.monotonic()
         for c in state.containers(selection.query()):
             key = (c.host, c.id)
@@ -249,6 +258,7 @@ class LogStream:
                 now - self._failed_at.get(key, -RETRY_AFTER) < RETRY_AFTER
             ):
                 self._seen_version = -1  # its last lines are still going out, or it failed: look again
+                again = True
                 continue
             if len(self.following) >= self._options.max_containers:
                 if not self._capped:
@@ -265,6 +275,7 @@ class LogStream:
             else:
                 since = None  # a container created after the start: all of its lines are new
             self._add(Target(c.host, c.id, c.name), None, since)
+        return again
 
     # -- merging -------------------------------------------------------------------------------
 
@@ -324,15 +335,16 @@ class LogStream:
         """Batches of lines (every line ready now, up to :data:`BATCH`), ``None`` on an idle tick, and
         the final :class:`LogEnd`. Close it (``aclosing``) when leaving early."""
         loop = asyncio.get_running_loop()
-        next_discovery = last_out = loop.time()
+        last_out = loop.time()
+        next_discovery: float | None = None  # a retry of containers that could not be followed yet
         while not self._closed:
             if self._end is not None:
                 yield LogEnd(self._end)
                 return
             now = loop.time()
-            if now >= next_discovery:
-                self._discover()
-                next_discovery = now + DISCOVERY_EVERY
+            changed = self._changes is not None and self._changes.take()
+            if changed or (next_discovery is not None and now >= next_discovery):
+                next_discovery = now + DISCOVERY_RETRY if self._discover() else None
             batch: list[Item] = []
             due: float | None = None
             while len(batch) < BATCH:
@@ -356,7 +368,7 @@ class LogStream:
                 last_out = loop.time()
                 continue
             wait = last_out + IDLE_TICK - now
-            if self._state is not None:
+            if next_discovery is not None:
                 wait = min(wait, next_discovery - now)
             if due is not None:
                 wait = min(wait, due - now)

@@ -17,6 +17,8 @@ from fleetd.api.keys import FLEET
 from fleetd.api.logs import LOG_STREAMS
 from fleetd.config.container_logs import ContainerLogSettings
 from fleetd.config.model import HostSettings
+from fleetd.fleet.queries import ContainerQuery
+from fleetd.logs import stream as log_stream
 from tests.unit.logkit import LogEngine, stamp
 from tests.unit.opskit import Tokens, host, settings, start_client, wait_until
 
@@ -247,3 +249,33 @@ async def test_a_long_plain_read_is_not_cut_by_the_request_timeout(make_client: 
         lines = await read_lines(resp, 40, timeout=10.0)
         assert [x.get("line") for x in lines[:-1]] == [f"n{i}" for i in range(30)]
         assert lines[-1] == {"reason": "all lines sent", "end": True}
+
+
+async def test_a_merged_follow_looks_again_on_the_change_signal_not_on_a_timer(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_stream, "DISCOVERY_RETRY", 3600.0)  # no timer could find a late container
+    async with LogEngine() as e1:
+        e1.add("web1", {"app": "web"})
+        client = await make_client(host("h1", e1.url, interval=0.2))
+        state_type = type(client.app[FLEET].state)
+        scans: list[ContainerQuery] = []
+        real = state_type.containers
+
+        def counting(self: Any, query: ContainerQuery, now: float | None = None) -> Any:
+            scans.append(query)
+            return real(self, query, now)
+
+        monkeypatch.setattr(state_type, "containers", counting)
+        resp = await client.get("/api/v1/logs", params={"label": "app=web", "follow": "1", "tail": "0"}, headers=OP)
+        assert resp.status == 200
+        await wait_until(lambda: e1.open_follows() == 1, timeout=15.0)
+        at_start = len(scans)
+        await asyncio.sleep(1.5)  # ~7 polls that change nothing: no look at the fleet
+        assert len(scans) == at_start
+        cid = e1.add("web2", {"app": "web"})  # the next poll sees it: a ContainerAdded
+        e1.write("web2", "hello from a late container", at=stamp(30))
+        [joined] = await read_lines(resp, 1, timeout=10.0)
+        assert (joined["id"], joined["line"]) == (cid, "hello from a late container")
+        assert len(scans) - at_start <= 2  # one look per relevant change batch
+        resp.close()
