@@ -8,12 +8,17 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from fleetd.api.app import create_app
 from fleetd.config.listener import ListenerSettings
+from fleetd.runtime import Fleet
 from fleetd.web.listener import ConnectionGuard, GuardedRunner
+from tests.fakes import FakeEngines
+from tests.unit import opskit
 
 BIG = b"x" * (64 * 1024 * 1024)  # far more than the socket buffers hold
 
@@ -163,3 +168,37 @@ async def test_errors_of_the_http_layer_are_fleetd_json(serve: Serve) -> None:
         error = json.loads(body)["error"]
         assert error["code"] == "bad_http_request" and error["message"]
         writer.close()
+
+
+async def test_polling_stays_fresh_while_3000_idle_connections_and_a_slowloris_hold_the_listener(
+    fake_engine: FakeEngines, tmp_path: Path
+) -> None:
+    eng = await fake_engine(containers=5)
+    interval, timeout = 0.5, 1.0
+    cfg = opskit.settings(tmp_path, [opskit.host("h1", eng.url, interval=interval, timeout=timeout)])
+    async with Fleet(cfg) as fleet:
+        listener = ListenerSettings(idle_timeout=1.0, max_connections=4096, max_per_client=4096)
+        runner = GuardedRunner(create_app(fleet), ConnectionGuard(listener), access_log=None, keepalive_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            port = runner.addresses[0][1]
+            assert await fleet.state.wait_ready(10)
+            conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3000)]
+            _, slow = await asyncio.open_connection("127.0.0.1", port)
+            slow.write(b"GET /api/v1/hosts HTTP/1.1\r\n")  # and never the rest
+            ages: list[float] = []
+            for _ in range(30):  # 3 s: longer than the idle timeout, six poll intervals
+                record = fleet.state.get("h1")
+                assert record is not None and record.last_seen is not None
+                ages.append(time.time() - record.last_seen)
+                await asyncio.sleep(0.1)
+            assert await healthz(port) == 200
+            assert max(ages) <= interval + timeout, ages  # never stale: polls went on through the flood
+            async with asyncio.timeout(3.0):  # and the flood itself was closed by the idle timeout
+                assert all(await asyncio.gather(*(closed_by_peer(r) for r, _ in conns)))
+            for _, w in conns:
+                w.close()
+            slow.close()
+        finally:
+            await runner.cleanup()
