@@ -42,6 +42,7 @@ from fleetd.store.audit import SqlRunner
 from fleetd.store.db import Database
 from fleetd.store.errors import StoreError
 from fleetd.store.snapshots import SnapshotStore
+from fleetd.util.ratelimit import FailureGate
 from fleetd.util.version import fleetd_version
 from fleetd.webhooks import WebhookService
 
@@ -97,6 +98,9 @@ class Fleet:
         self.findings = FindingsWatch(self.state)
         self.database = Database(settings.snapshots.path, created_by=f"fleetd {fleetd_version()}")
         self.auditor = Auditor(audit_sql if audit_sql is not None else self.database)
+        # Wrong tokens, counted per address for the API and the Docker endpoint together: guessing on one
+        # listener blocks it on the other (a token proven from the address stays welcome on both).
+        self.auth_failures = FailureGate()
         self.snapshots = SnapshotService(
             self.state, SnapshotStore(self.database), enabled=settings.snapshots.enabled
         )

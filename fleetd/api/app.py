@@ -137,7 +137,7 @@ def create_app(fleet: Fleet) -> web.Application:
         ]
     )
     app[FLEET] = fleet
-    app[AUTH] = AuthGuard()
+    app[AUTH] = AuthGuard(fleet.auth_failures)
     app[batch.BATCHES] = batch.BatchSlots()
     app.on_shutdown.append(_drain)
     # The one route table: router, auth policy, OpenAPI and query checks all come from it.

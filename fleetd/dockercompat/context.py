@@ -24,7 +24,7 @@ class Service:
     def __init__(self, fleet: FleetAccess, settings: Callable[[], DockerAPISettings]) -> None:
         self.fleet = fleet
         self.identity = Identity(fleet)
-        self.guard = Guard()
+        self.guard = Guard(fleet.failures)
         self.settings = settings
         # image → (host, when): a create that found its image missing on the chosen host; the
         # docker CLI's pull that follows goes to the same host.

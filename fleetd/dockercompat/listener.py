@@ -90,7 +90,9 @@ class DockerListener:
     @classmethod
     def for_fleet(cls, fleet: Fleet, settings: DockerAPISettings) -> DockerListener:
         """The listener as a part of the running fleet (``fleet.add_part(...)``)."""
-        access = FleetAccess(fleet.state, fleet.poller, fleet.connections, lambda: fleet.settings, fleet.auditor)
+        access = FleetAccess(
+            fleet.state, fleet.poller, fleet.connections, lambda: fleet.settings, fleet.auditor, fleet.auth_failures
+        )
         return cls(access, settings, shutdown_timeout=fleet.settings.shutdown_grace)
 
     async def start(self) -> None:

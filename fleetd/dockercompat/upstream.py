@@ -29,6 +29,7 @@ from fleetd.fleet.records import HostRecord, HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.ops.audit import Auditor
 from fleetd.ops.targets import settle
+from fleetd.util.ratelimit import FailureGate
 
 __all__ = ["FleetAccess", "RawWriter", "Upstream", "host_unavailable"]
 
@@ -129,7 +130,9 @@ class FleetAccess:
         connections: EngineConnections,
         settings: Callable[[], Settings],
         auditor: Auditor | None = None,
+        failures: FailureGate | None = None,
     ) -> None:
+        self.failures = failures if failures is not None else FailureGate()
         self.state = state
         self.poller = poller
         self.connections = connections

@@ -44,6 +44,7 @@ class Stack:
     app: web.Application
     listener: DockerListener
     root: Path
+    api_url: str = ""  # fleetd's REST API on the same fleet
 
     def env(self, token: str | None = None) -> dict[str, str]:
         config = self.root / f"cli-{token or 'none'}"
@@ -75,7 +76,12 @@ async def _stack(tmp_path: Path, docker_api: DockerAPISettings, with_tokens: boo
         app = create_app(runtime)
         runner = web.AppRunner(app)
         await runner.setup()
-        fleet = FleetAccess(runtime.state, runtime.poller, runtime.connections, lambda: runtime.settings, runtime.auditor)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        api_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        fleet = FleetAccess(
+            runtime.state, runtime.poller, runtime.connections, lambda: runtime.settings, runtime.auditor,
+            runtime.auth_failures,
+        )
         listener = DockerListener(fleet, docker_api)
         try:
             await listener.start()
@@ -84,7 +90,7 @@ async def _stack(tmp_path: Path, docker_api: DockerAPISettings, with_tokens: boo
                 if all(r.status.value == "up" and r.images is not None for r in runtime.state.records()):
                     break
                 await asyncio.sleep(0.02)
-            yield Stack(url, old, new, app, listener, tmp_path)
+            yield Stack(url, old, new, app, listener, tmp_path, api_url)
         finally:
             await listener.aclose()
             await runner.cleanup()
@@ -215,6 +221,22 @@ async def test_wrong_tokens_are_limited_but_never_lock_out_a_proven_token(tmp_pa
             assert (await _raw(s, "GET", "/v1.41/info", ci))[0] == 200
         # a valid token not yet proven from this address cannot learn that it is right while blocked
         assert (await _raw(s, "GET", "/v1.41/info", TOKENS.by_name["watcher"]))[0] == 429
+
+
+async def test_guessing_on_one_listener_blocks_guessing_on_the_other(tmp_path: Path) -> None:
+    import aiohttp
+
+    async with _stack(tmp_path, DockerAPISettings(host="127.0.0.1", port=0), with_tokens=True) as s:
+        ci = TOKENS.by_name["ci"]
+        assert (await _raw(s, "GET", "/v1.41/info", ci))[0] == 200  # proven from 127.0.0.1 (both listeners)
+        async with aiohttp.ClientSession() as http:
+            for i in range(10):  # ten guesses on the REST API ...
+                headers = {"Authorization": f"Bearer guess-{i}"}
+                async with http.get(f"{s.api_url}/api/v1/hosts", headers=headers) as wrong:
+                    assert wrong.status == 401
+        # ... leave no guesses for the Docker endpoint from that address; the proven token still works
+        assert (await _raw(s, "GET", "/v1.41/info", "guess-10"))[0] == 429
+        assert (await _raw(s, "GET", "/v1.41/info", ci))[0] == 200
 
 
 async def test_pull_goes_to_one_host_with_registry_auth_passed_and_never_logged(stack: Stack) -> None:
