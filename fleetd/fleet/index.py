@@ -4,10 +4,15 @@ A query used to test every predicate on every container in Python (40,000 record
 query). Here every container has a small integer id (*gid*) and each of its state, health, image,
 image id, label keys, label key=value pairs and its host is a *posting key* with the set of gids that
 have it. A query is an intersection of such sets (C speed); image references are matched against the
-few distinct image names and ids, not the containers; a name (exact or a glob) is pre-filtered in one string of
-every name (``re`` in C), whose positions map back to gids. Results keep the scan's order, host then
+few distinct image names and ids, not the containers; a name is a posting key too (exact names are
+one look-up), and a glob is pre-filtered in one string of every distinct name (``re`` in C) on its
+longest literal part, whose positions map back to names; the names the glob matches give their sets. Results keep the scan's order, host then
 name, through an *order key* per gid (host rank, then position in the host's rows, which are sorted
-by name); a page is the ``offset + limit`` smallest order keys, the total is the size of the set.
+by name) and the *fleet order* (every gid in that order, rebuilt only when a container or host comes,
+goes or moves in its host's rows). The total is the size of the set; a page is either the smallest
+order keys of the set, sorted (few matches), or the first ``offset + limit`` gids of the fleet order
+found in the set (``filter(set.__contains__, ...)``, in C, stopping once the page is full), whichever
+costs less for the set's size.
 
 Upkeep is incremental: ``apply`` takes a write's changes (containers added, changed, removed; hosts
 removed), ``sync`` the host's rows after the write (records are rebuilt every poll with a new
@@ -19,18 +24,23 @@ queried: ``ensure`` compares the tuple it indexed with the one the host holds.
 from __future__ import annotations
 
 import bisect
+import operator
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from itertools import chain, islice
 
 from fleetd.fleet.changes import Change, ContainerAdded, ContainerChanged, ContainerRemoved, HostRemoved
-from fleetd.fleet.match import container_name_matches, image_id_matches, image_name_matches, name_literal
-from fleetd.fleet.records import ContainerRecord
+from fleetd.fleet.match import image_id_matches, image_name_matches, name_literal
+from fleetd.fleet.records import ContainerRecord, HostRecord
 
 __all__ = ["ContainerIndex", "label_key"]
 
 _SEP = "\x00"
 _HOST_SPAN = 1 << 24  # order keys: host rank × span + position (a host never holds 16 M containers)
+# Relative CPU per match of sorting a set's order keys, against testing one gid of the fleet order.
+_SORT_COST = 6
 
 
 def _keys_of(host: str, c: ContainerRecord) -> frozenset[str]:
@@ -41,6 +51,8 @@ def _keys_of(host: str, c: ContainerRecord) -> frozenset[str]:
         "i" + _SEP + c.image,
         "d" + _SEP + c.image_id,
     }
+    for n in c.names or [c.name]:
+        keys.add("n" + _SEP + n)
     for k, v in c.labels.items():
         keys.add("l" + _SEP + k)
         keys.add("v" + _SEP + k + _SEP + v)
@@ -64,15 +76,19 @@ class ContainerIndex:
         "_keys",
         "_members",
         "_names_dirty",
+        "_names_used",
         "_next",
         "_okey",
+        "_order",
+        "_order_dirty",
         "_post",
         "_rank",
         "_ranks_dirty",
         "_rec",
         "_seen",
+        "_start_names",
         "_starts",
-        "_starts_gid",
+        "walk",
     )
 
     def __init__(self) -> None:
@@ -93,7 +109,11 @@ class ContainerIndex:
         self._names_dirty = True
         self._blob = ""
         self._starts: list[int] = []
-        self._starts_gid: list[int] = []
+        self._start_names: list[str] = []
+        self._names_used: Counter[str] = Counter()  # distinct container names
+        self._order: list[int] = []  # every gid in fleet order (host rank, then row position)
+        self._order_dirty = False
+        self.walk: bool | None = None  # how pages are cut: None = by cost, or forced (tests)
 
     # -- upkeep (the state's writer) ---------------------------------------------------------------
 
@@ -129,6 +149,15 @@ class ContainerIndex:
         if self._seen.get(host) is not rows:
             self.reindex(host, rows)
 
+    def ensure_all(self, hosts: Mapping[str, HostRecord]) -> None:
+        """Re-index the hosts whose rows were replaced without the writer (compared in C first)."""
+        seen = self._seen
+        held = map(operator.attrgetter("containers"), hosts.values())
+        if len(seen) == len(hosts) and all(map(operator.is_, held, map(seen.get, hosts))):
+            return
+        for r in hosts.values():
+            self.ensure(r.name, r.containers)
+
     def reindex(self, host: str, rows: tuple[ContainerRecord, ...]) -> None:
         self.forget(host)
         for c in rows:
@@ -147,6 +176,8 @@ class ContainerIndex:
 
     def _place(self, host: str, order: list[int]) -> None:
         """The host's gids in row order (rows are sorted by name) → their order keys."""
+        if self._by_host.get(host) != order:
+            self._order_dirty = True
         self._by_host[host] = order
         rank = self._rank.get(host)
         if rank is None:
@@ -169,12 +200,10 @@ class ContainerIndex:
             gid = self._next
             self._next += 1
             self._gids[pair] = gid
+            self._order_dirty = True
             self._members.setdefault(host, set()).add(gid)
             self._by_host.setdefault(host, [])
-        old = self._rec.get(gid)
         self._rec[gid] = c
-        if old is None or old.names != c.names or old.name != c.name:
-            self._names_dirty = True
         keys = _keys_of(host, c)
         before = self._keys.get(gid)
         if before == keys:
@@ -194,11 +223,11 @@ class ContainerIndex:
         if gid is None:
             return
         self._members.get(host, set()).discard(gid)
+        self._order_dirty = True
         self._rec.pop(gid, None)
         old = self._okey.pop(gid, None)
         if old is not None and self._by_okey.get(old) == gid:
             del self._by_okey[old]
-        self._names_dirty = True
         keys = self._keys.pop(gid, frozenset())
         for key in keys:
             self._unpost(key, gid)
@@ -212,13 +241,19 @@ class ContainerIndex:
                 del self._post[key]
 
     def _count(self, keys: Iterable[str], delta: int) -> None:
+        """Distinct image names, image ids and container names, with how many containers have each."""
+        counters = {"i": self._images, "d": self._image_ids, "n": self._names_used}
         for key in keys:
-            counter = self._images if key[0] == "i" else self._image_ids if key[0] == "d" else None
+            kind = key[0]
+            counter = counters.get(kind)
             if counter is not None:
                 value = key[2:]
                 counter[value] += delta
                 if counter[value] <= 0:
                     del counter[value]
+                    self._names_dirty |= kind == "n"
+                elif delta > 0 and counter[value] == delta:
+                    self._names_dirty |= kind == "n"
 
     # -- queries ---------------------------------------------------------------------------------------
 
@@ -227,43 +262,43 @@ class ContainerIndex:
             return
         self._ranks_dirty = False
         self._rank = {h: i for i, h in enumerate(sorted(self._by_host))}
+        self._order_dirty = True
         self._okey.clear()
         self._by_okey.clear()
         for host, order in self._by_host.items():
             self._place(host, order)
 
-    def _names(self) -> tuple[str, list[int], list[int]]:
+    def _names(self) -> tuple[str, list[int], list[str]]:
+        """One string of every distinct container name, where each starts, and the names."""
         if self._names_dirty:
-            parts: list[str] = []
+            names = list(self._names_used)
             starts: list[int] = []
-            owners: list[int] = []
             at = 0
-            for gid, c in self._rec.items():
-                for n in c.names or [c.name]:
-                    starts.append(at)
-                    owners.append(gid)
-                    parts.append(n)
-                    at += len(n) + 1
-            self._blob, self._starts, self._starts_gid = _SEP.join(parts), starts, owners
+            for n in names:
+                starts.append(at)
+                at += len(n) + 1
+            self._blob, self._starts, self._start_names = _SEP.join(names), starts, names
             self._names_dirty = False
-        return self._blob, self._starts, self._starts_gid
+        return self._blob, self._starts, self._start_names
 
     def _with_name(self, pattern: str) -> set[int]:
-        """Containers one of whose names matches ``pattern`` (exact or glob, see
-        :func:`~fleetd.fleet.match.container_name_matches`): the names string is searched in C for the
-        glob's longest literal part, and only those candidates are tested against the whole glob."""
+        """Containers one of whose names matches ``pattern``, exactly or as a glob (as
+        :func:`~fleetd.fleet.match.container_name_matches`): among the distinct names, those holding the
+        glob's longest literal part (found in C) are tested against the whole glob."""
+        post = self._post
         literal = name_literal(pattern)
+        if literal == pattern:  # no glob: one name's own set (callers only read it)
+            return post.get("n" + _SEP + pattern, set())
         if _SEP in literal:
             return set()
+        candidates: Iterable[str]
         if literal:
-            blob, starts, owners = self._names()
+            blob, starts, names = self._names()
             found = re.finditer(re.escape(literal), blob)
-            candidates: Iterable[int] = {owners[bisect.bisect_right(starts, m.start()) - 1] for m in found}
+            candidates = {names[bisect.bisect_right(starts, m.start()) - 1] for m in found}
         else:
-            candidates = self._rec
-        if literal == pattern:
-            return {gid for gid in candidates if literal in (self._rec[gid].names or [self._rec[gid].name])}
-        return {gid for gid in candidates if container_name_matches(self._rec[gid], pattern)}
+            candidates = self._names_used
+        return set().union(*(post["n" + _SEP + n] for n in candidates if fnmatchcase(n, pattern)))
 
     def select(
         self,
@@ -306,11 +341,35 @@ class ContainerIndex:
         sets.sort(key=len)
         return sets[0].intersection(*sets[1:]) if sets[0] else set()
 
+    def _fleet_order(self) -> list[int]:
+        if self._order_dirty:  # host rank is name order
+            by_host = self._by_host
+            self._order = list(chain.from_iterable(by_host[h] for h in sorted(by_host)))
+            self._order_dirty = False
+        return self._order
+
+    def page_all(self, offset: int, limit: int | None) -> tuple[list[ContainerRecord], int]:
+        """Every container in fleet order, ``offset`` and ``limit`` applied, and how many there are."""
+        order = self._fleet_order()
+        chosen = order[offset:] if limit is None else order[offset : offset + limit]
+        return list(map(self._rec.__getitem__, chosen)), len(order)
+
     def ordered(self, gids: set[int], offset: int, limit: int | None) -> list[ContainerRecord]:
         """The records of ``gids`` in fleet order (host, then name), ``offset`` and ``limit`` applied.
-        Sorting the plain order keys stays in C (a key function or heapq would loop in Python)."""
+        Few matches: their order keys sorted (in C; a key function or heapq would loop in Python).
+        Many: the fleet order walked until the page is full, each gid tested against the set in C."""
         self._refresh_ranks()
+        n = len(gids)
+        end = n if limit is None else min(n, offset + limit)
+        if end <= offset:
+            return []
+        walk = self.walk
+        if walk is None:  # walking tests about end * fleet / n gids; sorting costs about n of them each
+            walk = end * len(self._rec) < _SORT_COST * n * n
+        rec = self._rec
+        if walk:
+            found = islice(filter(gids.__contains__, self._fleet_order()), offset, end)
+            return list(map(rec.__getitem__, found))
         keys = sorted(map(self._okey.__getitem__, gids))
-        chosen = keys[offset:] if limit is None else keys[offset : offset + limit]
-        by_okey, rec = self._by_okey, self._rec
-        return [rec[by_okey[k]] for k in chosen]
+        by_okey = self._by_okey
+        return [rec[by_okey[k]] for k in keys[offset:end]]

@@ -8,7 +8,7 @@ Nothing here changes a record: stale copies of containers are new structs.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -70,10 +70,6 @@ class FleetSummary(msgspec.Struct, frozen=True):
     generated_at: float
 
 
-def _by_name(r: HostRecord) -> str:
-    return r.name
-
-
 def stale_copy(c: ContainerRecord) -> ContainerRecord:
     return msgspec.structs.replace(c, stale=True)
 
@@ -97,9 +93,13 @@ def containers_page(
 ) -> tuple[list[ContainerRecord], int]:
     """One page of the containers matching ``query``, ordered by host then name, and how many there
     are in all, answered from the index."""
-    pool = [r for h in query.hosts if (r := hosts.get(h)) is not None] if query.hosts else hosts.values()
-    for r in pool:
-        index.ensure(r.name, r.containers)
+    if query.hosts:
+        pool: Collection[HostRecord] = [r for h in query.hosts if (r := hosts.get(h)) is not None]
+        for r in pool:
+            index.ensure(r.name, r.containers)
+    else:
+        pool = hosts.values()
+        index.ensure_all(hosts)
     names: list[str] | None = list(query.hosts) if query.hosts else None
     if query.stale is not None:
         names = [r.name for r in pool if r.is_stale(now) is query.stale]
@@ -111,20 +111,8 @@ def containers_page(
         image=query.image,
         name=query.name,
     )
-    if gids is None:  # no predicate: every container, in order; whole hosts skipped for the offset
-        records = sorted(pool, key=_by_name)
-        total = sum(len(r.containers) for r in records)
-        page: list[ContainerRecord] = []
-        skip = offset
-        for r in records:
-            rows = r.containers
-            if skip >= len(rows):
-                skip -= len(rows)
-                continue
-            page.extend(rows[skip:] if limit is None else rows[skip : skip + limit - len(page)])
-            skip = 0
-            if limit is not None and len(page) >= limit:
-                break
+    if gids is None:  # no predicate at all: every container, in order
+        page, total = index.page_all(offset, limit)
     else:
         total = len(gids)
         page = index.ordered(gids, offset, limit)
