@@ -77,6 +77,24 @@ def _write_ports(path: Path, ports: Sequence[int]) -> None:
     os.replace(tmp, path)
 
 
+def request_counts(fleet: FakeFleet) -> dict[str, int]:
+    """Requests served so far, by kind (what a client's CPU goes into)."""
+    counts = {"ping": 0, "info": 0, "list": 0, "targeted": 0, "events": 0, "other": 0}
+    for engine in fleet.engines:
+        for _method, path in engine.requests:
+            if path.endswith("/_ping"):
+                counts["ping"] += 1
+            elif "/containers/json" in path:
+                counts["targeted" if "filters=" in path else "list"] += 1
+            elif path.endswith("/info"):
+                counts["info"] += 1
+            elif "/events" in path:
+                counts["events"] += 1
+            else:
+                counts["other"] += 1
+    return counts
+
+
 def _behaviours(args: argparse.Namespace) -> list[EngineBehaviour]:
     rng = random.Random(args.seed)
     hosts = list(range(args.hosts))
@@ -140,6 +158,13 @@ async def serve(args: argparse.Namespace) -> int:
             f"READY hosts={len(fleet.engines)} ports={min(fleet.ports)}-{max(fleet.ports)} hanging={hanging} "
             f"startup={elapsed:.2f}s rss={rss_mib():.0f}MiB pid={os.getpid()}",
             flush=True,
+        )
+        # SIGUSR1: one COUNTS line (requests served so far, by kind) on stdout, for a bench's window
+        loop.add_signal_handler(
+            signal.SIGUSR1,
+            lambda: print(
+                "COUNTS " + " ".join(f"{k}={v}" for k, v in request_counts(fleet).items()), flush=True
+            ),
         )
         churn = asyncio.create_task(_churn(fleet, args.churn, args.seed)) if args.churn > 0 else None
         with contextlib.suppress(TimeoutError):

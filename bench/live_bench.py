@@ -26,12 +26,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,6 +75,18 @@ def churning_fleet(args: argparse.Namespace, workdir: Path) -> Iterator[FakeFlee
         yield FakeFleetProc(proc, [int(p) for p in port_file.read_text().split()], port_file, hanging)
     finally:
         stop(proc)
+
+
+def request_counts(fleet: FakeFleetProc) -> dict[str, int]:
+    """The fake fleet's requests served so far, by kind (its SIGUSR1 answer)."""
+    assert fleet.proc.stdout is not None
+    fleet.proc.send_signal(signal.SIGUSR1)
+    while True:
+        line = fleet.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the fake fleet ended")
+        if line.startswith("COUNTS "):
+            return {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
 
 
 def write_config(path: Path, args: argparse.Namespace, ports: list[int], listen: int, events: bool) -> None:
@@ -175,9 +190,20 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
 
 
-def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    events = mode == "events"
-    with tempfile.TemporaryDirectory(prefix=f"fleetd-live-{mode}-") as tmp:
+def fleetd_command(mode: str, config: Path) -> tuple[list[str], dict[str, str] | None]:
+    """``events@DIR`` runs the fleetd source tree in DIR (an older commit's checkout: A/B runs)."""
+    _name, at, src = mode.partition("@")
+    if not at:
+        return [str(Path(PYTHON).parent / "fleetd"), "run", "--config", str(config)], None
+    env = dict(os.environ, PYTHONPATH=str(Path(src).resolve()))
+    return [PYTHON, "-c", "from fleetd.cli import main; main()", "run", "--config", str(config)], env
+
+
+def run_mode(
+    mode: str, args: argparse.Namespace, together: threading.Barrier | None = None
+) -> dict[str, Any]:
+    events = mode.partition("@")[0] == "events"
+    with tempfile.TemporaryDirectory(prefix=f"fleetd-live-{mode.partition('@')[0]}-") as tmp:
         workdir = Path(tmp)
         with churning_fleet(args, workdir) as fleet:
             listen = free_port()
@@ -185,10 +211,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
             write_config(config, args, fleet.ports, listen, events)
             log = open(workdir / "fleetd.log", "w")  # noqa: SIM115 - closed below
             started = time.monotonic()
-            proc = subprocess.Popen(
-                [str(Path(PYTHON).parent / "fleetd"), "run", "--config", str(config)],
-                cwd=workdir, stdout=log, stderr=log,
-            )  # fmt: skip
+            command, env = fleetd_command(mode, config)
+            proc = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=log, env=env)
             api = Api(listen)
             clients = SseClients(listen)
             out: dict[str, Any] = {
@@ -200,11 +224,21 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  {mode}: complete view after {out['complete_seconds']:.1f}s", flush=True)
                 clients.start_latency_client()
                 time.sleep(args.settle)
+                if together is not None:  # --together: every mode measures the same window
+                    together.wait(timeout=600)
                 clients.recording = True
+                counts0 = request_counts(fleet)
                 cpu0, fcpu0, t0 = cpu_seconds(proc.pid), cpu_seconds(fleet.proc.pid), time.monotonic()
+                profiler = start_profiler(args, mode, proc.pid)
                 time.sleep(args.window)
+                if profiler is not None:
+                    try:
+                        profiler.wait(30.0)  # it ends after --duration and writes its file
+                    except subprocess.TimeoutExpired:
+                        stop(profiler)
                 cpu1, fcpu1, t1 = cpu_seconds(proc.pid), cpu_seconds(fleet.proc.pid), time.monotonic()
                 clients.recording = False
+                counts1 = request_counts(fleet)
                 lat = clients.latencies
                 out["steady"] = {
                     "window_seconds": t1 - t0,
@@ -215,6 +249,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                     "latency_p50": percentile(lat, 0.5),
                     "latency_p99": percentile(lat, 0.99),
                     "latency_max": max(lat) if lat else float("nan"),
+                    "requests_per_second": {k: (counts1[k] - counts0[k]) / (t1 - t0) for k in counts1},
                 }
                 s = out["steady"]
                 print(
@@ -222,6 +257,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                     f"change→frame p50 {s['latency_p50']:.3f}s p99 {s['latency_p99']:.3f}s ({len(lat)} changes)",
                     flush=True,
                 )
+                rates = " ".join(f"{k} {v:.1f}" for k, v in s["requests_per_second"].items())
+                print(f"  {mode}: requests/s to the fake fleet: {rates}", flush=True)
                 if events and args.subscribers:
                     out["subscribers"] = subscribers_phase(proc, api, clients, args)
             finally:
@@ -229,6 +266,19 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                 out["exit_code"] = stop(proc)
                 log.close()
     return out
+
+
+def start_profiler(args: argparse.Namespace, mode: str, pid: int) -> subprocess.Popen[Any] | None:
+    """``--profile DIR``: py-spy (a bench-only tool, ``pip install py-spy``) samples fleetd during
+    the window, at a low rate so that it costs fleetd little; a speedscope file per mode."""
+    if args.profile is None:
+        return None
+    args.profile.mkdir(parents=True, exist_ok=True)
+    out = args.profile / f"live-{mode.partition('@')[0]}{'-ab' if '@' in mode else ''}-{args.hosts}.speedscope.json"
+    spy = Path(PYTHON).parent / "py-spy"
+    cmd = [str(spy), "record", "--pid", str(pid), "--rate", "50", "--format", "speedscope",
+           "--output", str(out), "--duration", str(int(args.window)), "--nonblocking"]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def subscribers_phase(
@@ -279,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ages-window", type=float, default=70.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--modes", default="polling,events")
+    p.add_argument(
+        "--together", action="store_true",
+        help="run the modes at the same time, measured over one window (a ratio robust to the load "
+        "other processes put on the machine)",
+    )  # fmt: skip
+    p.add_argument("--profile", type=Path, help="write a py-spy profile of fleetd's window per mode here")
     return p
 
 
@@ -286,14 +342,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    results = {"args": vars(args), "runs": [run_mode(m, args) for m in args.modes.split(",")]}
+    modes = args.modes.split(",")
+    if args.together:
+        barrier = threading.Barrier(len(modes))
+        with ThreadPoolExecutor(len(modes)) as pool:
+            runs = list(pool.map(lambda m: run_mode(m, args, barrier), modes))
+    else:
+        runs = [run_mode(m, args) for m in modes]
+    results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "runs": runs}
     runs = {r["mode"]: r for r in results["runs"]}
-    if "polling" in runs and "events" in runs:
-        ratio = runs["polling"]["steady"]["cpu_share"] / max(runs["events"]["steady"]["cpu_share"], 1e-9)
-        results["cpu_ratio_polling_over_events"] = ratio
-        print(
-            f"CPU: polling at {args.poll_interval:g}s / events + {args.events_interval:g}s poll = {ratio:.2f}x"
-        )
+    if "polling" in runs:
+        for mode, run in runs.items():
+            if mode.startswith("events"):
+                ratio = runs["polling"]["steady"]["cpu_share"] / max(run["steady"]["cpu_share"], 1e-9)
+                results[f"cpu_ratio_polling_over_{mode}"] = ratio
+                print(
+                    f"CPU: polling at {args.poll_interval:g}s / {mode} + {args.events_interval:g}s poll = {ratio:.2f}x"
+                )
     out = RESULTS / f"live-{stamp}-{args.hosts}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {out.relative_to(ROOT)}")

@@ -13,8 +13,10 @@ The order of things (engine-events.md §4):
    lost. If it does not (ring overflow, daemon restart, podman rotation) a full list repairs
    the rows and the host reports ``gap: true``.
 4. **Liveness**: a stream that ends or breaks is judged at once by one ``/_ping``: no answer
-   means the host is down now, not at the next poll. ``/_ping`` every ``liveness`` seconds
-   catches a daemon frozen while its kernel still holds the TCP connections (``kill -STOP``).
+   means the host is down now, not at the next poll. A ``/_ping`` once the daemon has said
+   nothing (no event, no answer) for ``liveness`` seconds catches a daemon frozen while its
+   kernel still holds the TCP connections (``kill -STOP``): down within liveness + timeout of
+   its last sign of life.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
 import structlog
 
@@ -32,6 +33,7 @@ from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError, Engine
 from fleetd.dockerapi.events import EngineEvent, EventStream
 from fleetd.dockerapi.pinger import RawPinger
 from fleetd.fleet.watch_events import REMOVAL, Cause, Dedupe, Effect, classify, merge_cause
+from fleetd.fleet.watch_types import NoObserver, WatchObserver, WatchSettings, WatchTarget
 
 __all__ = ["FILTERS", "HostWatcher", "WatchObserver", "WatchSettings", "WatchTarget"]
 
@@ -45,66 +47,6 @@ PODMAN_FILTERS: Final[Mapping[str, list[str]]] = {"type": ["container", "system"
 _SECOND: Final = 1_000_000_000
 _DEATHS: Final = frozenset({"die", "oom", "kill", "stop"})
 _SETTLE_TRIES: Final = 5
-
-
-@dataclass(frozen=True, slots=True)
-class WatchSettings:
-    liveness: float = 15.0  # seconds between two /_ping of a connected host; 0: none
-    timeout: float = 5.0  # the host's request timeout (open, ping, refresh)
-    flush_delay: float = 0.1  # dirty containers are refreshed in batches, this long after the first
-    resume_window: float = 2.0  # how long a resumed stream may take to replay its witness
-    max_age: float = 600.0  # reconnect (with since) after this long, ±20 %
-    backoff_min: float = 0.5
-    backoff_max: float = 10.0
-    batch: int = 100  # ids per targeted refresh
-
-
-class WatchTarget(Protocol):
-    """What a watcher writes through (the fleet state's writer, and the poller for full lists)."""
-
-    def next_stamp(self, host: str) -> int:
-        """A stamp for a request about to be sent (see :class:`~fleetd.fleet.watch_rows.RowClock`)."""
-        ...
-
-    def apply_rows(
-        self,
-        host: str,
-        asked: frozenset[str],
-        rows: list[ContainerSummary],
-        stamp: int,
-        causes: Mapping[str, Cause],
-    ) -> None:
-        """A targeted refresh: ``rows`` replace the ``asked`` ids; an asked id without a row is gone."""
-        ...
-
-    async def first_poll(self, host: str) -> None:
-        """Return once the host's first poll is done (or soon after, if it never ends)."""
-        ...
-
-    async def full_refresh(self, host: str) -> int | None:
-        """A full container list now, applied through the writer; rows it changed, None on failure."""
-        ...
-
-    def wake(self, host: str) -> None:
-        """Poll the host soon without discarding a poll in flight (it answers again)."""
-        ...
-
-    def stream_lost(self, host: str, error: DockerError) -> None:
-        """The stream broke and the daemon does not answer: the host is down now."""
-        ...
-
-    def resynced(self, host: str, gap: bool) -> None:
-        """The stream is back; ``gap``: events were lost and a full list repaired the rows."""
-        ...
-
-
-class WatchObserver(Protocol):
-    def count(self, host: str, what: str, n: int = 1) -> None: ...
-
-
-class _NoObserver:
-    def count(self, host: str, what: str, n: int = 1) -> None:
-        return None
 
 
 class HostWatcher:
@@ -126,7 +68,7 @@ class HostWatcher:
         self.client = client
         self.target = target
         self.settings = settings or WatchSettings()
-        self.observer: WatchObserver = observer or _NoObserver()
+        self.observer: WatchObserver = observer or NoObserver()
         self._rng = rng or random.Random()
         self.cursor: int | None = None  # newest timeNano seen (daemon clock)
         self.witness: tuple[int, str, str, str] | None = None  # key of that event
@@ -141,7 +83,8 @@ class HostWatcher:
         self._retries: dict[str, int] = {}  # container id → refreshes that still showed it running
         self._dirty_signal = asyncio.Event()
         self._kick = asyncio.Event()
-        self._last_event_at = -1e9  # loop time of the last event read
+        self._alive_at = -1e9  # loop time the daemon last showed it runs (an event, an answer)
+        self._liveness_factor = self._rng.uniform(0.9, 1.0)  # spreads the fleet's pings
         self._relist = asyncio.Event()  # podman rotated its event log: some events may be gone
         self.podman: bool | None = None  # from /_ping's Server header, on the first connect
         self._verdict: asyncio.Future[bool] | None = None
@@ -254,6 +197,7 @@ class HostWatcher:
         async with stream:
             self.sessions += 1
             self.connected, self.connected_since = True, loop.time()
+            self._alive_at = loop.time()
             if resume and self.witness is not None and self.cursor is not None:
                 self._verdict = loop.create_future()
                 self._expect = (self.witness, self.cursor)
@@ -358,7 +302,7 @@ class HostWatcher:
             self.observer.count(self.host, "duplicates")
             return
         self.observer.count(self.host, "events")
-        self._last_event_at = asyncio.get_running_loop().time()
+        self._alive_at = asyncio.get_running_loop().time()
         if self.cursor is None or tn > self.cursor:
             self.cursor, self.witness = tn, event.key()
         if event.Type == "system":
@@ -395,6 +339,7 @@ class HostWatcher:
                     self._dirty_signal.set()
                     await asyncio.sleep(max(s.flush_delay, 1.0))
                     break
+                self._alive_at = loop.time()
                 self.observer.count(self.host, "refreshes")
                 unsettled = self._unsettled(rows, batch)
                 asked = frozenset(chunk).difference(unsettled)
@@ -429,23 +374,30 @@ class HostWatcher:
         return out
 
     async def _liveness_loop(self) -> None:
+        """A ping once the daemon has said nothing (no event, no answer) for ``liveness`` seconds.
+        One sleeping task per host; an event only moves ``_alive_at``, no timer is re-armed."""
         every = self.settings.liveness
         if every <= 0:
             return
+        loop = asyncio.get_running_loop()
+        period = every * self._liveness_factor
         while True:
-            await asyncio.sleep(every * self._rng.uniform(0.9, 1.0))
-            if not self.connected or self.reported_down:
+            wait = self._alive_at + period - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
                 continue
-            loop = asyncio.get_running_loop()
-            if loop.time() - self._last_event_at < every:
-                continue  # an event within the period: the daemon was alive, no ping needed
+            if not self.connected or self.reported_down:
+                await asyncio.sleep(period)  # (re)connecting: the stream going live counts as a sign
+                continue
             try:
                 if self.pinger is not None:
                     await self.pinger.ping(self.settings.timeout)
                 else:
                     await self.client.system.ping(timeout=self.settings.timeout)
+                self._alive_at = loop.time()
             except DockerError as exc:
-                self.reported_down = True
-                log.info("liveness check failed", host=self.host, error=str(exc))
-                self.target.stream_lost(self.host, exc)
-                self.reconnect()
+                if self.connected and not self.reported_down:
+                    self.reported_down = True
+                    log.info("liveness check failed", host=self.host, error=str(exc))
+                    self.target.stream_lost(self.host, exc)
+                    self.reconnect()
