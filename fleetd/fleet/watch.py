@@ -33,6 +33,7 @@ from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError, Engine
 from fleetd.dockerapi.events import EngineEvent, EventStream
 from fleetd.dockerapi.pinger import RawPinger
 from fleetd.fleet.watch_events import REMOVAL, Cause, Dedupe, Effect, classify, merge_cause
+from fleetd.fleet.watch_podman import PodmanHealth
 from fleetd.fleet.watch_types import NoObserver, WatchObserver, WatchSettings, WatchTarget
 
 __all__ = ["FILTERS", "HostWatcher", "WatchObserver", "WatchSettings", "WatchTarget"]
@@ -87,6 +88,7 @@ class HostWatcher:
         self._liveness_factor = self._rng.uniform(0.9, 1.0)  # spreads the fleet's pings
         self._relist = asyncio.Event()  # podman rotated its event log: some events may be gone
         self.podman: bool | None = None  # from /_ping's Server header, on the first connect
+        self._podman_health = PodmanHealth()
         self._verdict: asyncio.Future[bool] | None = None
         self._expect: tuple[tuple[int, str, str, str], int] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -309,6 +311,11 @@ class HostWatcher:
             if event.action == "log-rotation":
                 self._relist.set()
             return
+        if self.podman and (ended := self._podman_health.probe_ended(event)) is not None:
+            # podman's probe is over: its result can be asked for now (health_status came first)
+            self._dirty.setdefault(ended, Cause("health_status", None, tn))
+            self._dirty_signal.set()
+            return
         effect, cid = classify(event)
         if effect is Effect.NONE:
             return
@@ -341,6 +348,9 @@ class HostWatcher:
                     break
                 self._alive_at = loop.time()
                 self.observer.count(self.host, "refreshes")
+                if self.podman:  # its list tells no health: ask for it where an event says it moved
+                    actions = {c: batch[c].action for c in chunk}
+                    rows = await self._podman_health.fill(self.client, rows, actions, s.timeout)
                 unsettled = self._unsettled(rows, batch)
                 asked = frozenset(chunk).difference(unsettled)
                 if asked:

@@ -12,9 +12,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import msgspec
+
 from fleetd.fleet.records import ContainerRecord
 
-__all__ = ["FullMerge", "RowClock", "SubsetMerge", "semantic_fields"]
+__all__ = ["FullMerge", "RowClock", "SubsetMerge", "keep_health", "semantic_fields"]
+
+
+def keep_health(old: ContainerRecord | None, new: ContainerRecord) -> ContainerRecord:
+    """``new`` as listed, but with the health ``old`` knew when the list tells none for a container
+    that kept running: podman 4.3's list never reports health (fleetd learns it from its health
+    events and an inspect, :mod:`fleetd.fleet.watch_podman`), and a running container's health
+    check cannot go away without the container being replaced. dockerd always lists the health
+    of a running health-checked container, so for it this changes nothing."""
+    if (
+        old is not None
+        and new.health == "none"
+        and old.health != "none"
+        and new.state == "running"
+        and old.state == "running"
+    ):
+        return msgspec.structs.replace(new, health=old.health)
+    return new
 
 
 def semantic_fields(a: ContainerRecord, b: ContainerRecord) -> list[str]:
@@ -91,6 +110,7 @@ class RowClock:
                 continue
             stamps[r.id] = stamp
             old = cur.get(r.id)
+            r = keep_health(old, r)
             if old is None or semantic_fields(old, r):
                 drifted.append(r.id)
             out[r.id] = r
@@ -126,7 +146,7 @@ class RowClock:
             applied.append(cid)
             row = got.get(cid)
             if row is not None:
-                out[cid] = row
+                out[cid] = keep_health(out.get(cid), row)
             else:
                 out.pop(cid, None)
         return SubsetMerge(tuple(sorted(out.values(), key=_by_name)), tuple(applied))

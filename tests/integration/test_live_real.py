@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fleetd.api.keys import FLEET
 from tests.fakes.proxy import EventsProxy
 from tests.integration.lab import BUSYBOX_IMAGE, Daemon, DockerLab
 from tests.integration.livekit import POLL, Watch, containers, fleetd, host, named, watch
@@ -296,3 +297,53 @@ async def test_podman_run_rm_and_log_rotation_match_podman_ps(podman_daemon: Dae
             w.close()
             for i in range(6):
                 await pm.adocker("rm", "-f", f"lv-p{i}", check=False)
+
+
+async def test_podman_health_checks_make_one_frame_per_transition(
+    podman_daemon: Daemon, tmp_path: Path
+) -> None:
+    """podman 4.3 lists no health and sends health_status at the start of every probe: fleetd asks
+    the container's health when the probe ends, so each transition makes one frame, and a poll
+    (whose list says nothing of health) keeps it. The probes run by hand (no systemd in the lab)."""
+    pm = podman_daemon
+    podman_host = dataclasses.replace(host("podman", ""), timeout=5.0)  # podman's /info is slow
+    async with (
+        proxied(pm) as proxy,
+        fleetd(tmp_path, [dataclasses.replace(podman_host, url=proxy.url)]) as client,
+    ):
+        w = await watch(client)
+
+        async def podman(*args: str) -> None:
+            await asyncio.to_thread(pm.podman, *args, check=args[0] != "healthcheck")
+
+        try:
+            check = ["--health-cmd", "test -e /tmp/ok", "--health-interval", "1h", "--health-retries", "1"]
+            await podman(
+                "run", "-d", "--network", "none", "--name", "lv-ph", *check, BUSYBOX_IMAGE, "sleep", "1000"
+            )
+            await w.until(named("lv-ph", state="running"), timeout=8, what="running")
+            await podman("healthcheck", "run", "lv-ph")  # fails: unhealthy
+            await w.until(named("lv-ph", health="unhealthy"), timeout=5, what="unhealthy")
+            await podman("healthcheck", "run", "lv-ph")  # unhealthy again: no frame
+            await podman("exec", "lv-ph", "sh", "-c", ": > /tmp/ok")
+            await podman("healthcheck", "run", "lv-ph")
+            await w.until(named("lv-ph", health="healthy"), timeout=5, what="healthy")
+            await podman("healthcheck", "run", "lv-ph")  # healthy again: no frame
+            await client.app[FLEET].poller.refresh("podman")  # a full poll: its list tells no health
+            await w.drain(1.5)
+            health_frames = [
+                f for f in w.frames if named("lv-ph")(f) and "health" in f.data.get("fields", [])
+            ]
+            # as with dockerd: "starting" when it starts (asked after the start event), then each change
+            assert [f.data["container"]["health"] for f in health_frames] == [
+                "starting",
+                "unhealthy",
+                "healthy",
+            ]
+            assert all(f.data["action"] == "health_status" for f in health_frames[1:])
+            after = w.frames.index(health_frames[-1])
+            assert [f for f in w.frames[after + 1 :] if named("lv-ph")(f)] == []  # the poll changed nothing
+            assert (await containers(client, "podman"))["lv-ph"]["health"] == "healthy"
+        finally:
+            w.close()
+            await pm.adocker("rm", "-f", "lv-ph", check=False)

@@ -69,3 +69,31 @@ def test_classify_and_causes() -> None:
     cause = merge_cause(cause, ev("start"))
     assert (cause.action, cause.exit_code) == ("start", None)
     assert merge_cause(merge_cause(None, ev("destroy")), ev("start")).action == "destroy"
+
+
+def test_a_list_without_health_keeps_what_the_row_knew_of_a_running_container() -> None:
+    """podman 4.3 lists no health; fleetd learns it from its health events (watch_podman)."""
+    from fleetd.dockerapi.models import ContainerHealth
+
+    def hrec(cid: str, state: str, health: str | None) -> ContainerRecord:
+        h = ContainerHealth(health) if health else None
+        return container_record(
+            "h", ContainerSummary(Id=cid, Names=(f"/{cid}",), State=state, Health=h), None
+        )
+
+    clock = RowClock()
+    rows = clock.merge_full(
+        (), [hrec("a", "running", None), hrec("b", "running", None)], clock.next_stamp()
+    ).records
+    rows = clock.merge_subset(rows, ["a"], [hrec("a", "running", "unhealthy")], clock.next_stamp()).records
+    merged = clock.merge_full(
+        rows, [hrec("a", "running", None), hrec("b", "running", None)], clock.next_stamp()
+    )
+    assert {r.id: r.health for r in merged.records} == {"a": "unhealthy", "b": "none"}
+    assert merged.drifted == ()  # a list that cannot tell health is no drift
+    rows = clock.merge_subset(merged.records, ["a"], [hrec("a", "running", None)], clock.next_stamp()).records
+    assert rows[0].health == "unhealthy"  # a targeted list (a start, a rename) keeps it too
+    rows = clock.merge_subset(rows, ["a"], [hrec("a", "running", "healthy")], clock.next_stamp()).records
+    assert rows[0].health == "healthy"  # a health that is told wins
+    rows = clock.merge_subset(rows, ["a"], [hrec("a", "exited", None)], clock.next_stamp()).records
+    assert rows[0].health == "none"  # a stopped container has no health, as dockerd lists it
