@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import tempfile
@@ -36,6 +37,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,35 +60,78 @@ from bench.fleet_bench import (
 __all__ = ["main"]
 
 
+@dataclass
+class Fleets:
+    """The fake fleet, served by ``--fleets`` processes (each has its own open-file limit)."""
+
+    procs: list[FakeFleetProc]
+
+    @property
+    def ports(self) -> list[int]:
+        return [p for f in self.procs for p in f.ports]
+
+    @property
+    def hanging(self) -> int:
+        return sum(f.hanging for f in self.procs)
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(f.proc.pid) for f in self.procs)
+
+    def request_counts(self) -> dict[str, int]:
+        """Requests served so far, by kind (each fake fleet's SIGUSR1 answer), summed."""
+        total: dict[str, int] = {}
+        for f in self.procs:
+            assert f.proc.stdout is not None
+            f.proc.send_signal(signal.SIGUSR1)
+            while True:
+                line = f.proc.stdout.readline()
+                if not line:
+                    raise RuntimeError("a fake fleet ended")
+                if line.startswith("COUNTS "):
+                    for k, v in (kv.split("=") for kv in line.split()[1:]):
+                        total[k] = total.get(k, 0) + int(v)
+                    break
+        return total
+
+
 @contextmanager
-def churning_fleet(args: argparse.Namespace, workdir: Path) -> Iterator[FakeFleetProc]:
-    port_file = workdir / "ports.txt"
-    cmd = [
-        PYTHON, "-m", "bench.fake_fleet", "--hosts", str(args.hosts), "--containers", str(args.containers),
-        "--seed", str(args.seed), "--port-file", str(port_file), "--churn", str(args.churn),
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+def churning_fleet(args: argparse.Namespace, workdir: Path) -> Iterator[Fleets]:
+    n = max(1, args.fleets)
+    sizes = [args.hosts // n + (1 if k < args.hosts % n else 0) for k in range(n)]
+    procs: list[subprocess.Popen[str]] = []
+    fleets: list[FakeFleetProc] = []
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("READY"):
-            raise RuntimeError(f"fake fleet did not start: {line!r}")
-        hanging = int(re.search(r"hanging=(\d+)", line).group(1))  # type: ignore[union-attr]
-        yield FakeFleetProc(proc, [int(p) for p in port_file.read_text().split()], port_file, hanging)
+        for k, size in enumerate(sizes):
+            port_file = workdir / f"ports-{k}.txt"
+            cmd = [
+                PYTHON, "-m", "bench.fake_fleet", "--hosts", str(size), "--containers", str(args.containers),
+                "--seed", str(args.seed + 1000 * k), "--port-file", str(port_file),
+                "--churn", str(args.churn * size / args.hosts),
+            ]  # fmt: skip
+            procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True))
+        for proc, k in zip(procs, range(n), strict=True):
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("READY"):
+                raise RuntimeError(f"fake fleet {k} did not start: {line!r}")
+            hanging = int(re.search(r"hanging=(\d+)", line).group(1))  # type: ignore[union-attr]
+            port_file = workdir / f"ports-{k}.txt"
+            fleets.append(
+                FakeFleetProc(proc, [int(p) for p in port_file.read_text().split()], port_file, hanging)
+            )
+        yield Fleets(fleets)
     finally:
-        stop(proc)
+        for proc in procs:
+            stop(proc)
 
 
-def request_counts(fleet: FakeFleetProc) -> dict[str, int]:
-    """The fake fleet's requests served so far, by kind (its SIGUSR1 answer)."""
-    assert fleet.proc.stdout is not None
-    fleet.proc.send_signal(signal.SIGUSR1)
-    while True:
-        line = fleet.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the fake fleet ended")
-        if line.startswith("COUNTS "):
-            return {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+def own_ping_connection(args: argparse.Namespace) -> bool:
+    """Whether each host's liveness ping gets a connection of its own: per host fleetd then holds
+    two poll connections, the event stream and the ping's, which must fit its open-file limit."""
+    if args.ping_connection != "auto":
+        return bool(args.ping_connection == "own")
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 4 * args.hosts + args.subscribers + 500 <= soft
 
 
 def write_config(path: Path, args: argparse.Namespace, ports: list[int], listen: int, events: bool) -> None:
@@ -100,7 +145,8 @@ def write_config(path: Path, args: argparse.Namespace, ports: list[int], listen:
         "snapshots: {enabled: false}",
         "auth: {anonymous_read: true}",
         "log: {level: info, format: json}",
-        f"events: {{enabled: {str(events).lower()}, max_subscribers: {args.subscribers + 10}}}",
+        f"events: {{enabled: {str(events).lower()}, max_subscribers: {args.subscribers + 10}, "
+        f"ping_connection: {str(own_ping_connection(args)).lower()}}}",
         # every SSE client of the bench comes from 127.0.0.1: lift the per-address connection cap
         f"listener: {{max_per_client: {args.subscribers + 100}, max_connections: {args.subscribers + 500}}}",
         "hosts:",
@@ -221,14 +267,15 @@ def run_mode(
             }
             try:
                 out |= wait_complete(api, proc, started, args.hosts - fleet.hanging, args.hosts, 0.5)
+                out["fleetd_open_files"] = len(os.listdir(f"/proc/{proc.pid}/fd"))
                 print(f"  {mode}: complete view after {out['complete_seconds']:.1f}s", flush=True)
                 clients.start_latency_client()
                 time.sleep(args.settle)
                 if together is not None:  # --together: every mode measures the same window
                     together.wait(timeout=600)
                 clients.recording = True
-                counts0 = request_counts(fleet)
-                cpu0, fcpu0, t0 = cpu_seconds(proc.pid), cpu_seconds(fleet.proc.pid), time.monotonic()
+                counts0 = fleet.request_counts()
+                cpu0, fcpu0, t0 = cpu_seconds(proc.pid), fleet.cpu_seconds(), time.monotonic()
                 profiler = start_profiler(args, mode, proc.pid)
                 time.sleep(args.window)
                 if profiler is not None:
@@ -236,9 +283,9 @@ def run_mode(
                         profiler.wait(30.0)  # it ends after --duration and writes its file
                     except subprocess.TimeoutExpired:
                         stop(profiler)
-                cpu1, fcpu1, t1 = cpu_seconds(proc.pid), cpu_seconds(fleet.proc.pid), time.monotonic()
+                cpu1, fcpu1, t1 = cpu_seconds(proc.pid), fleet.cpu_seconds(), time.monotonic()
                 clients.recording = False
-                counts1 = request_counts(fleet)
+                counts1 = fleet.request_counts()
                 lat = clients.latencies
                 out["steady"] = {
                     "window_seconds": t1 - t0,
@@ -274,7 +321,10 @@ def start_profiler(args: argparse.Namespace, mode: str, pid: int) -> subprocess.
     if args.profile is None:
         return None
     args.profile.mkdir(parents=True, exist_ok=True)
-    out = args.profile / f"live-{mode.partition('@')[0]}{'-ab' if '@' in mode else ''}-{args.hosts}.speedscope.json"
+    out = (
+        args.profile
+        / f"live-{mode.partition('@')[0]}{'-ab' if '@' in mode else ''}-{args.hosts}.speedscope.json"
+    )
     spy = Path(PYTHON).parent / "py-spy"
     cmd = [str(spy), "record", "--pid", str(pid), "--rate", "50", "--format", "speedscope",
            "--output", str(out), "--duration", str(int(args.window)), "--nonblocking"]  # fmt: skip
@@ -328,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subscribers", type=int, default=1000)
     p.add_argument("--ages-window", type=float, default=70.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fleets", type=int, default=1, help="fake fleet processes sharing the hosts")
+    p.add_argument(
+        "--ping-connection", choices=("auto", "own", "shared"), default="auto",
+        help="events mode: the liveness ping's connection (auto: shared when 4 connections per host "
+        "would not fit fleetd's open-file limit)",
+    )  # fmt: skip
     p.add_argument("--modes", default="polling,events")
     p.add_argument(
         "--together", action="store_true",

@@ -71,6 +71,7 @@ class LiveFleet:
             enabled=settings.events.enabled,
             observer=self.counters,
             watching=self._watching,
+            ping_connection=settings.events.ping_connection,
         )
         self._pump_task: asyncio.Task[None] | None = None
         state.drift_judge = self._judge_drift
@@ -93,7 +94,12 @@ class LiveFleet:
 
     async def reconfigure(self, settings: Settings) -> None:
         self.settings = settings
-        await self.watchers.reconcile(settings.hosts, settings.poll, enabled=settings.events.enabled)
+        await self.watchers.reconcile(
+            settings.hosts,
+            settings.poll,
+            enabled=settings.events.enabled,
+            ping_connection=settings.events.ping_connection,
+        )
 
     async def aclose(self) -> None:
         await self.watchers.aclose()

@@ -33,8 +33,10 @@ class Watchers:
         observer: WatchObserver | None = None,
         watching: Callable[[str, bool], None] | None = None,
         rng: random.Random | None = None,
+        ping_connection: bool = True,
     ) -> None:
         self.target = target
+        self.ping_connection = ping_connection  # False: liveness pings through the client's pool
         self._watching = watching or (lambda _host, _on: None)
         self.enabled = enabled
         self._clients = clients
@@ -53,11 +55,22 @@ class Watchers:
         return self.enabled and host.enabled and host.events
 
     async def reconcile(
-        self, hosts: Iterable[HostSettings], poll: PollSettings, *, enabled: bool | None = None
+        self,
+        hosts: Iterable[HostSettings],
+        poll: PollSettings,
+        *,
+        enabled: bool | None = None,
+        ping_connection: bool | None = None,
     ) -> None:
         """Start, stop or restart watchers so they match the inventory (call after the poller's)."""
         if enabled is not None:
             self.enabled = enabled
+        if ping_connection is not None and ping_connection != self.ping_connection:
+            self.ping_connection = ping_connection
+            for name in list(self._watchers):  # restarted below with or without a raw pinger
+                _settings, watcher = self._watchers.pop(name)
+                await watcher.aclose()
+                self._watching(name, False)
         wanted = {h.name: h for h in hosts if self._wanted(h)}
         for name in list(self._watchers):
             settings, watcher = self._watchers[name]
@@ -81,7 +94,7 @@ class Watchers:
                 watch_settings(settings, poll),
                 observer=self._observer,
                 rng=random.Random(self._rng.random()),
-                pinger=raw_pinger(client),
+                pinger=raw_pinger(client) if self.ping_connection else None,
             )
             self._watchers[name] = (settings, watcher)
             self._watching(name, True)  # polls sent from now on are stamped (ordering guard)

@@ -479,3 +479,20 @@ def test_listener_limits_are_read_and_checked(cfg: ConfigDir) -> None:
     problems = [str(p) for p in cfg.problems("listener: {max_connections: 8, max_per_client: 0}\n")]
     assert f"{cfg.main}:1: listener.max_connections: must be 0 (automatic) or at least 16, got 8" in problems
     assert any(p.startswith(f"{cfg.main}:1: listener.max_per_client: ") for p in problems)
+
+
+def test_events_values_and_the_ping_connection(cfg: ConfigDir) -> None:
+    from fleetd.config.events import EventsSettings
+
+    assert cfg.load("events: false\n").events == EventsSettings(enabled=False)
+    settings = cfg.load(
+        """
+        events:
+          max_subscribers: 5
+          heartbeat: 5s
+          ping_connection: false
+        """
+    )
+    assert settings.events == EventsSettings(max_subscribers=5, heartbeat=5.0, ping_connection=False)
+    problem = cfg.problem("events:\n  ping_connection: sometimes\n")
+    assert located(problem) == (cfg.main, 2, "events.ping_connection")
