@@ -9,7 +9,9 @@ What podman 4.3.1 does (measured in the lab, `podman healthcheck run` by hand: i
   ``HealthStatus``, then ``exec_died`` when it ends (``engine-events.md`` P3).
 
 So, on a podman host, a ``health_status`` marks the container dirty and remembers that a probe runs;
-the ``exec_died`` that ends it marks it dirty again (the result is known then); and the targeted
+an ``exec_died`` of that container within a few seconds marks it dirty again (the result is known then;
+podman's event file is read in bursts, so a user's ``exec_died`` may come first: each one counts); and
+the targeted
 refresh of a running container whose cause is a health event or a (re)start asks
 ``/containers/{id}/json`` for its health and puts it into the row. A poll's list, which says nothing
 of health, keeps the health the row has (:func:`fleetd.fleet.watch_rows.keep_health`). A probe
@@ -33,23 +35,26 @@ __all__ = ["PodmanHealth"]
 #: Causes after which a podman row's health is asked for (a restart resets it to "starting").
 _ASK_AFTER: Final = frozenset({"health_status", "start", "restart", "unpause"})
 _PROBES_KEPT: Final = 1024
+_PROBE_WINDOW: Final = 5_000_000_000  # ns on the daemon's clock: an exec_died this soon may end the probe
 
 
 class PodmanHealth:
     def __init__(self) -> None:
-        self._probing: dict[str, None] = {}  # container ids whose probe started and has not ended
+        self._probing: dict[str, int] = {}  # container id → timeNano of its last health_status
 
     def probe_ended(self, event: EngineEvent) -> str | None:
-        """The container whose health probe this event ends (it is dirty again), else None."""
+        """The container whose health probe this event may end (it is dirty again), else None."""
         action = event.action
         cid = event.Actor.ID
         if action == "health_status" and cid:
-            self._probing[cid] = None
+            self._probing.pop(cid, None)
+            self._probing[cid] = event.time_nano
             if len(self._probing) > _PROBES_KEPT:
                 self._probing.pop(next(iter(self._probing)))
         elif action == "exec_died" and cid in self._probing:
+            if event.time_nano - self._probing[cid] <= _PROBE_WINDOW:
+                return cid
             del self._probing[cid]
-            return cid
         return None
 
     async def fill(

@@ -334,13 +334,14 @@ async def test_podman_health_checks_make_one_frame_per_transition(
             health_frames = [
                 f for f in w.frames if named("lv-ph")(f) and "health" in f.data.get("fields", [])
             ]
-            # as with dockerd: "starting" when it starts (asked after the start event), then each change
-            assert [f.data["container"]["health"] for f in health_frames] == [
-                "starting",
-                "unhealthy",
-                "healthy",
-            ]
-            assert all(f.data["action"] == "health_status" for f in health_frames[1:])
+            # as with dockerd: "starting" when it starts (when podman's inspect already says so right
+            # after the start event), then one frame per change, none for a probe that changes nothing
+            seen = [f.data["container"]["health"] for f in health_frames]
+            assert seen in (["starting", "unhealthy", "healthy"], ["unhealthy", "healthy"]), seen
+            # the first result may be learnt by the inspect after the start event (podman's event file
+            # is read every 250 ms: "start" can come after the probe ran); the second only by a probe
+            assert health_frames[-2].data["action"] in ("start", "health_status")
+            assert health_frames[-1].data["action"] == "health_status"
             after = w.frames.index(health_frames[-1])
             assert [f for f in w.frames[after + 1 :] if named("lv-ph")(f)] == []  # the poll changed nothing
             assert (await containers(client, "podman"))["lv-ph"]["health"] == "healthy"

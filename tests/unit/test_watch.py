@@ -180,3 +180,34 @@ async def test_drift_counts_only_what_no_event_explains(rig: Rig) -> None:
     other = next(c.id for c in rig.engine.state.containers.values() if c.id != cid)
     assert rig.watcher.drift([other], sent) == 1
     await eventually(lambda: rig.watcher.sessions == sessions + 1 and rig.watcher.connected, what="reconnect")
+
+
+async def test_a_daemon_frozen_right_after_an_event_is_down_within_liveness_of_that_event() -> None:
+    """The ping goes out once the daemon has said nothing for ``liveness``: a stream busy until the
+    freeze does not buy the daemon another period."""
+    settings = WatchSettings(liveness=2.0, timeout=1.0, flush_delay=0.05, backoff_min=0.1, backoff_max=0.3)
+    async with (
+        FakeEngine(docker_20_10(containers=2)) as engine,
+        EventsProxy(("127.0.0.1", engine.port)) as proxy,
+    ):
+        client = DockerClient(proxy.url)
+        target = MemoryTarget(client)
+        watcher = HostWatcher("h1", client, target, settings)
+        watcher.start()
+        try:
+            await eventually(lambda: watcher.connected and target.full_refreshes == 1, what="connected")
+            cid = next(iter(engine.state.containers))
+            loop = asyncio.get_running_loop()
+            for _ in range(15):  # 3 s of events: no ping is needed meanwhile
+                engine.exec_noise(cid)
+                await asyncio.sleep(0.2)
+            engine.behaviour.faults["ping"] = Fault.HANG
+            proxy.freeze_events = True
+            frozen = loop.time()
+            await eventually(
+                lambda: target.lost, timeout=settings.liveness + settings.timeout + 3, what="down"
+            )
+            assert loop.time() - frozen <= settings.liveness + settings.timeout + 0.5
+        finally:
+            await watcher.aclose()
+            await client.aclose()
