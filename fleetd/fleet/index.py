@@ -41,6 +41,7 @@ _SEP = "\x00"
 _HOST_SPAN = 1 << 24  # order keys: host rank × span + position (a host never holds 16 M containers)
 # Relative CPU per match of sorting a set's order keys, against testing one gid of the fleet order.
 _SORT_COST = 6
+_ANSWERS_KEPT = 256  # selections kept between writes that change a posting set
 
 
 def _keys_of(host: str, c: ContainerRecord) -> frozenset[str]:
@@ -67,6 +68,7 @@ def label_key(selector: str) -> str:
 
 class ContainerIndex:
     __slots__ = (
+        "_answers",
         "_blob",
         "_by_host",
         "_by_okey",
@@ -88,11 +90,14 @@ class ContainerIndex:
         "_seen",
         "_start_names",
         "_starts",
+        "_states",
         "walk",
     )
 
     def __init__(self) -> None:
         self._next = 0
+        # (predicates) → their gids, until a posting set changes: never mutated by readers.
+        self._answers: dict[tuple[object, ...], set[int] | None] = {}
         self._gids: dict[tuple[str, str], int] = {}  # (host, container id) → gid
         self._rec: dict[int, ContainerRecord] = {}  # gid → the current record
         self._keys: dict[int, frozenset[str]] = {}  # gid → its posting keys
@@ -111,6 +116,7 @@ class ContainerIndex:
         self._starts: list[int] = []
         self._start_names: list[str] = []
         self._names_used: Counter[str] = Counter()  # distinct container names
+        self._states: Counter[str] = Counter()
         self._order: list[int] = []  # every gid in fleet order (host rank, then row position)
         self._order_dirty = False
         self.walk: bool | None = None  # how pages are cut: None = by cost, or forced (tests)
@@ -214,6 +220,8 @@ class ContainerIndex:
             self._unpost(key, gid)
         for key in new:
             self._post.setdefault(key, set()).add(gid)
+        if gone or new:
+            self._answers.clear()
         self._count(gone, -1)
         self._count(new, +1)
         self._keys[gid] = keys
@@ -235,14 +243,15 @@ class ContainerIndex:
 
     def _unpost(self, key: str, gid: int) -> None:
         ids = self._post.get(key)
+        self._answers.clear()
         if ids is not None:
             ids.discard(gid)
             if not ids:
                 del self._post[key]
 
     def _count(self, keys: Iterable[str], delta: int) -> None:
-        """Distinct image names, image ids and container names, with how many containers have each."""
-        counters = {"i": self._images, "d": self._image_ids, "n": self._names_used}
+        """Distinct image names, image ids, container names and states, with how many containers have each."""
+        counters = {"i": self._images, "d": self._image_ids, "n": self._names_used, "s": self._states}
         for key in keys:
             kind = key[0]
             counter = counters.get(kind)
@@ -310,7 +319,26 @@ class ContainerIndex:
         image: str | None,
         name: str | None,
     ) -> set[int] | None:
-        """The gids satisfying every predicate given; None when no container predicate was given."""
+        """The gids satisfying every predicate given; None when no container predicate was given.
+        Answers are kept until a posting set changes (dashboards and scripts repeat their queries)."""
+        key = (None if hosts is None else tuple(hosts), state, health, tuple(labels), image, name)
+        answers = self._answers
+        if key in answers:
+            return answers[key]
+        if len(answers) >= _ANSWERS_KEPT:
+            answers.clear()
+        found = answers[key] = self._select(hosts, state, health, labels, image, name)
+        return found
+
+    def _select(
+        self,
+        hosts: Sequence[str] | None,
+        state: str | None,
+        health: str | None,
+        labels: Sequence[str],
+        image: str | None,
+        name: str | None,
+    ) -> set[int] | None:
         sets: list[set[int]] = []
         for key in [label_key(sel) for sel in labels]:
             sets.append(self._post.get(key, set()))
@@ -340,6 +368,12 @@ class ContainerIndex:
             return sets[0]  # the index's own set: callers only read it
         sets.sort(key=len)
         return sets[0].intersection(*sets[1:]) if sets[0] else set()
+
+    def counts(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        """How many containers there are, by state (sorted) and by image (most used first)."""
+        by_state = dict(sorted(self._states.items()))
+        by_image = dict(sorted(self._images.items(), key=lambda kv: (-kv[1], kv[0])))
+        return len(self._rec), by_state, by_image
 
     def _fleet_order(self) -> list[int]:
         if self._order_dirty:  # host rank is name order

@@ -103,6 +103,8 @@ def containers_page(
     names: list[str] | None = list(query.hosts) if query.hosts else None
     if query.stale is not None:
         names = [r.name for r in pool if r.is_stale(now) is query.stale]
+        if not query.hosts and len(names) == len(hosts):
+            names = None  # every host qualifies: no host set to unite
     gids = index.select(
         hosts=names,
         state=query.state,
@@ -138,34 +140,25 @@ def find_container(record: HostRecord, ref: str, now: float) -> ContainerRecord 
     return stale_copy(chosen) if record.is_stale(now) else chosen
 
 
-def summary(hosts: Mapping[str, HostRecord], now: float, ready: bool) -> FleetSummary:
+def summary(hosts: Mapping[str, HostRecord], index: ContainerIndex, now: float, ready: bool) -> FleetSummary:
+    """Container counts from the index (kept by the writer); per host only its status and staleness."""
+    index.ensure_all(hosts)
     hosts_by_state: Counter[str] = Counter({s.value: 0 for s in HostStatus})
-    containers_by_state: Counter[str] = Counter()
-    per_image: Counter[str] = Counter()
-    stale_hosts = 0
-    stale_containers = 0
-    total = 0
-    for r in hosts.values():
-        hosts_by_state[r.status.value] += 1
-        stale = r.is_stale(now)
-        stale_hosts += stale
-        tally = r.tally()  # per host, so a summary costs O(hosts), not O(containers)
-        containers_by_state.update(tally.by_state)
-        per_image.update(tally.by_image)
-        total += len(r.containers)
-        stale_containers += stale * len(r.containers)
+    hosts_by_state.update(r.status.value for r in hosts.values())
+    stale = [r for r in hosts.values() if r.is_stale(now)]
+    total, by_state, by_image = index.counts()
     duplicates = duplicate_engine_ids(hosts)
     return FleetSummary(
         hosts=HostCounts(
             total=len(hosts),
             by_state=dict(hosts_by_state),
-            stale=stale_hosts,
+            stale=len(stale),
             duplicate_engine_id=sum(len(v) for v in duplicates.values()),
         ),
         containers=ContainerCounts(
-            total=total, by_state=dict(sorted(containers_by_state.items())), stale=stale_containers
+            total=total, by_state=by_state, stale=sum(len(r.containers) for r in stale)
         ),
-        images=dict(sorted(per_image.items(), key=lambda kv: (-kv[1], kv[0]))),
+        images=by_image,
         ready=ready,
         generated_at=now,
     )

@@ -404,7 +404,7 @@ class FleetState:
 
     def summary(self, now: float | None = None) -> FleetSummary:
         now = self.clock() if now is None else now
-        return queries.summary(self._hosts, now, self.is_ready())
+        return queries.summary(self._hosts, self._index, now, self.is_ready())
 
 
 def _announce(host: str, diff: ContainerDiff, changes: list[Change]) -> None:

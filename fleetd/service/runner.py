@@ -28,6 +28,7 @@ from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.logconfig import configure_logging
 from fleetd.runtime import Fleet
+from fleetd.service.gcfreeze import freeze_when_ready
 from fleetd.service.notify import Notifier, watchdog_loop
 from fleetd.store.errors import StoreError
 from fleetd.web.listener import ConnectionGuard, GuardedRunner
@@ -96,6 +97,7 @@ async def _serve(settings: Settings, config_path: Path) -> int:
         print(f"fleetd: not started: {exc}", file=sys.stderr)
         notifier.close()
         return 2
+    fleet.spawn(freeze_when_ready(fleet.state), "gc-freeze")  # full collections walk only what comes later
     try:
         return await _listen(fleet, config_path, notifier)
     finally:

@@ -3,6 +3,7 @@ random queries, and after random writes through every writer (polls, event watch
 
 from __future__ import annotations
 
+from collections import Counter
 from fnmatch import fnmatchcase
 
 import msgspec
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 
 from fleetd.config.model import HostSettings
 from fleetd.fleet.match import container_image_matches, label_matches
-from fleetd.fleet.records import ContainerRecord, diff_containers
+from fleetd.fleet.queries import ContainerCounts, FleetSummary, HostCounts
+from fleetd.fleet.records import ContainerRecord, HostStatus, diff_containers
 from fleetd.fleet.state import ContainerQuery, FleetState, PollSuccess
 from tests.unit.snapshotkit import NOW, Clock, container, facts
 
@@ -132,6 +134,27 @@ def scan(state: FleetState, query: ContainerQuery) -> list[ContainerRecord]:
     return out
 
 
+def brute_summary(state: FleetState) -> FleetSummary:
+    """The summary counted from every record, as the state did before it read the index."""
+    now = state.clock()
+    records = state.sorted_records()
+    by_host_state = Counter({s.value: 0 for s in HostStatus})
+    by_host_state.update(r.status.value for r in state.records())
+    every = [c for r in records for c in r.containers]
+    stale = [r for r in records if r.is_stale(now)]
+    images = Counter(c.image for c in every)
+    duplicates = state.duplicate_engine_ids()
+    return FleetSummary(
+        hosts=HostCounts(len(records), dict(by_host_state), len(stale), sum(len(v) for v in duplicates.values())),
+        containers=ContainerCounts(
+            len(every), dict(sorted(Counter(c.state for c in every).items())), sum(len(r.containers) for r in stale)
+        ),
+        images=dict(sorted(images.items(), key=lambda kv: (-kv[1], kv[0]))),
+        ready=state.is_ready(),
+        generated_at=now,
+    )
+
+
 def poll(state: FleetState, host: str, new: tuple[ContainerRecord, ...], at: float) -> None:
     record = state.get(host)
     assert record is not None
@@ -187,6 +210,7 @@ def test_indexed_answers_equal_a_full_scan(
             state.replace_containers(host, data.draw(records(host)), gap=True)
         elif op == "drop-host":
             state.remove(host)
+        assert state.summary() == brute_summary(state), (op, host)
         for q in queries:
             expected = scan(state, q)
             assert state.containers(q) == expected, (op, host, q)
@@ -197,6 +221,7 @@ def test_indexed_answers_equal_a_full_scan(
                 assert state.containers_page(q, offset, limit) == (page, len(expected)), (q, offset, limit, walk)
             state._index.walk = None
     clock.now = NOW + 10_000  # every host stale now: ?stale= and the stale copies
+    assert state.summary() == brute_summary(state)
     for q in queries:
         assert state.containers(q) == scan(state, q)
 
