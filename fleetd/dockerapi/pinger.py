@@ -1,10 +1,14 @@
-"""A liveness ``GET /_ping`` on a connection of its own, for one daemon, at a fraction of a request's cost.
+"""A liveness ``GET /_ping`` on a connection of its own, for one daemon, at a fraction of a request's cost;
+and the watcher's targeted ``GET /containers/json?filters=`` on the same connection.
 
 With Engine events on, every host is pinged every ``poll.liveness`` seconds (a frozen daemon still
 has its kernel acknowledge TCP keep-alives, so only an answer from the daemon proves it runs). At
 1,000 hosts that is as many requests as polling every 15 s; through the full HTTP client each costs
 about as much CPU as a poll. This pinger keeps one keep-alive connection per daemon and writes the
-request bytes itself: one write, one read, a status line and a ``Content-Length``.
+request bytes itself: one write, one read, a status line and a ``Content-Length`` (or chunks).
+A targeted refresh of the rows an Engine event named goes the same way (:meth:`RawPinger.get`),
+at about half the CPU of the HTTP client (1,000 fake Engines: 478 µs against 1,025 µs each);
+its answer is capped like the client's (``ReadLimits.containers``) and decoded by the client.
 
 TCP (plain or TLS, with the client's own TLS context) and unix sockets. Anything else (ssh://)
 has no raw pinger: :func:`raw_pinger` returns None and the caller uses ``client.system.ping()``.
@@ -16,15 +20,20 @@ import asyncio
 import contextlib
 import ssl
 from typing import Final
+from urllib.parse import urlencode
+
+import msgspec
 
 from fleetd.dockerapi.client import DockerClient
 from fleetd.dockerapi.errors import DockerError, EngineProtocolError, EngineTimeout, EngineUnreachable
+from fleetd.dockerapi.models import ContainerSummary
 
-__all__ = ["RawPinger", "raw_pinger"]
+__all__ = ["RawPinger", "list_by_id", "raw_pinger"]
 
-_REQUEST: Final = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: fleetd-liveness\r\nAccept: */*\r\n\r\n"
+_REQUEST: Final = b"GET %s HTTP/1.1\r\nHost: docker\r\nUser-Agent: fleetd-liveness\r\nAccept: */*\r\n\r\n"
 _MAX_HEAD: Final = 16 * 1024
 _MAX_BODY: Final = 1024
+_SAFE_PATH: Final = frozenset(b"/?=&%+.-_~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 class RawPinger:
@@ -46,6 +55,7 @@ class RawPinger:
         self._server_hostname = server_hostname
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._turn = asyncio.Lock()  # one exchange at a time on the connection (ping, refresh)
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._unix is not None:
@@ -62,27 +72,38 @@ class RawPinger:
 
     async def ping(self, timeout: float) -> None:
         """Return when the daemon answered 200; raise EngineTimeout / EngineUnreachable otherwise."""
+        status, _body = await self.get("/_ping", timeout=timeout, max_body=_MAX_BODY)
+        if status != 200:
+            raise EngineProtocolError(f"GET /_ping on {self.url} answered {status}", url=self.url)
+
+    async def get(self, path: str, *, timeout: float, max_body: int) -> tuple[int, bytes]:
+        """``GET path`` (already URL-encoded); the status and the body, at most ``max_body`` bytes."""
+        target = path.encode()
+        if not target.startswith(b"/") or not _SAFE_PATH.issuperset(target):
+            raise ValueError(f"not a plain URL path: {path!r}")
         try:
-            async with asyncio.timeout(timeout):
-                await self._exchange()
+            async with asyncio.timeout(timeout), self._turn:
+                return await self._exchange(target, max_body)
         except TimeoutError as exc:
             self.close()
-            raise EngineTimeout(f"no answer within {timeout:g}s to GET /_ping on {self.url}", url=self.url) from exc
+            raise EngineTimeout(
+                f"no answer within {timeout:g}s to GET {path} on {self.url}", url=self.url
+            ) from exc
         except DockerError:
             self.close()
             raise
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             self.close()
-            raise EngineUnreachable(f"GET /_ping on {self.url} failed: {exc!r}", url=self.url) from exc
+            raise EngineUnreachable(f"GET {path} on {self.url} failed: {exc!r}", url=self.url) from exc
 
-    async def _exchange(self) -> None:
+    async def _exchange(self, target: bytes, max_body: int) -> tuple[int, bytes]:
         for attempt in (0, 1):
             fresh = self._writer is None
             if self._writer is None or self._reader is None:
                 self._reader, self._writer = await self._open()
             reader, writer = self._reader, self._writer
             try:
-                writer.write(_REQUEST)
+                writer.write(_REQUEST % target)
                 head = await reader.readuntil(b"\r\n\r\n")
                 break
             except (ConnectionError, asyncio.IncompleteReadError):
@@ -92,7 +113,9 @@ class RawPinger:
         status_line, _, rest = head.partition(b"\r\n")
         parts = status_line.split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise EngineProtocolError(f"not an HTTP answer to GET /_ping from {self.url}", url=self.url)
+            raise EngineProtocolError(
+                f"not an HTTP answer to GET {target.decode()} from {self.url}", url=self.url
+            )
         status = int(parts[1])
         length: int | None = None
         chunked = close = False
@@ -105,25 +128,50 @@ class RawPinger:
                 chunked = True
             elif key == b"connection" and b"close" in value.lower():
                 close = True
+        too_long = f"the answer to GET {target.decode()} from {self.url} is longer than {max_body} bytes"
+        body = b""
         if chunked:
-            body = b""
             while True:
                 size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
-                if size > _MAX_BODY:
-                    raise EngineProtocolError(f"/_ping answer too long from {self.url}", url=self.url)
+                if len(body) + size > max_body:
+                    raise EngineProtocolError(too_long, url=self.url)
                 body += (await reader.readexactly(size + 2))[:-2]
                 if size == 0:
                     break
         elif length is not None:
-            if length > _MAX_BODY:
-                raise EngineProtocolError(f"/_ping answer too long from {self.url}", url=self.url)
-            await reader.readexactly(length)
+            if length > max_body:
+                raise EngineProtocolError(too_long, url=self.url)
+            body = await reader.readexactly(length)
         else:
             close = True  # no framing: the body ends with the connection
+            while chunk := await reader.read(65536):
+                body += chunk
+                if len(body) > max_body:
+                    raise EngineProtocolError(too_long, url=self.url)
         if close:
             self.close()
-        if status != 200:
-            raise EngineProtocolError(f"GET /_ping on {self.url} answered {status}", url=self.url)
+        return status, body
+
+
+async def list_by_id(
+    pinger: RawPinger | None, client: DockerClient, ids: list[str], *, timeout: float
+) -> list[ContainerSummary]:
+    """``GET /containers/json?all=1&filters={"id": ids}`` on the pinger's connection once the
+    client knows the API version; through the client otherwise, or when the raw exchange fails for
+    any reason but a timeout (the client then says precisely what is wrong with the answer)."""
+    version = client.api_version
+    if pinger is not None and version is not None:
+        query = urlencode({"all": "1", "filters": msgspec.json.encode({"id": ids}).decode()})
+        path = f"/v{version}/containers/json?{query}"
+        try:
+            status, body = await pinger.get(path, timeout=timeout, max_body=client.limits.containers)
+            if status == 200:
+                return client.decode(body, list[ContainerSummary], "GET", "/containers/json")
+        except EngineTimeout:
+            raise
+        except DockerError:
+            pass
+    return await client.containers.list(all=True, filters={"id": ids}, timeout=timeout)
 
 
 def raw_pinger(client: DockerClient) -> RawPinger | None:

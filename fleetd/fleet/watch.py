@@ -7,7 +7,8 @@ The order of things (engine-events.md §4):
    after it (the ordering guard of :mod:`fleetd.fleet.watch_rows` keeps the newer one).
 2. **The read loop only touches memory**: dedupe, the cursor, marking containers dirty. A
    separate flusher sends one ``GET /containers/json?all=1&filters={"id":[...]}`` per batch of
-   dirty containers, so a slow refresh never makes the daemon drop events (E7).
+   dirty containers, so a slow refresh never makes the daemon drop events (E7). It goes over the
+   pinger's kept connection when there is one (:func:`~fleetd.dockerapi.pinger.list_by_id`).
 3. **Cursor on the daemon's clock**: the newest ``timeNano`` seen, and that event (the witness).
    A reconnect asks ``since=cursor-1s``; the witness showing up in the replay proves nothing was
    lost. If it does not (ring overflow, daemon restart, podman rotation) a full list repairs
@@ -31,7 +32,7 @@ import structlog
 
 from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError, EngineUnreachable
 from fleetd.dockerapi.events import EngineEvent, EventStream
-from fleetd.dockerapi.pinger import RawPinger
+from fleetd.dockerapi.pinger import RawPinger, list_by_id
 from fleetd.fleet.watch_events import REMOVAL, Cause, Dedupe, Effect, classify, merge_cause
 from fleetd.fleet.watch_podman import PodmanHealth
 from fleetd.fleet.watch_types import NoObserver, WatchObserver, WatchSettings, WatchTarget
@@ -336,9 +337,7 @@ class HostWatcher:
                 chunk = ids[i : i + s.batch]
                 stamp = self.target.next_stamp(self.host)
                 try:
-                    rows = await self.client.containers.list(
-                        all=True, filters={"id": chunk}, timeout=s.timeout
-                    )
+                    rows = await list_by_id(self.pinger, self.client, chunk, timeout=s.timeout)
                 except DockerError as exc:
                     log.debug("event refresh failed; retrying", host=self.host, error=str(exc))
                     for cid in ids[i:]:
