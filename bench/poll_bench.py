@@ -210,8 +210,15 @@ def cold(args: argparse.Namespace) -> dict[str, Any]:
         work = Path(tmp)
         for i in range(args.pairs):
             pair: dict[str, Any] = {"load_before": os.getloadavg()[0]}
-            for kind in ("script", "fleetd") if i % 2 == 0 else ("fleetd", "script"):
-                if kind == "script":
+            kinds = ("script", "fleetd", "gather") if i % 2 == 0 else ("fleetd", "gather", "script")
+            for kind in kinds if args.with_fleet_bench_gather else [k for k in kinds if k != "gather"]:
+                if kind == "gather":  # bench.fleet_bench's yardstick: /_ping, then /info + /containers at once
+                    t0 = time.monotonic()
+                    cmd = [PYTHON, "-m", "bench.baseline_gather", "--port-file", str(fleet.port_file),
+                           "--concurrency", str(args.concurrency)]  # fmt: skip
+                    subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+                    pair["fleet_bench_gather_seconds"] = time.monotonic() - t0
+                elif kind == "script":
                     t0 = time.monotonic()
                     cmd = [PYTHON, "-m", "bench.plain_gather", "--port-file", str(fleet.port_file),
                            "--concurrency", str(args.concurrency)]  # fmt: skip
@@ -230,6 +237,10 @@ def cold(args: argparse.Namespace) -> dict[str, Any]:
                     pair["fleetd_seconds"] = done["complete_seconds"]
                     pair["fleetd_listening_seconds"] = done["listening_seconds"]
             pair["ratio"] = pair["fleetd_seconds"] / pair["script_seconds"]
+            if "fleet_bench_gather_seconds" in pair:
+                pair["ratio_to_fleet_bench_gather"] = pair["fleetd_seconds"] / pair["fleet_bench_gather_seconds"]
+                print(f"  fleet_bench's gather {pair['fleet_bench_gather_seconds']:.2f} s, "
+                      f"ratio {pair['ratio_to_fleet_bench_gather']:.2f}")  # fmt: skip
             print(
                 f"pair {i + 1}: script {pair['script_seconds']:.2f} s, fleetd {pair['fleetd_seconds']:.2f} s "
                 f"(listening after {pair['fleetd_listening_seconds']:.2f} s), ratio {pair['ratio']:.2f}; "
@@ -269,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="", help="a --fleetd label to record with py-spy (last round)")
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--api-poll", type=float, default=0.02)
+    p.add_argument("--with-fleet-bench-gather", action="store_true", help="cold: also time bench.baseline_gather")
     p.add_argument("--label", default="")
     return p
 

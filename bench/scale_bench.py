@@ -116,8 +116,15 @@ async def api_load(port: int, rate: float, duration: float) -> dict[str, Any]:
                 errors += 1
             latencies[path].append(loop.time() - at)
 
-        await asyncio.gather(*(one(i) for i in range(n)))
-    every = sorted(x for v in latencies.values() for x in v)
+        tasks = [asyncio.ensure_future(one(i)) for i in range(n)]
+        # Requests still unanswered 10 s after the window count as answered at infinity (the API
+        # fell behind): they are reported, never silently left out of the percentiles.
+        _done, pending = await asyncio.wait(tasks, timeout=duration + 10.5)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    unanswered = len(pending)
+    every = sorted([x for v in latencies.values() for x in v] + [float("inf")] * unanswered)
 
     def pct(xs: list[float], q: float) -> float:
         xs = sorted(xs)
@@ -126,6 +133,7 @@ async def api_load(port: int, rate: float, duration: float) -> dict[str, Any]:
     return {
         "requests": n,
         "errors": errors,
+        "unanswered_10s_after_window": unanswered,
         "p50_ms": pct(every, 0.5),
         "p99_ms": pct(every, 0.99),
         "max_ms": 1000 * every[-1],
@@ -154,6 +162,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 [PYTHON, "-m", "fleetd", "run", "--config", str(config)], cwd=work, stdout=log, stderr=log, env=env
             )
             api = Api(listen)
+            spy = None
+            if args.profile_startup:
+                out_raw = RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}-scale-h{args.hosts}-startup.raw"
+                spy = subprocess.Popen(
+                    [str(Path(PYTHON).parent / "py-spy"), "record", "--nonblocking", "-r", "20", "-f", "raw",
+                     "-d", str(int(args.profile_startup)), "-o", str(out_raw), "-p", str(proc.pid)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                out["startup_profile"] = str(out_raw.relative_to(ROOT))
             try:
                 done = wait_complete(api, proc, started, len(ports), len(ports), 0.25)
                 out["complete_seconds"] = done["complete_seconds"]
@@ -162,7 +179,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(args.settle)
                 polls0, cpu0, t0 = api.polls(), cpu_seconds(proc.pid), time.monotonic()
                 fleet_cpu0 = sum(cpu_seconds(f.pid) for f in fleets)
-                out["api"] = asyncio.run(api_load(listen, args.rate, args.window))
+                if args.no_api:
+                    time.sleep(args.window)
+                    out["api"] = None
+                else:
+                    out["api"] = asyncio.run(api_load(listen, args.rate, args.window))
                 wall = time.monotonic() - t0
                 cpu = cpu_seconds(proc.pid) - cpu0
                 polls = api.polls() - polls0
@@ -178,6 +199,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 out["exit_code"] = stop(proc, 30)
                 log.close()
+                if spy is not None:
+                    spy.wait(30)
                 with contextlib.suppress(OSError):
                     out["log_tail"] = (work / "fleetd.log").read_text()[-2000:]
         finally:
@@ -201,19 +224,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, default=30.0)
     p.add_argument("--window", type=float, default=60.0)
     p.add_argument("--rate", type=float, default=100.0, help="API requests per second during the window")
+    p.add_argument("--profile-startup", type=float, default=0.0, help="py-spy fleetd for this many seconds from exec")
+    p.add_argument("--no-api", action="store_true", help="no API load in the window (CPU share of polling alone)")
     args = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     report = {"args": vars(args), "commit": commit.strip()} | run(args)
     name = RESULTS / f"{time.strftime('%Y%m%dT%H%M%S')}-scale-h{args.hosts}.json"
     name.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    a = report["api"]
+    a = report["api"] or {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan"), "errors": 0,
+                          "by_path_p99_ms": {}, "unanswered_10s_after_window": 0}  # fmt: skip
     print(
         f"hosts {args.hosts}: complete view {report['complete_seconds']:.2f} s; CPU share {report['cpu_share']:.1%} "
         f"({report['cpu_ms_per_poll']:.3f} ms/poll, {report['polls']:.0f} polls in {report['window_seconds']:.0f} s); "
         f"RSS {report['rss_kib'] / 1024:.0f} MiB = {report['rss_kib_per_host']:.1f} KiB/host; fds {report['open_fds']}; "
         f"API at {args.rate:g}/s: p50 {a['p50_ms']:.1f} ms, p99 {a['p99_ms']:.1f} ms, max {a['max_ms']:.0f} ms, "
-        f"errors {a['errors']}; by path p99 {json.dumps({k: round(v, 1) for k, v in a['by_path_p99_ms'].items()})}; "
+        f"errors {a['errors']}, unanswered {a['unanswered_10s_after_window']}; by path p99 {json.dumps({k: round(v, 1) for k, v in a['by_path_p99_ms'].items()})}; "
         f"states at end {report['hosts_up_at_end']}; load {report['load_before'][0]:.1f} → {report['load_after'][0]:.1f}"
     )
     print(f"results: {name.relative_to(ROOT)}")

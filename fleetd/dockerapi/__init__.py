@@ -42,7 +42,7 @@ from fleetd.dockerapi.models import (
     SystemInfo,
     VersionInfo,
 )
-from fleetd.dockerapi.ssh import SSHConfig, SSHOptions, SSHTunnel
+from fleetd.dockerapi.ssh_config import SSHConfig, SSHOptions
 from fleetd.dockerapi.stream import LogLine, ProgressEvent
 
 __all__ = [
@@ -75,7 +75,6 @@ __all__ = [
     "ReadLimits",
     "SSHConfig",
     "SSHOptions",
-    "SSHTunnel",
     "SystemInfo",
     "TLSConfig",
     "Timeouts",

@@ -42,7 +42,7 @@ from fleetd.dockerapi.errors import (
 from fleetd.dockerapi.failures import map_failure
 from fleetd.dockerapi.limits import ReadLimits
 from fleetd.dockerapi.models import is_podman_server
-from fleetd.dockerapi.ssh import SSHOptions
+from fleetd.dockerapi.ssh_config import SSHOptions
 from fleetd.dockerapi.transport import Params, Timeouts
 
 __all__ = ["CLIENT_API_VERSION", "MIN_API_VERSION", "DockerClient", "Timeouts", "negotiate_version"]

@@ -16,13 +16,15 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
-from fleetd.dockerapi.ssh import SSHConfig, SSHOptions, SSHTunnel
-from fleetd.dockerapi.ssh_connector import SSHConnector
+from fleetd.dockerapi.ssh_config import SSHConfig, SSHOptions
+
+if TYPE_CHECKING:
+    from fleetd.dockerapi.ssh import SSHTunnel
 
 __all__ = [
     "Endpoint",
@@ -101,16 +103,20 @@ class _TrackingTCPConnector(aiohttp.TCPConnector):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        # Keyed by the protocol, which lives as long as the connection: uvloop's transports cannot
+        # be weakly referenced, and a closing protocol forgets its transport before it is closed.
+        self.transports: weakref.WeakKeyDictionary[ResponseHandler, asyncio.BaseTransport] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def _create_connection(self, *args: Any, **kwargs: Any) -> ResponseHandler:
         proto = await super()._create_connection(*args, **kwargs)
         if proto.transport is not None:
-            self.transports.add(proto.transport)
+            self.transports[proto] = proto.transport
         return proto
 
     def abort_all(self) -> None:
-        for transport in list(self.transports):
+        for transport in list(self.transports.values()):
             if isinstance(transport, asyncio.Transport):
                 transport.abort()
 
@@ -174,6 +180,9 @@ class EngineConnections:
     def _ssh_session(self, config: SSHConfig) -> aiohttp.ClientSession:
         entry = self._ssh.get(config)
         if entry is None:
+            from fleetd.dockerapi.ssh import SSHTunnel  # asyncssh only for fleets with ssh:// hosts
+            from fleetd.dockerapi.ssh_connector import SSHConnector
+
             tunnel = SSHTunnel(config)
             session = self._new_session(SSHConnector(tunnel, keepalive_timeout=self._keepalive))
             entry = self._ssh[config] = (session, tunnel)

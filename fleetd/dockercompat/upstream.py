@@ -11,15 +11,14 @@ import asyncio
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
 from fleetd.config.model import HostSettings, Settings
-from fleetd.dockerapi import EngineConnections, SSHTunnel, parse_endpoint
-from fleetd.dockerapi.ssh_connector import open_channel_stream
+from fleetd.dockerapi import EngineConnections, parse_endpoint
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.dockercompat.tlsclient import tls_connect
 from fleetd.dockercompat.versions import Window
@@ -28,6 +27,9 @@ from fleetd.fleet.poller import Poller
 from fleetd.fleet.records import HostRecord, HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.ops.audit import Auditor
+
+if TYPE_CHECKING:
+    from fleetd.dockerapi.ssh import SSHTunnel
 from fleetd.ops.targets import settle
 from fleetd.util.ratelimit import FailureGate
 
@@ -107,6 +109,8 @@ class Upstream:
         :class:`~fleetd.dockercompat.tlsclient.TLSStream`, which can half-close."""
         async with asyncio.timeout(self.timeout):
             if self.tunnel is not None:
+                from fleetd.dockerapi.ssh_connector import open_channel_stream  # only for ssh:// hosts
+
                 return await open_channel_stream(self.tunnel, limit=2**20)
             if self.unix_path is not None:
                 return await asyncio.open_unix_connection(self.unix_path, limit=2**20)

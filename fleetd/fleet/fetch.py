@@ -49,31 +49,50 @@ def _failure(errors: list[DockerError]) -> Failed:
     return Failed(HostStatus.ERROR, str(errors[0]))
 
 
-async def fetch(client: DockerClient, host: str, *, images: bool) -> Answer | Failed:
+async def fetch(client: DockerClient, host: str, *, images: bool, one_connection: bool = False) -> Answer | Failed:
+    """``one_connection``: the requests one after the other on one keep-alive connection (fleets with
+    more hosts than two connections each would fit in the open-file limit); a failed ``/info`` ends
+    the poll then (a hung daemon costs one timeout, not two)."""
     info_r: tuple[SystemInfo, msgspec.Raw] | BaseException
     cont_r: bytes | BaseException
     img_r: list[ImageSummary] | BaseException | None = None
-    if images:
-        # /images/json follows /info on the connection /info just freed: a poll needs two
-        # connections per host instead of three (a third fewer connects at start-up).
-        async def info_then_images() -> tuple[SystemInfo, msgspec.Raw]:
-            nonlocal img_r
-            info = await client.system.info_raw()
+
+    # /images/json follows /info on the connection /info just freed: a poll needs two
+    # connections per host instead of three (a third fewer connects at start-up).
+    async def info_then_images() -> tuple[SystemInfo, msgspec.Raw]:
+        nonlocal img_r
+        info = await client.system.info_raw()
+        if images:
             try:
                 img_r = await client.images.list()
             except Exception as exc:  # judged below with the other answers
                 img_r = exc
-            return info
+        return info
 
+    if one_connection:
+        try:
+            info_r = await info_then_images()
+        except Exception as exc:
+            return _judge(host, exc) or Failed(HostStatus.ERROR, repr(exc))
+        try:
+            cont_r = await client.containers.list_body(all=True)
+        except Exception as exc:
+            cont_r = exc
+    else:
         info_r, cont_r = await asyncio.gather(
             info_then_images(), client.containers.list_body(all=True), return_exceptions=True
         )
-    else:
-        info_r, cont_r = await asyncio.gather(
-            client.system.info_raw(), client.containers.list_body(all=True), return_exceptions=True
-        )
+    failed = _judge(host, info_r, cont_r, img_r)
+    if failed is not None:
+        return failed
+    assert not isinstance(info_r, BaseException) and not isinstance(cont_r, BaseException)  # judged
+    return Answer(info_r[0], info_r[1], cont_r, img_r if isinstance(img_r, list) else None)
+
+
+def _judge(host: str, *results: object) -> Failed | None:
+    """The failure among a poll's results (None: every request answered)."""
     errors: list[DockerError] = []
-    for r in (info_r, cont_r, img_r):
+    for r in results:
         if isinstance(r, DockerError):
             errors.append(r)
         elif isinstance(r, asyncio.CancelledError):
@@ -81,6 +100,4 @@ async def fetch(client: DockerClient, host: str, *, images: bool) -> Answer | Fa
         elif isinstance(r, BaseException):
             log.error("poll failed unexpectedly", host=host, exc_info=r)
             errors.append(DockerError(f"internal error while polling: {r!r}"))
-    if errors or isinstance(info_r, BaseException) or isinstance(cont_r, BaseException):
-        return _failure(errors)
-    return Answer(info_r[0], info_r[1], cont_r, img_r if isinstance(img_r, list) else None)
+    return _failure(errors) if errors else None

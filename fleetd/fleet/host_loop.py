@@ -51,6 +51,8 @@ class HostLoop:
     slots: Callable[[], asyncio.Semaphore]  # the poller's current bound (replaced on reload)
     observer: PollObserver
     images_every: Callable[[], int]
+    one_connection: Callable[[], bool] = lambda: False  # the poller's connection plan
+    first_round: asyncio.Event | None = None  # the poller's "every first poll ended" (image listings wait)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     epoch: int = 0  # bumped by every action; a poll started in an older epoch is discarded
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -94,8 +96,14 @@ class HostLoop:
             self.wake.clear()
             async with self.slots():
                 await self.poll()
-            if self.record.images is None and self.record.status is HostStatus.UP and not self.images_wanted:
-                async with self.slots():  # FIFO: after the first polls already waiting
+            record = self.record
+            if (
+                record.images is None
+                and record.status is HostStatus.UP
+                and not self.images_wanted
+                and await self._after_first_round()
+            ):
+                async with self.slots():
                     await self.list_images()
             for fut in waiters:
                 if not fut.done():
@@ -117,6 +125,24 @@ class HostLoop:
                 await self.wake.wait()
             finally:
                 timer.cancel()
+
+    async def _after_first_round(self) -> bool:
+        """Image listings wait until every host's first poll has ended, so they never compete with
+        the start-up burst (the complete view comes sooner). An action's wake-up ends the wait
+        early: False, and the images are listed after a later poll."""
+        ready = self.first_round
+        if ready is None or ready.is_set():
+            return True
+        if self.state.first_round_done():
+            ready.set()
+            return True
+        waits = (asyncio.ensure_future(ready.wait()), asyncio.ensure_future(self.wake.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return ready.is_set()
 
     async def list_images(self) -> None:
         """Images alone, once, after a host's first successful poll."""
@@ -159,7 +185,7 @@ class HostLoop:
         want_images = self.images_wanted or (polls > 0 and polls % max(1, self.images_every()) == 0)
         stamp = self.state.next_stamp(name)  # rows written by newer event refreshes win over this poll
         sent_at = asyncio.get_running_loop().time()
-        got = await fetch(self.client, name, images=want_images)
+        got = await fetch(self.client, name, images=want_images, one_connection=self.one_connection())
         duration = time.monotonic() - started
         if epoch != self.epoch:
             self.state.poll_done(name, duration, None)  # an action happened meanwhile; polled again next
@@ -176,6 +202,8 @@ class HostLoop:
             self._failed(got, duration)
         elif built is not None:
             self._answered(got, built, now, duration, stamp, sent_at)
+        if self.first_round is not None and not self.first_round.is_set() and self.state.first_round_done():
+            self.first_round.set()
 
     def _decode(self, body: bytes, type_: type[T]) -> T:
         return self.client.decode(body, type_, "GET", "/containers/json")

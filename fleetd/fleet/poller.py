@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import resource
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import structlog
 
 from fleetd.config.model import HostSettings, PollSettings
 from fleetd.dockerapi import DockerClient, EngineConnections
@@ -20,7 +23,15 @@ from fleetd.fleet.host_loop import HostLoop, PollObserver, new_schedule
 from fleetd.fleet.records import HostRecord
 from fleetd.fleet.state import FleetState
 
+log = structlog.get_logger("fleetd.poller")
+
 OVERDUE_CHECK_EVERY = 1.0  # seconds
+
+
+def poll_connection_budget() -> int:
+    """Open files the polls may keep: half the soft limit (the API listener's share is the other half)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1 << 30 if soft == resource.RLIM_INFINITY else soft // 2
 
 __all__ = ["PollObserver", "Poller", "ReconcileReport"]
 
@@ -58,6 +69,8 @@ class Poller:
         self._loops: dict[str, HostLoop] = {}
         self._running = False
         self._watchdog: asyncio.Task[None] | None = None
+        self._one_connection = False  # see _plan_connections
+        self._first_round = asyncio.Event()  # set by the host loops once every first poll ended
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -66,6 +79,7 @@ class Poller:
         self._running = True
         for settings in hosts:
             await self._add(settings)
+        self._plan_connections()
         if self._watchdog is None:
             self._watchdog = asyncio.create_task(self._watch_overdue(), name="poll-watchdog")
 
@@ -105,6 +119,8 @@ class Poller:
             slots=self._current_slots,
             observer=self._observer,
             images_every=self._images_every,
+            one_connection=self._one_connection_per_host,
+            first_round=self._first_round,
         )
         self._loops[settings.name] = loop
         if self._running:
@@ -112,6 +128,22 @@ class Poller:
 
     def _current_slots(self) -> asyncio.Semaphore:
         return self._slots
+
+    def _plan_connections(self) -> None:
+        """A poll's two requests run at once on two keep-alive connections per host; when that many
+        would not fit in the open-file budget (10,000 hosts under a 20,000 limit), they run one after
+        the other on one connection per host."""
+        tight = 2 * len(self._loops) > poll_connection_budget()
+        if tight != self._one_connection:
+            log.info(
+                "one poll connection per host" if tight else "two poll connections per host",
+                hosts=len(self._loops),
+                open_file_budget=poll_connection_budget(),
+            )
+        self._one_connection = tight
+
+    def _one_connection_per_host(self) -> bool:
+        return self._one_connection
 
     def _images_every(self) -> int:
         return self.poll.images_every
@@ -197,6 +229,7 @@ class Poller:
                     loop.schedule.interval = settings.interval
                 updated.append(name)
         self.state.reorder(list(new))
+        self._plan_connections()
         await self._clients.release_unused({h.url for h in new.values()}, tuple(new.values()))
         return ReconcileReport(
             tuple(added), tuple(removed), tuple(reconnected), tuple(updated), tuple(unchanged)

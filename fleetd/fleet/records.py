@@ -169,6 +169,23 @@ def _port(p: Port) -> PortRecord:
     return found
 
 
+_LABELS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+_LABELS_MAX = 65_536  # distinct label sets remembered (the cache starts over past it)
+
+
+def _labels(labels: dict[str, str] | None) -> dict[str, str]:
+    """One dict per distinct label set (the same stack on many hosts); records never mutate it."""
+    if not labels:
+        return {}
+    key = tuple(labels.items())
+    found = _LABELS.get(key)
+    if found is None:
+        if len(_LABELS) >= _LABELS_MAX:
+            _LABELS.clear()
+        found = _LABELS[key] = {_intern(k): _intern(v) for k, v in key}
+    return found
+
+
 def container_record(host: str, c: ContainerSummary, observed_at: str | None) -> ContainerRecord:
     names = [n.lstrip("/") for n in (c.Names or [])]
     return ContainerRecord(
@@ -183,7 +200,7 @@ def container_record(host: str, c: ContainerSummary, observed_at: str | None) ->
         status=_intern(c.Status),
         health=_health(c),
         created=rfc3339(c.Created) if c.Created else None,
-        labels={_intern(k): _intern(v) for k, v in c.Labels.items()} if c.Labels else {},
+        labels=_labels(c.Labels),
         ports=[_port(p) for p in c.Ports] if c.Ports else [],
         observed_at=observed_at,
     )

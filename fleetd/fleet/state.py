@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-import msgspec
-
 from fleetd.config.model import HostSettings
 from fleetd.fleet import queries
 from fleetd.fleet.changes import (
@@ -32,6 +30,7 @@ from fleetd.fleet.changes import (
 )
 from fleetd.fleet.index import ContainerIndex
 from fleetd.fleet.match import label_matches
+from fleetd.fleet.poll_results import PollFailure, PollSuccess
 from fleetd.fleet.queries import (
     AmbiguousContainer,
     ContainerCounts,
@@ -42,7 +41,6 @@ from fleetd.fleet.queries import (
 from fleetd.fleet.records import (
     ContainerDiff,
     ContainerRecord,
-    EngineFacts,
     Finding,
     HostRecord,
     HostStatus,
@@ -66,27 +64,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class PollSuccess:
-    """A poll that answered: the host's data as of ``at`` (wall clock)."""
-
-    at: float
-    facts: EngineFacts
-    info_raw: msgspec.Raw
-    containers: tuple[ContainerRecord, ...]
-    diff: ContainerDiff  # against the previous poll's containers
-    images: tuple[ImageRecord, ...] | None = None  # None: not listed this time
-    stamp: int = 0  # RowClock stamp taken when the list was sent (0: no ordering guard)
-    sent_at: float = 0.0  # loop time the list was sent (drift judgement)
-
-
-@dataclass(frozen=True, slots=True)
-class PollFailure:
-    at: float
-    status: HostStatus  # DOWN or ERROR
-    message: str
-
-
 @dataclass(slots=True)
 class FleetState:
     """All hosts by name, in inventory order; the single source of truth for readers."""
@@ -95,11 +72,15 @@ class FleetState:
     changes: ChangeHub = field(default_factory=ChangeHub)
     _hosts: dict[str, HostRecord] = field(default_factory=dict)
     _ready_once: bool = False
+    # Enabled hosts whose first poll has not ended: readiness in O(1) per poll, not O(hosts).
+    _pending: set[str] = field(default_factory=set)
     # Hosts whose containers another writer changed since their last poll: the poll's own diff
     # (against the previous poll) does not hold for them, so the next poll compares in full.
     _foreign: set[str] = field(default_factory=set)
     # Event watchers' ordering guard per host, and who judges what a poll found that no event told.
     _clocks: dict[str, RowClock] = field(default_factory=dict)
+    # Per watched host: the rows its last poll wrote when they were exactly that poll's list (else None).
+    _agreed: dict[str, tuple[ContainerRecord, ...] | None] = field(default_factory=dict)
     drift_judge: Callable[[str, tuple[str, ...], float], None] | None = None
     _index: ContainerIndex = field(default_factory=ContainerIndex)  # kept by _publish and sync below
 
@@ -115,6 +96,8 @@ class FleetState:
         if not settings.enabled:
             record.status = HostStatus.DISABLED
             record.first_poll_done = True
+        else:
+            self._pending.add(settings.name)
         self._hosts[settings.name] = record
         self._publish((HostAdded(settings.name),))
         return record
@@ -123,6 +106,8 @@ class FleetState:
         record = self._hosts.pop(name, None)
         self._foreign.discard(name)
         self._clocks.pop(name, None)
+        self._agreed.pop(name, None)
+        self._pending.discard(name)
         if record is not None:
             gone: list[Change] = [ContainerRemoved(name, c) for c in record.containers]
             gone.append(HostRemoved(name))
@@ -175,7 +160,8 @@ class FleetState:
         first = result is not None and not record.first_poll_done
         if first:
             record.first_poll_done = True
-        if first and not self._ready_once and self.is_ready():
+            self._pending.discard(name)
+        if first and not self._ready_once and not self._pending and self.is_ready():
             changes.append(FleetReady())
         if changes:
             self._publish(changes)
@@ -189,11 +175,23 @@ class FleetState:
         containers = result.containers
         clock = self._clocks.get(name)
         if clock is not None:
-            # Rows an event refresh wrote after this list was sent stay as they are.
-            merged = clock.merge_full(record.containers, containers, result.stamp)
-            containers = merged.records
-            if merged.drifted and self.drift_judge is not None:
-                self.drift_judge(name, merged.drifted, result.sent_at)
+            if not diff and record.containers is self._agreed.get(name):
+                # Nothing but this host's polls wrote its rows since the last one, which found them as
+                # the daemon listed them, and this list is the same: only the rows' stamps move.
+                clock.confirm(containers, result.stamp)
+            else:
+                # Rows an event refresh wrote after this list was sent stay as they are.
+                merged = clock.merge_full(record.containers, containers, result.stamp)
+                if len(merged.records) == len(containers) and all(
+                    a is b for a, b in zip(merged.records, containers, strict=True)
+                ):
+                    merged_records = containers  # every row as listed: the list's own tuple
+                else:
+                    merged_records = merged.records
+                containers = merged_records
+                if merged.drifted and self.drift_judge is not None:
+                    self.drift_judge(name, merged.drifted, result.sent_at)
+            self._agreed[name] = containers if containers is result.containers else None
         if name in self._foreign or containers is not result.containers:
             self._foreign.discard(name)
             diff = diff_containers(record.containers, containers)
@@ -290,6 +288,7 @@ class FleetState:
 
     def unwatch(self, name: str) -> None:
         self._clocks.pop(name, None)
+        self._agreed.pop(name, None)
 
     def next_stamp(self, name: str) -> int:
         """A stamp for a request about to be sent whose answer will write this host's rows
@@ -361,9 +360,15 @@ class FleetState:
 
     def is_ready(self) -> bool:
         """True once every enabled host finished its first poll attempt; stays true after."""
-        if not self._ready_once and all(r.first_poll_done for r in self._hosts.values()):
-            self._ready_once = True
+        if not self._ready_once:
+            hosts = self._hosts
+            self._pending = {n for n in self._pending if (r := hosts.get(n)) is not None and not r.first_poll_done}
+            self._ready_once = not self._pending
         return self._ready_once
+
+    def first_round_done(self) -> bool:
+        """Cheap :meth:`is_ready` for the poll path: every enabled host's first poll has ended."""
+        return self._ready_once or not self._pending
 
     def _check_ready(self) -> None:
         if not self._ready_once and self.is_ready():

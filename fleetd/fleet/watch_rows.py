@@ -126,6 +126,15 @@ class RowClock:
             del stamps[cid]
         return FullMerge(tuple(sorted(out.values(), key=_by_name)), tuple(drifted))
 
+    def confirm(self, fresh: Iterable[ContainerRecord], stamp: int) -> None:
+        """A full list sent at ``stamp`` that found exactly the rows the previous full list decided,
+        with no other observation in between: :meth:`merge_full` would keep them all, so only their
+        stamps move (added by the poll path, which knows when this holds)."""
+        stamps = self._stamps
+        for r in fresh:
+            if stamps.get(r.id, 0) < stamp:
+                stamps[r.id] = stamp
+
     def merge_subset(
         self,
         current: Iterable[ContainerRecord],

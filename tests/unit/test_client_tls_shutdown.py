@@ -74,7 +74,7 @@ async def test_cancelled_tls_request_leaves_no_open_socket(server_cert: tuple[Pa
         await asyncio.wait_for(got_request.wait(), 5)
         connector = pools._tcp_connector
         assert connector is not None
-        sockets = [t.get_extra_info("socket") for t in connector.transports]
+        sockets = [t.get_extra_info("socket") for t in connector.transports.values()]
         assert sockets and all(s.fileno() != -1 for s in sockets)
         frozen = True
         request.cancel()
