@@ -305,7 +305,7 @@ def install(app: web.Application, settings: SseSettings) -> None:
         record = state.get(name)
         if record is None:
             return None
-        view = host_view(record, state.clock(), state.duplicate_engine_ids())
+        view = host_view(record, state.clock(), state.engine_twins(name))  # O(twins), once per host event
         return msgspec.to_builtins(view)  # type: ignore[no-any-return]
 
     fleet.live.pump.render_host = render_host

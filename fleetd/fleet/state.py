@@ -28,6 +28,7 @@ from fleetd.fleet.changes import (
     HostResynced,
     HostUpdated,
 )
+from fleetd.fleet.engine_ids import EngineIds
 from fleetd.fleet.index import ContainerIndex
 from fleetd.fleet.match import label_matches
 from fleetd.fleet.poll_results import PollFailure, PollSuccess
@@ -74,6 +75,7 @@ class FleetState:
     _ready_once: bool = False
     # Enabled hosts whose first poll has not ended: readiness in O(1) per poll, not O(hosts).
     _pending: set[str] = field(default_factory=set)
+    _engines: EngineIds = field(default_factory=EngineIds)  # engine ID → hosts (engine_twins)
     # Hosts whose containers another writer changed since their last poll: the poll's own diff
     # (against the previous poll) does not hold for them, so the next poll compares in full.
     _foreign: set[str] = field(default_factory=set)
@@ -109,6 +111,7 @@ class FleetState:
         self._agreed.pop(name, None)
         self._pending.discard(name)
         if record is not None:
+            self._engines.move(name, record.facts.engine_id if record.facts else "", "")
             gone: list[Change] = [ContainerRemoved(name, c) for c in record.containers]
             gone.append(HostRemoved(name))
             self._publish(gone)
@@ -196,6 +199,7 @@ class FleetState:
             self._foreign.discard(name)
             diff = diff_containers(record.containers, containers)
         record.containers = containers
+        self._engines.move(name, record.facts.engine_id if record.facts else "", result.facts.engine_id)
         record.facts = result.facts
         record.info_raw = result.info_raw
         if result.images is not None:
@@ -390,6 +394,16 @@ class FleetState:
     def duplicate_engine_ids(self) -> dict[str, list[str]]:
         """Engine IDs reported by more than one host (cloned VMs): both are kept, both flagged."""
         return queries.duplicate_engine_ids(self._hosts)
+
+    def engine_twins(self, name: str) -> dict[str, list[str]]:
+        """:meth:`duplicate_engine_ids` for this host's engine ID alone, without scanning the fleet."""
+        record = self._hosts.get(name)
+        eid = record.facts.engine_id if record is not None and record.facts is not None else ""
+        names = self._engines.hosts_of(eid)
+        if eid and name not in names:  # facts written around the writer (tests): the full scan
+            return {k: v for k, v in self.duplicate_engine_ids().items() if k == eid}
+        twins = sorted(n for n in names if (r := self._hosts.get(n)) and r.facts and r.facts.engine_id == eid)
+        return {eid: twins} if len(twins) > 1 else {}
 
     def containers(self, query: ContainerQuery, now: float | None = None) -> list[ContainerRecord]:
         """Containers across the fleet, ordered by host then name."""

@@ -148,3 +148,28 @@ async def test_one_connection_per_host_polls_in_turn_and_a_hung_info_costs_one_t
     finally:
         await poller.aclose()
         await connections.aclose()
+
+
+def test_engine_twins_answer_as_the_fleet_wide_scan_does() -> None:
+    state = FleetState()
+    for name in ("a", "b", "c"):
+        state.add(HostSettings(name=name, url="tcp://127.0.0.1:1"))
+
+    def poll_as(name: str, engine_id: str) -> None:
+        facts = EngineFacts.from_info(SystemInfo(ID=engine_id), "1.41")
+        state.poll_done(name, 0.01, PollSuccess(1.0, facts, msgspec.Raw(b"{}"), (), ContainerDiff()))
+
+    def expected(name: str) -> dict[str, list[str]]:
+        record = state.get(name)
+        eid = record.facts.engine_id if record is not None and record.facts is not None else ""
+        return {k: v for k, v in state.duplicate_engine_ids().items() if k == eid}
+
+    poll_as("a", "E1")
+    poll_as("b", "E1")
+    poll_as("c", "E2")
+    assert state.engine_twins("a") == {"E1": ["a", "b"]} == expected("a")
+    assert state.engine_twins("c") == {} == expected("c")
+    poll_as("b", "E2")  # b's daemon now reports c's ID
+    assert [state.engine_twins(n) for n in "abc"] == [expected(n) for n in "abc"] == [{}, {"E2": ["b", "c"]}, {"E2": ["b", "c"]}]
+    state.remove("c")
+    assert state.engine_twins("b") == {} == expected("b")
