@@ -30,7 +30,11 @@ lint: $(VENV)/.test-extras
 typecheck: $(VENV)/.test-extras
 	$(BIN)/mypy
 
-bench: $(VENV)/.test-extras
+$(VENV)/.bench-extras: $(VENV)/.test-extras
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-extras
 	$(BIN)/python -m bench.fleet_bench
 
 install:
