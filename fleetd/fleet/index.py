@@ -75,7 +75,6 @@ class ContainerIndex:
         "_gids",
         "_image_ids",
         "_images",
-        "_keys",
         "_members",
         "_names_dirty",
         "_names_used",
@@ -100,7 +99,6 @@ class ContainerIndex:
         self._answers: dict[tuple[object, ...], set[int] | None] = {}
         self._gids: dict[tuple[str, str], int] = {}  # (host, container id) → gid
         self._rec: dict[int, ContainerRecord] = {}  # gid → the current record
-        self._keys: dict[int, frozenset[str]] = {}  # gid → its posting keys
         self._post: dict[str, set[int]] = {}  # posting key → gids
         self._okey: dict[int, int] = {}  # gid → order key
         self._by_okey: dict[int, int] = {}  # order key → gid
@@ -209,9 +207,14 @@ class ContainerIndex:
             self._order_dirty = True
             self._members.setdefault(host, set()).add(gid)
             self._by_host.setdefault(host, [])
+        old = self._rec.get(gid)
         self._rec[gid] = c
+        if old is c:  # the poll reused the record: nothing of it changed
+            return
+        # A record's posting keys are computed again from the old record rather than kept per
+        # container (a frozenset of ~11 fresh strings per container was ~60 KiB per host).
         keys = _keys_of(host, c)
-        before = self._keys.get(gid)
+        before = _keys_of(host, old) if old is not None else None
         if before == keys:
             return
         gone = before - keys if before is not None else frozenset()
@@ -224,7 +227,6 @@ class ContainerIndex:
             self._answers.clear()
         self._count(gone, -1)
         self._count(new, +1)
-        self._keys[gid] = keys
 
     def _drop(self, host: str, cid: str) -> None:
         gid = self._gids.pop((host, cid), None)
@@ -232,11 +234,11 @@ class ContainerIndex:
             return
         self._members.get(host, set()).discard(gid)
         self._order_dirty = True
-        self._rec.pop(gid, None)
+        record = self._rec.pop(gid, None)
         old = self._okey.pop(gid, None)
         if old is not None and self._by_okey.get(old) == gid:
             del self._by_okey[old]
-        keys = self._keys.pop(gid, frozenset())
+        keys = _keys_of(host, record) if record is not None else frozenset()
         for key in keys:
             self._unpost(key, gid)
         self._count(keys, -1)
