@@ -12,11 +12,12 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from fleetd.dockerapi.apiversion import parse_api_version
 from fleetd.dockercompat.errors import DockerAPIError
 from fleetd.dockercompat.filters import CONTAINER_FILTERS, Filters, match_container, parse_filters
 from fleetd.dockercompat.identity import Identity
 from fleetd.dockercompat.upstream import FleetAccess
-from fleetd.dockercompat.versions import FLEETD_MIN_API, parse_version
+from fleetd.dockercompat.versions import FLEETD_MIN_API
 from fleetd.fleet.records import ContainerRecord, HostRecord, HostStatus
 from fleetd.fleet.state import label_matches
 from fleetd.ops.images import image_matches
@@ -198,7 +199,7 @@ def image_list(fleet: FleetAccess, query: dict[str, str], api: str) -> list[Json
                     "Containers": 0,
                     "Hosts": [],
                 }
-                if parse_version(api) < (1, 44):
+                if parse_api_version(api) < (1, 44):
                     row["VirtualSize"] = image.size
             row["Hosts"].append(record.name)
             row["Containers"] += sum(1 for c in record.containers if c.image_id == image.id)
@@ -207,7 +208,7 @@ def image_list(fleet: FleetAccess, query: dict[str, str], api: str) -> list[Json
     rows = sorted(by_id.values(), key=lambda r: (-r["Created"], r["Id"]))
     for row in rows:
         if not row["RepoTags"]:
-            row["RepoTags"] = ["<none>:<none>"] if parse_version(api) < (1, 44) else []
+            row["RepoTags"] = ["<none>:<none>"] if parse_api_version(api) < (1, 44) else []
     return rows
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from fleetd.dockerapi.apiversion import ApiVersion, format_api_version, parse_api_version
+from fleetd.dockerapi.apiversion import format_api_version, parse_api_version
 
 __all__ = [
     "FLEETD_MAX_API",
@@ -19,7 +19,6 @@ __all__ = [
     "Window",
     "advertised_version",
     "clamp",
-    "parse_version",
     "too_new",
 ]
 
@@ -29,9 +28,6 @@ FLEETD_MIN_API = "1.24"
 ADVERTISE_FLOOR = "1.40"
 VERSION_PREFIX = re.compile(r"^/v(\d{1,3}\.\d{1,3})(/.*)$")
 
-Version = ApiVersion
-parse_version = parse_api_version
-_fmt = format_api_version
 
 
 class Window:
@@ -40,34 +36,34 @@ class Window:
     __slots__ = ("high", "low")
 
     def __init__(self, low: str, high: str) -> None:
-        self.low = parse_version(low or FLEETD_MIN_API)
-        self.high = parse_version(high or FLEETD_MAX_API)
+        self.low = parse_api_version(low or FLEETD_MIN_API)
+        self.high = parse_api_version(high or FLEETD_MAX_API)
 
     def __repr__(self) -> str:
-        return f"Window({_fmt(self.low)}..{_fmt(self.high)})"
+        return f"Window({format_api_version(self.low)}..{format_api_version(self.high)})"
 
 
 def clamp(client: str, window: Window) -> str:
     """The client's version moved into the host's window."""
-    v = parse_version(client)
-    return _fmt(max(window.low, min(v, window.high)))
+    v = parse_api_version(client)
+    return format_api_version(max(window.low, min(v, window.high)))
 
 
 def advertised_version(host_maxima: list[str]) -> str:
     """The lowest maximum of the up hosts, capped by fleetd's own and never below the floor."""
-    best = parse_version(FLEETD_MAX_API)
+    best = parse_api_version(FLEETD_MAX_API)
     for text in host_maxima:
         try:
-            best = min(best, parse_version(text))
+            best = min(best, parse_api_version(text))
         except ValueError:
             continue
-    return _fmt(max(best, parse_version(ADVERTISE_FLOOR)))
+    return format_api_version(max(best, parse_api_version(ADVERTISE_FLOOR)))
 
 
 def too_new(client: str, advertised: str) -> str | None:
     """moby's refusal of a version above the server's, or None."""
-    if parse_version(client) > parse_version(advertised):
+    if parse_api_version(client) > parse_api_version(advertised):
         return f"client version {client} is too new. Maximum supported API version is {advertised}"
-    if parse_version(client) < parse_version(FLEETD_MIN_API):
+    if parse_api_version(client) < parse_api_version(FLEETD_MIN_API):
         return f"client version {client} is too old. Minimum supported API version is {FLEETD_MIN_API}, please upgrade your client to a newer version"
     return None
