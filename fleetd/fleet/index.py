@@ -28,11 +28,10 @@ import operator
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from fnmatch import fnmatchcase
 from itertools import chain, islice
 
 from fleetd.fleet.changes import Change, ContainerAdded, ContainerChanged, ContainerRemoved, HostRemoved
-from fleetd.fleet.match import image_id_matches, image_name_matches, name_literal
+from fleetd.fleet.match import image_id_matches, image_name_matches, name_literal, name_pattern_matches
 from fleetd.fleet.records import ContainerRecord, HostRecord
 
 __all__ = ["ContainerIndex", "label_key"]
@@ -295,7 +294,7 @@ class ContainerIndex:
     def _with_name(self, pattern: str) -> set[int]:
         """Containers one of whose names matches ``pattern``, exactly or as a glob (as
         :func:`~fleetd.fleet.match.container_name_matches`): among the distinct names, those holding the
-        glob's longest literal part (found in C) are tested against the whole glob."""
+        glob's longest literal part (found in C) are tested with the same predicate."""
         post = self._post
         literal = name_literal(pattern)
         if literal == pattern:  # no glob: one name's own set (callers only read it)
@@ -309,7 +308,7 @@ class ContainerIndex:
             candidates = {names[bisect.bisect_right(starts, m.start()) - 1] for m in found}
         else:
             candidates = self._names_used
-        return set().union(*(post["n" + _SEP + n] for n in candidates if fnmatchcase(n, pattern)))
+        return set().union(*(post["n" + _SEP + n] for n in candidates if name_pattern_matches(n, pattern)))
 
     def select(
         self,

@@ -35,11 +35,16 @@ def label_matches(labels: Mapping[str, str], selectors: Iterable[str]) -> bool:
     return True
 
 
-def container_name_matches(c: ContainerRecord, pattern: str) -> bool:
-    """``name`` everywhere fleetd takes one (the container list, merged logs, batch selectors): one of
-    the container's names exactly, or as a shell glob (:func:`fnmatch.fnmatchcase`: ``web-*``,
+def name_pattern_matches(name: str, pattern: str) -> bool:
+    """The one meaning of ``name`` everywhere fleetd takes one (the container list and its index, merged
+    logs, batch selectors): the name exactly, or as a shell glob (:func:`fnmatch.fnmatchcase`: ``web-*``,
     ``*web*``, ``db-?``, ``[ab]pi``), never as a bare substring: ``web`` does not match ``webhook``."""
-    return any(fnmatchcase(n, pattern) for n in (c.names or [c.name]))
+    return fnmatchcase(name, pattern)
+
+
+def container_name_matches(c: ContainerRecord, pattern: str) -> bool:
+    """One of the container's names matches ``pattern`` (:func:`name_pattern_matches`)."""
+    return any(name_pattern_matches(n, pattern) for n in (c.names or [c.name]))
 
 
 _GLOB_META = re.compile(r"[*?]")

@@ -18,8 +18,9 @@ from aiohttp.test_utils import TestClient
 from fleetd.api.keys import FLEET
 from fleetd.api.logs import LOG_STREAMS
 from fleetd.logs import parse_timestamp
+from tests.harness import eventually
 from tests.integration.lab import BUSYBOX_IMAGE, Daemon, DockerLab
-from tests.unit.opskit import Tokens, host, settings, start_client, wait_until
+from tests.unit.opskit import Tokens, host, settings, start_client
 
 pytestmark = pytest.mark.docker
 
@@ -161,13 +162,13 @@ async def test_the_client_leaving_closes_every_upstream_connection(
     await fleet.app[FLEET].poller.refresh("d1")
     resp = await fleet.get("/api/v1/logs", params={"label": label, "follow": "1"}, headers=OP)
     assert resp.status == 200
-    await wait_until(lambda: len(fleet.app[LOG_STREAMS]) == 1)
+    await eventually(lambda: len(fleet.app[LOG_STREAMS]) == 1)
     await asyncio.sleep(1.0)  # both pumps have inspected their container and opened the follow
     during = established_to(d1.port)
     assert len(during) >= 2, during  # one follow per container (they may reuse pooled connections)
     resp.close()
     # Both follow connections are closed, not kept in the pool: two fewer than during the follow.
-    await wait_until(lambda: len(established_to(d1.port)) <= len(during) - 2, timeout=10.0)
+    await eventually(lambda: len(established_to(d1.port)) <= len(during) - 2, timeout=10.0)
     assert len(fleet.app[LOG_STREAMS]) == 0
 
 

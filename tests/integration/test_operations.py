@@ -12,8 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from fleetd.config.model import HostSettings, TLSSettings
+from tests.harness import eventually
 from tests.integration.lab import BUSYBOX_IMAGE, Daemon, DockerLab
-from tests.unit.opskit import Tokens, host, settings, start_client, wait_until
+from tests.unit.opskit import Tokens, host, settings, start_client
 
 pytestmark = pytest.mark.docker
 
@@ -99,7 +100,7 @@ async def test_create_start_stop_remove_verified_by_the_daemon(
     assert state_of(daemon, name) == "running"
     assert [c["state"] for c in await fleet_view(fleet, name)] == ["running"]  # at once, not after a poll
 
-    await wait_until(lambda: "to-stderr" in daemon.docker("logs", name).stderr, timeout=10)
+    await eventually(lambda: "to-stderr" in daemon.docker("logs", name).stderr, timeout=10)
     resp = await fleet.get(f"/api/v1/containers/{daemon_name}/{name}/logs", headers=OP)
     logs = await resp.json()
     assert resp.status == 200, logs
@@ -249,7 +250,7 @@ async def test_create_start_logs_stop_remove_on_podman(
         assert (await client.post(f"/api/v1/containers/podman/{name}/start", headers=OP)).status == 200
         assert state_of(podman_daemon, name) == "running"
         assert [c["state"] for c in await fleet_view(client, name)] == ["running"]
-        await wait_until(
+        await eventually(
             lambda: "to-stderr" in podman_daemon.docker("logs", name, tcp=True).stderr, timeout=10
         )
         logs = await (await client.get(f"/api/v1/containers/podman/{name}/logs", headers=OP)).json()

@@ -11,8 +11,9 @@ import pytest
 
 from fleetd.api.keys import FLEET
 from fleetd.config.notify import WebhookSettings
+from tests.harness import eventually
 from tests.integration.lab import BUSYBOX_IMAGE, DockerLab
-from tests.unit.opskit import host, settings, start_client, wait_until
+from tests.unit.opskit import host, settings, start_client
 from tests.webhookkit import Receiver
 
 pytestmark = pytest.mark.docker
@@ -36,7 +37,7 @@ async def test_host_down_and_container_died_are_posted_and_a_hung_receiver_delay
             client = await start_client(settings(tmp_path, hosts, notify=hooks))
             try:
                 await asyncio.to_thread(d1.docker, "kill", name)  # SIGKILL: exit code 137
-                await wait_until(lambda: "container.died" in rx.kinds(), timeout=10.0)
+                await eventually(lambda: "container.died" in rx.kinds(), timeout=10.0)
                 [died] = [b for b in rx.received if b["kind"] == "container.died"]
                 assert died["host"] == "d1" and died["container"]["name"] == name and died["exit_code"] == 137
                 assert died["container"]["labels"] == {"hook": "yes"}
@@ -53,14 +54,14 @@ async def test_host_down_and_container_died_are_posted_and_a_hung_receiver_delay
                 await asyncio.to_thread(
                     d1.docker, *run, "--name", sick, *health, BUSYBOX_IMAGE, "sleep", "1000"
                 )
-                await wait_until(lambda: "container.unhealthy" in rx.kinds(), timeout=15.0)
+                await eventually(lambda: "container.unhealthy" in rx.kinds(), timeout=15.0)
                 [unhealthy] = [b for b in rx.received if b["kind"] == "container.unhealthy"]
                 assert (
                     unhealthy["container"]["name"] == sick and unhealthy["container"]["health"] == "unhealthy"
                 )
 
                 await d2.astop()
-                await wait_until(lambda: "host.down" in rx.kinds(), timeout=15.0)
+                await eventually(lambda: "host.down" in rx.kinds(), timeout=15.0)
                 [down] = [b for b in rx.received if b["kind"] == "host.down"]
                 assert (down["host"], down["before"], down["after"]) == ("d2", "up", "down")
                 assert down["error"]
@@ -99,7 +100,7 @@ async def test_an_oom_killed_container_is_posted_as_oom_and_died(
             await asyncio.to_thread(
                 d1.docker, "run", "-d", "--network", "none", *limits, "--name", name, BUSYBOX_IMAGE, *hog
             )
-            await wait_until(lambda: {"container.oom", "container.died"} <= set(rx.kinds()), timeout=30.0)
+            await eventually(lambda: {"container.oom", "container.died"} <= set(rx.kinds()), timeout=30.0)
             oom = next(b for b in rx.received if b["kind"] == "container.oom")
             died = next(b for b in rx.received if b["kind"] == "container.died")
             assert oom["container"]["name"] == name and oom["action"] == "oom"

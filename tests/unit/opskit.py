@@ -24,7 +24,7 @@ from fleetd.config.model import (
     TokenSettings,
 )
 from fleetd.runtime import Fleet
-from tests.harness import FleetClient, eventually, fleet_client
+from tests.harness import FleetClient, fleet_client
 
 T = TypeVar("T")
 
@@ -106,10 +106,6 @@ def settings(
 async def start_client(cfg: Settings, *, db: ThreadDatabase | None = None, ready: bool = True) -> FleetClient:
     """fleetd over ``cfg``, its audit rows in ``db`` when given (else in fleetd's own database)."""
     return await fleet_client(Fleet(cfg, audit_sql=db), ready=ready)
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    await eventually(cond, timeout=timeout)
 
 
 EngineHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -19,7 +19,8 @@ from fleetd.store.audit import AuditEntry, AuditQuery, AuditTarget, insert_entry
 from fleetd.util.ratelimit import ClientBuckets
 from tests.fakes import FakeEngines
 from tests.fakes.behaviour import Fault
-from tests.unit.opskit import ThreadDatabase, Tokens, host, settings, start_client, wait_until
+from tests.harness import eventually
+from tests.unit.opskit import ThreadDatabase, Tokens, host, settings, start_client
 
 
 @pytest.fixture
@@ -127,7 +128,7 @@ async def test_shutdown_lets_an_inflight_action_finish_and_be_audited(
     request = asyncio.create_task(
         client.post(f"/api/v1/containers/h1/{target.id}/stop", headers=tokens.header("ci"))
     )
-    await wait_until(lambda: any(p.endswith("/stop") for p in eng.paths()))
+    await eventually(lambda: any(p.endswith("/stop") for p in eng.paths()))
     assert client.app is not None and client.app[FLEET].auditor.inflight == 1
     started = time.monotonic()
     await client.close()  # the client goes away and the server shuts down mid-stop
@@ -151,7 +152,7 @@ async def test_shutdown_grace_bounds_the_wait_and_the_cancellation_is_audited(
     request = asyncio.create_task(
         client.post(f"/api/v1/containers/h1/{target.id}/start", headers=tokens.header("ci"))
     )
-    await wait_until(lambda: any(p.endswith("/start") for p in eng.paths()))
+    await eventually(lambda: any(p.endswith("/start") for p in eng.paths()))
     started = time.monotonic()
     await client.close()
     assert time.monotonic() - started < 4.0
@@ -220,7 +221,9 @@ async def test_a_flood_of_refused_calls_is_counted_not_stored_row_by_row(
     assert auditor.suppressed == 15
 
 
-async def test_refused_calls_from_many_addresses_are_bounded_and_the_gap_is_stored(db: ThreadDatabase) -> None:
+async def test_refused_calls_from_many_addresses_are_bounded_and_the_gap_is_stored(
+    db: ThreadDatabase,
+) -> None:
     now = [1000.0]
     auditor = Auditor(db)
     auditor.denied_total = ClientBuckets(burst=120, per_minute=120.0, max_clients=1, clock=lambda: now[0])

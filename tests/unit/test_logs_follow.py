@@ -19,8 +19,9 @@ from fleetd.config.container_logs import ContainerLogSettings
 from fleetd.config.model import HostSettings
 from fleetd.fleet.queries import ContainerQuery
 from fleetd.logs import stream as log_stream
+from tests.harness import eventually
 from tests.unit.logkit import LogEngine, stamp
-from tests.unit.opskit import Tokens, host, settings, start_client, wait_until
+from tests.unit.opskit import Tokens, host, settings, start_client
 
 TOKENS = Tokens(ci="operator", watcher="viewer")
 OP = TOKENS.header("ci")
@@ -98,11 +99,11 @@ async def test_the_client_leaving_closes_the_upstream_stream(make_client: MakeCl
         client = await make_client(host("h1", eng.url))
         resp = await client.get("/api/v1/containers/h1/web/logs", params={"follow": "1"}, headers=OP)
         assert resp.status == 200
-        await wait_until(lambda: eng.open_follows() == 1, timeout=15.0)
+        await eventually(lambda: eng.open_follows() == 1, timeout=15.0)
         assert len(client.app[LOG_STREAMS]) == 1
         resp.close()  # the client goes away without a word
-        await wait_until(lambda: eng.open_follows() == 0, timeout=15.0)
-        await wait_until(lambda: len(client.app[LOG_STREAMS]) == 0, timeout=15.0)
+        await eventually(lambda: eng.open_follows() == 0, timeout=15.0)
+        await eventually(lambda: len(client.app[LOG_STREAMS]) == 0, timeout=15.0)
 
 
 async def test_merged_logs_by_label_in_timestamp_order_across_hosts(make_client: MakeClient) -> None:
@@ -141,7 +142,7 @@ async def test_a_merged_follow_orders_within_the_window_and_picks_up_later_conta
             "/api/v1/logs", params={"label": "app=web", "follow": "1", "tail": "0"}, headers=OP
         )
         assert resp.status == 200
-        await wait_until(lambda: e1.open_follows() == 1 and e2.open_follows() == 1, timeout=15.0)
+        await eventually(lambda: e1.open_follows() == 1 and e2.open_follows() == 1, timeout=15.0)
         e2.write("web2", "later stamp, sent first", at=stamp(21))
         e1.write("web1", "earlier stamp, sent second", at=stamp(20))
         got = await read_lines(resp, 2)
@@ -159,7 +160,7 @@ async def test_a_merged_follow_orders_within_the_window_and_picks_up_later_conta
         assert [x["line"] for x in await read_lines(resp, 1)] == ["still here"]
         assert e1.open_follows() == 0 and e2.open_follows() == 2
         resp.close()
-        await wait_until(lambda: e2.open_follows() == 0, timeout=15.0)
+        await eventually(lambda: e2.open_follows() == 0, timeout=15.0)
 
 
 async def test_who_may_read_logs_is_configurable(make_client: MakeClient) -> None:
@@ -204,7 +205,7 @@ async def test_limits_and_bad_requests_get_clear_errors(make_client: MakeClient)
         assert first.status == 200
         assert await error("/api/v1/containers/h1/web2/logs", follow="1") == (503, "too_many_streams")
         first.close()
-        await wait_until(lambda: len(client.app[LOG_STREAMS]) == 0, timeout=15.0)
+        await eventually(lambda: len(client.app[LOG_STREAMS]) == 0, timeout=15.0)
 
 
 async def test_shutdown_ends_open_streams_with_a_reason(make_client: MakeClient) -> None:
@@ -212,10 +213,10 @@ async def test_shutdown_ends_open_streams_with_a_reason(make_client: MakeClient)
         eng.add("web")
         client = await make_client(host("h1", eng.url))
         resp = await client.get("/api/v1/containers/h1/web/logs", params={"follow": "1"}, headers=OP)
-        await wait_until(lambda: eng.open_follows() == 1, timeout=15.0)
+        await eventually(lambda: eng.open_follows() == 1, timeout=15.0)
         await client.app.shutdown()  # what aiohttp runs first when fleetd stops
         assert await read_lines(resp, 1) == [{"reason": "fleetd is shutting down", "end": True}]
-        await wait_until(lambda: eng.open_follows() == 0, timeout=15.0)
+        await eventually(lambda: eng.open_follows() == 0, timeout=15.0)
 
 
 async def test_a_failing_container_in_a_merged_stream_is_reported_in_band(make_client: MakeClient) -> None:
@@ -267,9 +268,11 @@ async def test_a_merged_follow_looks_again_on_the_change_signal_not_on_a_timer(
             return real(self, query, now)
 
         monkeypatch.setattr(state_type, "containers", counting)
-        resp = await client.get("/api/v1/logs", params={"label": "app=web", "follow": "1", "tail": "0"}, headers=OP)
+        resp = await client.get(
+            "/api/v1/logs", params={"label": "app=web", "follow": "1", "tail": "0"}, headers=OP
+        )
         assert resp.status == 200
-        await wait_until(lambda: e1.open_follows() == 1, timeout=15.0)
+        await eventually(lambda: e1.open_follows() == 1, timeout=15.0)
         at_start = len(scans)
         await asyncio.sleep(1.5)  # ~7 polls that change nothing: no look at the fleet
         assert len(scans) == at_start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import structlog
@@ -17,10 +17,6 @@ from fleetd.fleet.state import FleetState
 from tests.fakes import FakeEngines
 from tests.fakes.behaviour import Fault, docker_20_10, docker_29, podman
 from tests.harness import eventually
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    await eventually(cond, timeout=timeout)
 
 
 class Harness:
@@ -60,7 +56,7 @@ async def test_docker_20_10_is_polled_at_its_own_api_version(
 ) -> None:
     eng = await fake_engine(docker_20_10(containers=7))
     await harness.poller.start([harness.host("old", eng.url)])
-    await wait_until(lambda: harness.status("old") is HostStatus.UP)
+    await eventually(lambda: harness.status("old") is HostStatus.UP)
     rec = harness.state.get("old")
     assert rec is not None and rec.facts is not None
     assert rec.facts.api_version == "1.41"
@@ -79,14 +75,14 @@ async def test_docker_29_gets_our_newest_version_not_below_its_minimum(
 ) -> None:
     eng = await fake_engine(docker_29(containers=3))
     await harness.poller.start([harness.host("new", eng.url)])
-    await wait_until(lambda: harness.status("new") is HostStatus.UP)
+    await eventually(lambda: harness.status("new") is HostStatus.UP)
     assert all(p.startswith("/v1.51/") for p in eng.paths()[1:])
 
 
 async def test_podman_compat_api(harness: Harness, fake_engine: FakeEngines) -> None:
     eng = await fake_engine(podman(containers=2))
     await harness.poller.start([harness.host("pod", eng.url)])
-    await wait_until(lambda: harness.status("pod") is HostStatus.UP)
+    await eventually(lambda: harness.status("pod") is HostStatus.UP)
     rec = harness.state.get("pod")
     assert rec is not None and len(rec.containers) == 2
     # Server: Libpod/...: its /info ID is new on every call, so none is kept and none is a duplicate
@@ -98,7 +94,7 @@ async def test_missing_api_version_header_falls_back_to_version_endpoint(
 ) -> None:
     eng = await fake_engine(docker_29(containers=1, ping_api_version_header=None))
     await harness.poller.start([harness.host("nohdr", eng.url)])
-    await wait_until(lambda: harness.status("nohdr") is HostStatus.UP)
+    await eventually(lambda: harness.status("nohdr") is HostStatus.UP)
     paths = eng.paths()
     assert paths[:2] == ["/_ping", "/version"]
     assert all(p.startswith("/v1.51/") for p in paths[2:])
@@ -109,7 +105,7 @@ async def test_too_old_api_version_is_an_error_with_a_reason(
 ) -> None:
     eng = await fake_engine(api_version="1.12", min_api_version="1.12")
     await harness.poller.start([harness.host("ancient", eng.url)])
-    await wait_until(lambda: harness.status("ancient") is HostStatus.ERROR)
+    await eventually(lambda: harness.status("ancient") is HostStatus.ERROR)
     rec = harness.state.get("ancient")
     assert rec is not None and rec.last_error is not None
     assert "1.12" in rec.last_error and "1.24" in rec.last_error
@@ -132,7 +128,7 @@ async def test_faults_are_classified_and_explained(
     bad = await fake_engine(containers=2)
     bad.behaviour.faults[endpoint] = fault  # type: ignore[index]
     await harness.poller.start([harness.host("bad", bad.url)])
-    await wait_until(lambda: harness.status("bad") is status, timeout=3)
+    await eventually(lambda: harness.status("bad") is status, timeout=3)
     rec = harness.state.get("bad")
     assert rec is not None and rec.last_error is not None
     assert words in rec.last_error, rec.last_error
@@ -145,7 +141,7 @@ async def test_connection_refused_is_down(harness: Harness, fake_engine: FakeEng
     url = eng.url
     await eng.aclose()
     await harness.poller.start([harness.host("gone", url)])
-    await wait_until(lambda: harness.status("gone") is HostStatus.DOWN)
+    await eventually(lambda: harness.status("gone") is HostStatus.DOWN)
     rec = harness.state.get("gone")
     assert rec is not None and rec.last_error is not None and "connection refused" in rec.last_error
 
@@ -160,12 +156,12 @@ async def test_a_hanging_host_never_delays_the_others(fake_engine: FakeEngines) 
         await h.poller.start(
             [h.host("hung", hung.url)] + [h.host(f"ok{i}", e.url) for i, e in enumerate(healthy)]
         )
-        await wait_until(lambda: all(h.status(f"ok{i}") is HostStatus.UP for i in range(5)), timeout=2.5)
+        await eventually(lambda: all(h.status(f"ok{i}") is HostStatus.UP for i in range(5)), timeout=2.5)
         elapsed = time.monotonic() - started
         assert elapsed < 1.5, elapsed  # far less than the 3 s the hung host holds its own poll
         assert h.status("hung") is HostStatus.UNKNOWN
         assert not h.state.is_ready()  # readiness waits for the hung host's first attempt...
-        await wait_until(lambda: h.status("hung") is HostStatus.DOWN, timeout=5)
+        await eventually(lambda: h.status("hung") is HostStatus.DOWN, timeout=5)
         assert h.state.is_ready()  # ...which ends with its timeout
     finally:
         await h.poller.aclose()
@@ -177,12 +173,12 @@ async def test_failure_keeps_last_data_as_stale_and_recovery_clears_it(
 ) -> None:
     eng = await fake_engine(containers=4)
     await harness.poller.start([harness.host("flaky", eng.url)])
-    await wait_until(lambda: harness.status("flaky") is HostStatus.UP)
+    await eventually(lambda: harness.status("flaky") is HostStatus.UP)
     rec = harness.state.get("flaky")
     assert rec is not None
     seen = rec.last_seen
     eng.behaviour.faults["containers"] = Fault.STATUS_500
-    await wait_until(lambda: harness.status("flaky") is HostStatus.ERROR, timeout=3)
+    await eventually(lambda: harness.status("flaky") is HostStatus.ERROR, timeout=3)
     assert len(rec.containers) == 4 and rec.last_seen == seen
     assert rec.is_stale(time.time())
     from fleetd.fleet.state import ContainerQuery
@@ -190,7 +186,7 @@ async def test_failure_keeps_last_data_as_stale_and_recovery_clears_it(
     listed = harness.state.containers(ContainerQuery(hosts=("flaky",)))
     assert len(listed) == 4 and all(c.stale for c in listed)
     eng.behaviour.faults.clear()
-    await wait_until(lambda: harness.status("flaky") is HostStatus.UP, timeout=4)
+    await eventually(lambda: harness.status("flaky") is HostStatus.UP, timeout=4)
     assert rec.consecutive_failures == 0 and rec.last_error is None
     assert not rec.is_stale(time.time())
 
@@ -202,13 +198,13 @@ async def test_state_changes_are_logged_once_not_per_failed_poll(
     with structlog.testing.capture_logs() as logs:
         # A timeout generous for a loaded machine: a first poll that times out would log "host down".
         await harness.poller.start([harness.host("noisy", eng.url, interval=0.3, timeout=2.0)])
-        await wait_until(lambda: harness.status("noisy") is HostStatus.UP)
+        await eventually(lambda: harness.status("noisy") is HostStatus.UP)
         eng.behaviour.faults["info"] = Fault.STATUS_500
         rec = harness.state.get("noisy")
         assert rec is not None
-        await wait_until(lambda: rec.consecutive_failures >= 3, timeout=5)
+        await eventually(lambda: rec.consecutive_failures >= 3, timeout=5)
         eng.behaviour.faults.clear()
-        await wait_until(lambda: harness.status("noisy") is HostStatus.UP, timeout=5)
+        await eventually(lambda: harness.status("noisy") is HostStatus.UP, timeout=5)
     events = [e["event"] for e in logs if e.get("host") == "noisy"]
     assert events == ["host up", "host error", "host recovered"], events
 
@@ -217,7 +213,7 @@ async def test_duplicate_engine_ids_are_both_kept(harness: Harness, fake_engine:
     a = await fake_engine(engine_id="CLONED-VM", containers=2)
     b = await fake_engine(engine_id="CLONED-VM", containers=3)
     await harness.poller.start([harness.host("vm-a", a.url), harness.host("vm-b", b.url)])
-    await wait_until(
+    await eventually(
         lambda: harness.status("vm-a") is HostStatus.UP and harness.status("vm-b") is HostStatus.UP
     )
     assert harness.state.duplicate_engine_ids() == {"CLONED-VM": ["vm-a", "vm-b"]}
@@ -233,7 +229,7 @@ async def test_images_are_listed_every_nth_poll(fake_engine: FakeEngines) -> Non
         await h.poller.start([h.host("img", eng.url)])
         rec = h.state.get("img")
         assert rec is not None
-        await wait_until(lambda: rec.polls >= 6, timeout=5)
+        await eventually(lambda: rec.polls >= 6, timeout=5)
         await h.poller.aclose()
         info_calls = sum(1 for p in eng.paths() if p.endswith("/info"))
         image_calls = sum(1 for p in eng.paths() if "/images/json" in p)
@@ -249,7 +245,7 @@ async def test_refresh_discards_a_poll_that_started_before_the_action(
 ) -> None:
     eng = await fake_engine(containers=2)
     await harness.poller.start([harness.host("act", eng.url, interval=0.9, timeout=0.8)])
-    await wait_until(lambda: harness.status("act") is HostStatus.UP)
+    await eventually(lambda: harness.status("act") is HostStatus.UP)
     rec = harness.state.get("act")
     assert rec is not None
     before = rec.polls
@@ -257,7 +253,7 @@ async def test_refresh_discards_a_poll_that_started_before_the_action(
     eng.behaviour.latency = 0.3
     infos = sum(1 for p in eng.paths() if p.endswith("/info"))
     harness.poller.wake("act")
-    await wait_until(lambda: sum(1 for p in eng.paths() if p.endswith("/info")) > infos)
+    await eventually(lambda: sum(1 for p in eng.paths() if p.endswith("/info")) > infos)
     seen_before = rec.last_seen
     eng.behaviour.latency = 0.0
     await harness.poller.refresh("act")
@@ -273,7 +269,7 @@ async def test_a_request_times_out_from_its_slot_not_from_the_queue(fake_engine:
     try:
         engines = [await fake_engine(containers=1, latency=0.3) for _ in range(3)]
         await h.poller.start([h.host(f"q{i}", e.url) for i, e in enumerate(engines)])
-        await wait_until(lambda: all(r.first_poll_done for r in h.state.records()), timeout=5)
+        await eventually(lambda: all(r.first_poll_done for r in h.state.records()), timeout=5)
         assert [h.status(f"q{i}") for i in range(3)] == [HostStatus.UP] * 3
     finally:
         await h.poller.aclose()
@@ -286,7 +282,7 @@ async def test_unix_socket_host(harness: Harness, fake_engine: FakeEngines, tmp_
     sock = pathlib.Path(str(tmp_path)) / "d.sock"
     await fake_engine(docker_20_10(containers=2), unix_path=sock)
     await harness.poller.start([harness.host("sock", f"unix://{sock}")])
-    await wait_until(lambda: harness.status("sock") is HostStatus.UP)
+    await eventually(lambda: harness.status("sock") is HostStatus.UP)
 
 
 async def test_first_poll_leaves_images_out_and_lists_them_right_after(fake_engine: FakeEngines) -> None:
@@ -296,7 +292,7 @@ async def test_first_poll_leaves_images_out_and_lists_them_right_after(fake_engi
         await h.poller.start([h.host("img", eng.url)])
         rec = h.state.get("img")
         assert rec is not None
-        await wait_until(lambda: rec.images is not None)
+        await eventually(lambda: rec.images is not None)
         paths = [p.split("?")[0].split("/", 2)[-1] for p in eng.paths()]
         # ping, then info and containers (any order), then images — no second full poll
         assert paths[0] == "_ping" and paths[-1] == "images/json", paths
@@ -313,7 +309,7 @@ async def test_actions_never_push_the_regular_poll_back(fake_engine: FakeEngines
     eng = await fake_engine(docker_20_10(containers=1))
     try:
         await h.poller.start([h.host("a", eng.url)])
-        await wait_until(lambda: h.status("a") is HostStatus.UP)
+        await eventually(lambda: h.status("a") is HostStatus.UP)
         await asyncio.sleep(0.2)  # past the start-up poll's image listing
         rec = h.state.get("a")
         assert rec is not None
@@ -323,7 +319,7 @@ async def test_actions_never_push_the_regular_poll_back(fake_engine: FakeEngines
             await h.poller.refresh("a")  # what every single-container action does afterwards
         assert rec.polls == polls_before + 8
         # the first regular poll after the actions comes within one interval of when they began
-        await wait_until(lambda: rec.polls >= polls_before + 9, timeout=1.5 + 1.0)
+        await eventually(lambda: rec.polls >= polls_before + 9, timeout=1.5 + 1.0)
         assert time.monotonic() - started < 1.5 + 1.0
     finally:
         await h.poller.aclose()
@@ -336,7 +332,7 @@ async def test_a_reload_that_only_moves_lines_reports_every_host_unchanged(
     eng = await fake_engine(docker_20_10(containers=1))
     first = [harness.host(n, eng.url, source=f"fleetd.yaml:{i + 3}") for i, n in enumerate("abc")]
     await harness.poller.start(first)
-    await wait_until(lambda: all(harness.status(n) is HostStatus.UP for n in "abc"))
+    await eventually(lambda: all(harness.status(n) is HostStatus.UP for n in "abc"))
     moved = [harness.host(n, eng.url, source=f"fleetd.yaml:{i + 9}") for i, n in enumerate("abc")]
     report = await harness.poller.reconcile(moved, harness.poll)
     assert report.unchanged == ("a", "b", "c") and report.updated == () and report.reconnected == ()
@@ -352,13 +348,13 @@ async def test_a_poll_starved_of_a_slot_is_logged_once_and_counted(fake_engine: 
     hung = await fake_engine(docker_20_10(containers=1))
     try:
         await h.poller.start([h.host("ok", ok.url)])
-        await wait_until(lambda: h.status("ok") is HostStatus.UP)
+        await eventually(lambda: h.status("ok") is HostStatus.UP)
         hung.behaviour.faults["*"] = Fault.HANG
         with structlog.testing.capture_logs() as logs:
             await h.poller.reconcile([h.host("ok", ok.url), h.host("hung", hung.url, timeout=6.0)], h.poll)
             rec = h.state.get("ok")
             assert rec is not None
-            await wait_until(lambda: rec.polls_overdue == 1, timeout=8.0)  # the hung host holds the one slot
+            await eventually(lambda: rec.polls_overdue == 1, timeout=8.0)  # the hung host holds the one slot
             await asyncio.sleep(1.5)
         overdue = [e for e in logs if e["event"] == "poll overdue"]
         assert [e["host"] for e in overdue] == ["ok"]  # once, not every second

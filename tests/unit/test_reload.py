@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,14 +12,7 @@ from fleetd.config.live import ReloadFailed
 from fleetd.fleet.records import HostStatus
 from fleetd.runtime import Fleet
 from tests.fakes import FakeEngines
-from tests.harness import FleetClient
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+from tests.harness import FleetClient, eventually
 
 
 def write(cfg: Path, hosts: dict[str, str], *, interval: str = "1s", extra: str = "") -> None:
@@ -46,12 +37,12 @@ async def test_reload_applies_inventory_changes_without_a_gap(
     await client.start_server()
     try:
         state = fleet.state
-        await wait_until(lambda: state.is_ready())
+        await eventually(lambda: state.is_ready())
         kept = state.get("keep")
         assert kept is not None and kept.status is HostStatus.UP
         # Images are listed right after the first poll (queued behind the other hosts' first polls).
-        await wait_until(lambda: kept.images is not None)
-        await wait_until(lambda: any("/events" in p for _, p in keep.requests))  # its watcher is connected
+        await eventually(lambda: kept.images is not None)
+        await eventually(lambda: any("/events" in p for _, p in keep.requests))  # its watcher is connected
 
         def polls_and_streams() -> int:  # not the watcher's liveness pings or refreshes
             return sum(1 for _, p in keep.requests if "/info" in p or "/events" in p)
@@ -63,8 +54,8 @@ async def test_reload_applies_inventory_changes_without_a_gap(
         assert report.added == ("added",) and report.removed == ("drop",)
         assert report.reconnected == ("moved",) and report.unchanged == ("keep",)
 
-        await wait_until(lambda: (r := state.get("added")) is not None and r.status is HostStatus.UP)
-        await wait_until(lambda: len(move_to.requests) > 0)
+        await eventually(lambda: (r := state.get("added")) is not None and r.status is HostStatus.UP)
+        await eventually(lambda: len(move_to.requests) > 0)
         assert state.get("drop") is None
         hosts = [h["name"] for h in (await (await client.get("/api/v1/hosts")).json())["hosts"]]
         assert hosts == ["keep", "moved", "added"]
@@ -89,7 +80,7 @@ async def test_invalid_new_config_is_rejected_and_the_old_one_keeps_running(
     client = FleetClient(fleet)
     await client.start_server()
     try:
-        await wait_until(lambda: fleet.state.is_ready())
+        await eventually(lambda: fleet.state.is_ready())
         cfg.write_text("hosts:\n  - name: one\n    url: ftp://nowhere\n")
         with pytest.raises(ReloadFailed) as info:
             await fleet.reload(cfg)

@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -23,15 +22,8 @@ from fleetd.config.live import ReloadFailed
 from fleetd.fleet.records import HostStatus
 from fleetd.runtime import Fleet
 from tests.fakes import FakeEngines
-from tests.harness import FleetClient
+from tests.harness import FleetClient, eventually
 from tests.unit.tlskit import pem
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def write(cfg: Path, hosts: list[str]) -> None:
@@ -55,7 +47,7 @@ async def test_a_reload_adding_a_bad_tls_file_changes_nothing(
     await client.start_server()
     try:
         state = fleet.state
-        await wait_until(lambda: state.is_ready())
+        await eventually(lambda: state.is_ready())
         before = {r.name: r for r in state.records()}
         in_force = fleet.config.current
         # b removed before the bad host, d added after it: the half-applied reload of 7c3402b.
@@ -76,7 +68,7 @@ async def test_a_reload_adding_a_bad_tls_file_changes_nothing(
         write(cfg, [f"{{name: a, url: '{a.url}'}}", f"{{name: d, url: '{d.url}'}}"])
         report = await fleet.reload(cfg)  # the next reload works
         assert report.added == ("d",) and set(report.removed) == {"b", "c"}
-        await wait_until(lambda: (r := state.get("d")) is not None and r.status is HostStatus.UP)
+        await eventually(lambda: (r := state.get("d")) is not None and r.status is HostStatus.UP)
     finally:
         await client.close()
 
@@ -93,7 +85,7 @@ async def test_tls_contexts_are_built_before_any_host_is_touched(
     await client.start_server()
     try:
         state = fleet.state
-        await wait_until(lambda: state.is_ready())
+        await eventually(lambda: state.is_ready())
         pem().write(tmp_path / "tls")
         write(cfg, [f"{{name: a, url: '{a.url}'}}"])
         good = load_config(cfg)
@@ -102,9 +94,7 @@ async def test_tls_contexts_are_built_before_any_host_is_touched(
         late = dataclasses.replace(
             good.hosts[0], name="late", url="tcp://127.0.0.1:9", tls=tls, source="x.yaml:9"
         )
-        monkeypatch.setattr(
-            runtime, "load_config", lambda _path: dataclasses.replace(good, hosts=(late,))
-        )
+        monkeypatch.setattr(runtime, "load_config", lambda _path: dataclasses.replace(good, hosts=(late,)))
         with pytest.raises(ReloadFailed) as caught:
             await fleet.reload(cfg)
         [problem] = caught.value.problems
@@ -184,14 +174,18 @@ async def test_sighup_while_the_inventory_is_a_fifo_leaves_later_reloads_working
     assert "a named pipe (FIFO), not a regular file" in text
 
 
-async def test_a_reload_forgets_the_tls_contexts_of_hosts_that_left(tmp_path: Path, fake_engine: FakeEngines) -> None:
+async def test_a_reload_forgets_the_tls_contexts_of_hosts_that_left(
+    tmp_path: Path, fake_engine: FakeEngines
+) -> None:
     a = await fake_engine(containers=1)
     pem().write(tmp_path / "tls")
     cfg = tmp_path / "fleetd.yaml"
-    secure = "{name: s, url: 'tcp://127.0.0.1:9', tls: {ca: tls/ca.pem, cert: tls/cert.pem, key: tls/key.pem}}"
+    secure = (
+        "{name: s, url: 'tcp://127.0.0.1:9', tls: {ca: tls/ca.pem, cert: tls/cert.pem, key: tls/key.pem}}"
+    )
     write(cfg, [f"{{name: a, url: '{a.url}'}}", secure])
     async with Fleet(load_config(cfg)) as fleet:
-        await wait_until(lambda: any(r.name == "s" and r.last_error for r in fleet.state.records()))
+        await eventually(lambda: any(r.name == "s" and r.last_error for r in fleet.state.records()))
         assert len(fleet.connections._ssl) == 1  # the key and certificates of host s, in memory
         write(cfg, [f"{{name: a, url: '{a.url}'}}"])
         await fleet.reload(cfg)

@@ -14,7 +14,7 @@ from fleetd.fleet.feed import FleetEvent, FleetFeed
 from fleetd.fleet.records import ContainerRecord
 from fleetd.webhooks import WebhookService, notices_for
 from fleetd.webhooks.notices import matches
-from tests.unit.opskit import wait_until
+from tests.harness import eventually
 from tests.webhookkit import Receiver
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ async def test_a_matching_fleet_event_is_posted_with_its_token() -> None:
         )
         try:
             feed.publish("host.changed", "d1", before="up", after="down", record={"last_error": "timeout"})
-            await wait_until(lambda: len(rx.received) == 1, timeout=15.0)
+            await eventually(lambda: len(rx.received) == 1, timeout=15.0)
             body, headers = rx.received[0], rx.headers[0]
             assert body["kind"] == "host.down" and body["host"] == "d1" and body["error"] == "timeout"
             assert body["event_id"].endswith(".1") and body["time"].endswith("Z")
@@ -218,11 +218,11 @@ async def test_retries_with_backoff_then_gives_up_and_counts() -> None:
         )
         try:
             feed.publish("host.changed", "d1", before="down", after="up")
-            await wait_until(lambda: len(flaky.received) == 1, timeout=15.0)
+            await eventually(lambda: len(flaky.received) == 1, timeout=15.0)
             assert flaky.attempts == 3  # two failures, then the delivery
-            await wait_until(lambda: _count(registry, "failed", "refusing") == 1.0, timeout=15.0)
+            await eventually(lambda: _count(registry, "failed", "refusing") == 1.0, timeout=15.0)
             assert refusing.attempts == 1  # a 404 is not retried
-            await wait_until(
+            await eventually(
                 lambda: _count(registry, "failed", "nobody") == 1.0, timeout=15.0
             )  # connection refused, twice
             assert _count(registry, "sent", "flaky") == 1.0 and _count(registry, "sent", "refusing") == 0.0
@@ -244,9 +244,9 @@ async def test_a_hanging_receiver_delays_nobody_and_its_overflow_is_counted() ->
                 status = ("down", "up")[i % 2]
                 feed.publish("host.changed", f"h{i}", before=("up", "down")[i % 2], after=status)
             assert time.monotonic() - started < 2.0  # publishing never waited on anyone (no await in it)
-            await wait_until(lambda: len(healthy.received) == 20, timeout=15.0)
+            await eventually(lambda: len(healthy.received) == 20, timeout=15.0)
             assert [b["host"] for b in healthy.received] == [f"h{i}" for i in range(20)]  # in order
-            await wait_until(lambda: hung.attempts == 1, timeout=15.0)
+            await eventually(lambda: hung.attempts == 1, timeout=15.0)
             # one notice is in flight at the hung receiver, at most 5 wait, the oldest others were dropped
             pending = service.senders["hung"].pending
             assert pending <= 5 and pending + _count(registry, "dropped", "hung") + 1 == 20
@@ -266,7 +266,7 @@ async def test_reconfigure_keeps_unchanged_receivers_and_adds_new_ones() -> None
             await service.reconfigure((keep, WebhookSettings(name="b", url=b.url)))
             assert service.senders["a"] is before
             feed.publish("host.changed", "d1", before="up", after="error")
-            await wait_until(lambda: len(a.received) == 1 and len(b.received) == 1, timeout=15.0)
+            await eventually(lambda: len(a.received) == 1 and len(b.received) == 1, timeout=15.0)
             await service.reconfigure(())
             assert service.senders == {}
         finally:
