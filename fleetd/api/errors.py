@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 __all__ = [
     "ApiError",
     "BadRequest",
     "Conflict",
+    "ErrorAnswer",
+    "ErrorDetail",
     "Forbidden",
     "NotFound",
     "ServiceUnavailable",
@@ -25,6 +29,20 @@ from fleetd.dockerapi import (
     EngineTimeout,
     EngineUnreachable,
 )
+
+
+class ErrorDetail(msgspec.Struct):
+    """What went wrong. Some errors add fields of their own (``retry_after``, ``limit``, …)."""
+
+    code: str
+    message: str
+    host: str | None = None
+
+
+class ErrorAnswer(msgspec.Struct):
+    """The body of every error answer (the schema the API description gives for them)."""
+
+    error: ErrorDetail
 
 
 class ApiError(Exception):

@@ -14,6 +14,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from fleetd.api.batch import BatchRequest
+from fleetd.api.errors import ErrorAnswer
 from fleetd.api.render import json_response
 from fleetd.api.routes import ROUTES, VIEWER, Access, Route, RouteTable, canonical
 from fleetd.fleet.match import HEALTH_STATES
@@ -75,36 +77,8 @@ _BODIES: dict[str, dict[str, Any]] = {
     "tar": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
 }
 
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "properties": {
-            "error": {
-                "type": "object",
-                "properties": {"code": _S, "message": _S, "host": _S},
-                "required": ["code", "message"],
-            }
-        },
-    },
-    "BatchRequest": {
-        "type": "object",
-        "required": ["action", "selector"],
-        "additionalProperties": False,
-        "properties": {
-            "action": {"enum": ["start", "stop", "restart", "remove"]},
-            "selector": {
-                "type": "object",
-                "additionalProperties": False,
-                "description": "fields combine with AND; name is exact or a glob, never a substring",
-                "properties": {"host": _ARRAY, "host_label": _ARRAY, "label": _ARRAY, "name": _S, "state": _S},
-            },
-            "dry_run": _B,
-            "force": _B,
-            "t": _I,
-            "allow_empty": _B,
-        },
-    },
-}
+#: Bodies and answers described by the msgspec types that decode or encode them.
+_DOCUMENTED: tuple[type, ...] = (BatchRequest, ErrorAnswer)
 
 _REASONS = {
     400: "bad request: a parameter, path segment or body fleetd refuses (the message names it)",
@@ -166,7 +140,7 @@ def _operation(op: Route) -> dict[str, Any]:
     for status in sorted(errors):
         responses[str(status)] = {
             "description": _REASONS.get(status, "error"),
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorAnswer"}}},
         }
     out: dict[str, Any] = {
         "summary": op.summary,
@@ -188,7 +162,7 @@ def build_spec(routes: Iterable[Route], version: str | None = None) -> dict[str,
     routes = list(routes)
     # Answer schemas come from the same msgspec types the handlers encode.
     _, derived = msgspec.json.schema_components(
-        sorted({op.response for op in routes if op.response is not None}, key=lambda t: t.__name__),
+        sorted({op.response for op in routes if op.response is not None} | set(_DOCUMENTED), key=lambda t: t.__name__),
         ref_template="#/components/schemas/{name}",
     )
     for op in routes:
@@ -203,7 +177,7 @@ def build_spec(routes: Iterable[Route], version: str | None = None) -> dict[str,
         },
         "paths": paths,
         "components": {
-            "schemas": derived | _SCHEMAS,
+            "schemas": derived,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

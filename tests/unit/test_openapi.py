@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 
 from fleetd.api.app import create_app, route_index
+from fleetd.api.batch import BatchRequest
 from fleetd.api.openapi import build_spec
 from fleetd.api.routes import template_key
+from fleetd.ops.selector import Selector
 from fleetd.runtime import Fleet
 from tests.unit.opskit import settings, start_client
 
@@ -87,3 +89,27 @@ async def test_answer_schemas_come_from_the_types_the_handlers_encode(tmp_path: 
     finally:
         await client.close()
     assert set(schemas["HostView"]["properties"]) >= {"name", "state", "stale", "findings", "insecure_transport"}
+
+
+async def test_error_and_batch_bodies_are_described_by_the_types_that_make_and_read_them(tmp_path: Path) -> None:
+    spec = build_spec(INDEX.routes)
+    schemas = spec["components"]["schemas"]
+    stop = spec["paths"]["/api/v1/containers/{host}/{ref}/stop"]["post"]
+    assert stop["responses"]["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorAnswer"
+    }
+    detail = schemas["ErrorDetail"]
+    assert set(detail["required"]) == {"code", "message"} and "host" in detail["properties"]
+    batch = schemas["BatchRequest"]
+    assert set(batch["properties"]) == set(BatchRequest.__struct_fields__)
+    assert batch["required"] == ["action"]  # the handler, not the decoder, asks for a selector
+    assert set(batch["properties"]["action"]["enum"]) == {"start", "stop", "restart", "remove"}
+    assert set(schemas["Selector"]["properties"]) == set(Selector.__struct_fields__)
+    client = await start_client(settings(tmp_path, []))
+    try:
+        resp = await client.get("/api/v1/containers", params={"limit": "x"})
+        body = await resp.json()
+    finally:
+        await client.close()
+    assert resp.status == 400
+    assert set(body) == {"error"} and set(detail["required"]) <= set(body["error"])
