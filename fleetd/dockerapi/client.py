@@ -9,13 +9,21 @@ Every request goes through :meth:`DockerClient.stream`, which negotiates the API
 version once, builds the versioned URL, applies the timeout, refuses what no Docker daemon
 sends (redirects, compressed bodies) and maps every failure into the error tree of
 :mod:`fleetd.dockerapi.errors`. Bodies are read under a per-endpoint cap (:mod:`.limits`).
+
+The version comes from the first answer: dockerd and podman put their newest API version in an
+``Api-Version`` header on every answer, and an unversioned request is answered at that version.
+So a first ``GET`` goes out unversioned, and when the daemon's version is not above ours (the
+version we would have negotiated is then exactly the one it answered at) the answer is used as
+it is: no ``/_ping`` round trip before a host's first poll. A daemon newer than us gets the
+request again under our version; no header, or a first request that is not a ``GET`` (never
+sent twice), negotiates with ``/_ping`` first as the docker CLI does.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -165,6 +173,20 @@ class DockerClient:
         if not task.cancelled():
             task.exception()  # retrieved here, so an unawaited failure is not reported twice
 
+    def _adopt_version(self, resp: aiohttp.ClientResponse) -> bool:
+        """Learn the version from an unversioned answer's ``Api-Version`` header. True when the
+        answer is at the version negotiated from it (the daemon is not newer than us), so it can
+        be used as it is; False when the request must be sent again (versioned, or after
+        ``/_ping`` when there was no header). A daemon outside our window raises, as ``/_ping`` does."""
+        header = resp.headers.get("Api-Version")
+        if not header:
+            return False
+        version = negotiate_version(header)
+        if self._api_version is None:
+            self._api_version = version
+            self.server = resp.headers.get("Server")
+        return parse_api_version(header) <= parse_api_version(version)
+
     async def _negotiate(self, timeout: float | None) -> str:
         ping = await self.system.ping(timeout=timeout)
         self.server = ping.server
@@ -181,9 +203,6 @@ class DockerClient:
 
     def _describe(self, method: str, path: str) -> str:
         return f"{method} {path} on {self.endpoint.url}"
-
-    def _full_path(self, path: str, versioned: bool, version: str | None) -> str:
-        return f"/v{version}{path}" if versioned and version else path
 
     def _url(self, full: str, params: Params | None) -> URL:
         """The request URL, parsed and encoded once per path and query (a poll asks the same few)."""
@@ -242,8 +261,6 @@ class DockerClient:
         versioned: bool = True,
     ) -> tuple[int, bytes]:
         """Send one request and return (status, body) for a 2xx/304 answer; raise otherwise."""
-        if versioned:
-            await self._ensure_version(timeout)
         req_headers = dict(headers or {})
         if json is not None:
             data = msgspec.json.encode(json)
@@ -267,8 +284,6 @@ class DockerClient:
     ) -> bytes:
         """The body of an answer that must be JSON: an empty body or another content type
         (an HTML page from a proxy, a web server on the wrong port) is named, not decoded."""
-        if versioned:
-            await self._ensure_version(timeout)
         data: bytes | None = None
         headers: dict[str, str] = {}
         if json is not None:
@@ -343,33 +358,57 @@ class DockerClient:
         """The one place a request is sent: versioned URL, timeouts, TLS, error mapping.
 
         ``timeout`` bounds the whole exchange, including reading the body inside the block;
-        ``read_timeout`` bounds each pause in a stream. A 4xx/5xx raises before yielding."""
-        version = await self._ensure_version(None) if versioned else None
-        full = self._full_path(path, versioned, version)
+        ``read_timeout`` bounds each pause in a stream. A 4xx/5xx raises before yielding.
+        Before the version is known a ``GET`` is sent unversioned and its answer's header
+        decides (see the module's docstring); anything else waits for ``/_ping``."""
         client_timeout, t = self._timeout(timeout, read_timeout)
-        session = self._connections.session_for(self.endpoint)
+        probe = versioned and self._api_version is None and method == "GET" and self._negotiation is None
         try:
-            # aiohttp retries an idempotent request once on a fresh connection when a reused
-            # keep-alive connection turns out to be dead (RFC 9112 §9.3.1).
-            async with session.request(
-                method,
-                self._url(full, params),
-                data=data,
-                headers=headers,
-                ssl=self._connections.ssl_for(self.endpoint),
-                timeout=client_timeout,
-                allow_redirects=False,
-                auto_decompress=False,  # never asked for; a compressed body is refused below
-            ) as resp:
-                refuse_unasked(resp, self._describe(method, path), self.url)
-                if resp.status >= 400:
-                    body = await read_prefix(resp)
-                    self._raise_for_status(resp.status, body, method, path)
+            if probe:
+                async with self._send(method, path, params, data, headers, client_timeout, None) as resp:
+                    if self._adopt_version(resp):
+                        await self._refuse(resp, method, path)
+                        yield resp
+                        return
+                # Answered at a newer version than ours, or without saying which: ask again.
+            negotiate_within = timeout if timeout is None or timeout > 0 else None  # /events: no total
+            version = await self._ensure_version(negotiate_within) if versioned else None
+            async with self._send(method, path, params, data, headers, client_timeout, version) as resp:
+                await self._refuse(resp, method, path)
                 yield resp
         except DockerError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise map_failure(exc, self._describe(method, path), self.endpoint.url, t) from exc
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        client_timeout: aiohttp.ClientTimeout,
+        version: str | None,
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        # aiohttp retries an idempotent request once on a fresh connection when a reused
+        # keep-alive connection turns out to be dead (RFC 9112 §9.3.1).
+        return self._connections.session_for(self.endpoint).request(
+            method,
+            self._url(f"/v{version}{path}" if version else path, params),
+            data=data,
+            headers=headers,
+            ssl=self._connections.ssl_for(self.endpoint),
+            timeout=client_timeout,
+            allow_redirects=False,
+            auto_decompress=False,  # never asked for; a compressed body is refused below
+        )
+
+    async def _refuse(self, resp: aiohttp.ClientResponse, method: str, path: str) -> None:
+        refuse_unasked(resp, self._describe(method, path), self.url)
+        if resp.status >= 400:
+            body = await read_prefix(resp)
+            self._raise_for_status(resp.status, body, method, path)
 
     # The EngineTransport (transport.py) the sub-APIs are written against.
     stream = _stream

@@ -32,10 +32,10 @@ class StaleServer:
                 if served and self.drop_second:
                     return
                 path = head.split(b" ", 2)[1]
-                body, headers = (b"OK", b"Api-Version: 1.47\r\n") if path == b"/_ping" else (_INFO, b"")
+                body = b"OK" if path == b"/_ping" else _INFO
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    + headers
+                    + b"Api-Version: 1.47\r\n"  # on every answer, as dockerd and podman send it
                     + b"Content-Length: %d\r\n\r\n" % len(body)
                     + body
                 )
@@ -83,7 +83,7 @@ async def test_connections_are_kept_alive_between_requests() -> None:
             client = DockerClient(f"tcp://127.0.0.1:{port}", connections=pool)
             for _ in range(5):
                 await client.system.info()
-            assert server.answered == 6  # one ping, five info calls
+            assert server.answered == 5  # five info calls (the first answer named the version: no ping)
             assert server.connections == 1
     finally:
         await server.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,8 @@ from fleetd.fleet.state import FleetState
 from tests.fakes import FakeEngines
 from tests.fakes.behaviour import Fault, docker_20_10, docker_29, podman
 from tests.harness import eventually
+
+VERSIONED = re.compile(r"^/v\d+\.\d+/")
 
 
 class Harness:
@@ -63,10 +66,16 @@ async def test_docker_20_10_is_polled_at_its_own_api_version(
     assert rec.facts.server_version == "20.10.24+dfsg1"
     assert len(rec.containers) == 7
     assert [c.name for c in rec.containers] == sorted(c.name for c in rec.containers)
+    # No /_ping: the first poll went out unversioned, and its answers' Api-Version (1.41, not
+    # above ours) is the version they were answered at; every later request names it.
+    await harness.poller.refresh("old")
     paths = eng.paths()
-    assert paths[0] == "/_ping"
-    assert all(p.startswith("/v1.41/") for p in paths[1:])
-    assert any(p.startswith("/v1.41/containers/json") and "all=1" in p for p in paths)
+    assert "/_ping" not in paths
+    first = [p for p in paths if not VERSIONED.match(p)]
+    assert sorted(paths[:2]) == sorted(first) == ["/containers/json?all=1", "/info"], paths
+    later = paths[2:]
+    assert later and all(p.startswith("/v1.41/") for p in later), paths
+    assert any(p.startswith("/v1.41/containers/json") and "all=1" in p for p in later)
     assert not any("size" in p for p in paths)
 
 
@@ -76,7 +85,16 @@ async def test_docker_29_gets_our_newest_version_not_below_its_minimum(
     eng = await fake_engine(docker_29(containers=3))
     await harness.poller.start([harness.host("new", eng.url)])
     await eventually(lambda: harness.status("new") is HostStatus.UP)
-    assert all(p.startswith("/v1.51/") for p in eng.paths()[1:])
+    # It answers unversioned requests at 1.52, newer than ours: those answers are dropped and the
+    # requests sent again at 1.51, so nothing is ever read in a format newer than ours.
+    paths = eng.paths()
+    unversioned = [p for p in paths if not VERSIONED.match(p)]
+    assert sorted(unversioned) == ["/containers/json?all=1", "/info"], paths
+    assert "/v1.51/info" in paths and "/v1.51/containers/json?all=1" in paths
+    assert all(p.startswith("/v1.51/") for p in paths if p not in unversioned)
+    rec = harness.state.get("new")
+    assert rec is not None and rec.facts is not None and rec.facts.api_version == "1.51"
+    assert len(rec.containers) == 3
 
 
 async def test_podman_compat_api(harness: Harness, fake_engine: FakeEngines) -> None:
@@ -95,9 +113,13 @@ async def test_missing_api_version_header_falls_back_to_version_endpoint(
     eng = await fake_engine(docker_29(containers=1, ping_api_version_header=None))
     await harness.poller.start([harness.host("nohdr", eng.url)])
     await eventually(lambda: harness.status("nohdr") is HostStatus.UP)
+    # The first answers name no version: /_ping (no header either), then /version, then the
+    # requests again under the version negotiated from it.
     paths = eng.paths()
-    assert paths[:2] == ["/_ping", "/version"]
-    assert all(p.startswith("/v1.51/") for p in paths[2:])
+    unversioned = [p for p in paths if not VERSIONED.match(p)]
+    assert sorted(unversioned) == ["/_ping", "/containers/json?all=1", "/info", "/version"], paths
+    assert paths.index("/_ping") < paths.index("/version") < paths.index("/v1.51/info")
+    assert all(p.startswith("/v1.51/") for p in paths if p not in unversioned)
 
 
 async def test_too_old_api_version_is_an_error_with_a_reason(
@@ -293,10 +315,11 @@ async def test_first_poll_leaves_images_out_and_lists_them_right_after(fake_engi
         rec = h.state.get("img")
         assert rec is not None
         await eventually(lambda: rec.images is not None)
-        paths = [p.split("?")[0].split("/", 2)[-1] for p in eng.paths()]
-        # ping, then info and containers (any order), then images — no second full poll
-        assert paths[0] == "_ping" and paths[-1] == "images/json", paths
-        assert sorted(paths[1:3]) == ["containers/json", "info"] and len(paths) == 4, paths
+        paths = [p.split("?")[0] for p in eng.paths()]
+        # info and containers (any order, unversioned: no /_ping first), then images under the
+        # version their answers named — no second full poll
+        assert sorted(paths[:2]) == ["/containers/json", "/info"], paths
+        assert paths[2:] == ["/v1.47/images/json"], paths
         assert rec.polls == 1
     finally:
         await h.poller.aclose()
