@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 
 from fleetd.dockerapi import ContainerSummary, DockerError
-from fleetd.fleet.changes import Change, HostChanged
+from fleetd.fleet.changes import Change, FleetReady, HostChanged
 from fleetd.fleet.poller import Poller
 from fleetd.fleet.records import ContainerRecord, HostStatus, container_record
 from fleetd.fleet.state import FleetState
@@ -37,19 +37,24 @@ class StateTarget:
         self.state = state
         self.poller = poller
         self._first: dict[str, asyncio.Event] = {}
+        self._first_round = asyncio.Event()  # FleetReady seen: every enabled host's first poll ended
 
     async def first_poll(self, host: str, timeout: float = 60.0) -> None:
-        """Until the host's first poll is done (or ``timeout``): watchers connect after it, so a
-        start-up's first polls do not queue behind a thousand streams and lists."""
+        """Until the host's first poll is done and the start-up's first round has ended (every
+        enabled host's first poll), or ``timeout``: watchers connect after it, so the first polls,
+        and the complete view, do not queue behind a thousand streams and lists (each watcher opens
+        ``/events`` and lists every container at once). Hosts added later wait for their own poll."""
         record = self.state.get(host)
-        if record is None or record.first_poll_done:
+        if record is None:
             return
-        event = self._first.setdefault(host, asyncio.Event())
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
         # arrives as the event is set, and the watcher then never stops (seen at shutdown).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await event.wait()
+                if not record.first_poll_done:
+                    await self._first.setdefault(host, asyncio.Event()).wait()
+                if not self.state.first_round_done():
+                    await self._first_round.wait()
 
     def note(self, change: Change) -> None:
         """Every change of the state, in order (from the feed pump)."""
@@ -57,6 +62,8 @@ class StateTarget:
             event = self._first.pop(change.host, None)
             if event is not None:
                 event.set()
+        elif isinstance(change, FleetReady):
+            self._first_round.set()
 
     def next_stamp(self, host: str) -> int:
         return self.state.next_stamp(host)

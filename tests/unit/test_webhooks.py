@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from fleetd.config.notify import WEBHOOK_KINDS, WebhookSettings
@@ -269,5 +270,35 @@ async def test_reconfigure_keeps_unchanged_receivers_and_adds_new_ones() -> None
             await eventually(lambda: len(a.received) == 1 and len(b.received) == 1, timeout=15.0)
             await service.reconfigure(())
             assert service.senders == {}
+        finally:
+            await service.aclose()
+
+
+async def test_without_receivers_events_are_read_but_no_notice_is_derived(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start-up publishes ~40 fleet events per host; with no webhook configured none costs a notice."""
+    import fleetd.webhooks.service as service_module
+
+    derived: list[str] = []
+    real = service_module.notices_for
+
+    def counting(event: FleetEvent) -> list[object]:
+        derived.append(event.host)
+        return real(event)  # type: ignore[return-value]
+
+    monkeypatch.setattr(service_module, "notices_for", counting)
+    feed = FleetFeed()
+    async with Receiver() as a:
+        sub = feed.subscribe(maxsize=1000)
+        service = WebhookService((), sub, registry=CollectorRegistry(), backoff=0.01)
+        await service.start()
+        try:
+            for i in range(50):
+                feed.publish("host.changed", f"h{i}", before="up", after="down")
+            await eventually(lambda: sub.pending() == 0, timeout=5.0)
+            assert derived == []
+            await service.reconfigure((WebhookSettings(name="a", url=a.url),))
+            feed.publish("host.changed", "d1", before="up", after="error")
+            await eventually(lambda: len(a.received) == 1, timeout=15.0)
+            assert derived == ["d1"] and a.received[0]["kind"] == "host.down"
         finally:
             await service.aclose()
