@@ -18,7 +18,11 @@ with py-spy over the last round (``bench/results/*-LABEL.raw``, collapsed stacks
 **cold**: ``--pairs`` alternating pairs of whole processes from exec: ``bench.plain_gather``
 (aiohttp + orjson, ``/info`` then ``/containers/json?all=1`` per host at ``--concurrency``) to its
 answer line, and ``fleetd run`` to the first ``/api/v1/summary`` whose hosts are all ``up`` (read
-every ``--api-poll`` seconds). Also reported: fleetd's import and config-load times measured alone.
+every ``--api-poll`` seconds). Several ``--fleetd`` variants (e.g. ``base:tree=DIR`` and the work tree)
+each run once per pair, the order reversed every other pair. Also reported: the CPU time (utime + stime)
+each process used to its answer and the fake fleet's CPU meanwhile (on a loaded machine the wall-clock
+ratio swings with the scheduler; the CPU ratio much less), and fleetd's import and config-load times
+measured alone. ``--profile LABEL`` records that variant's last run with py-spy from exec.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -189,7 +194,7 @@ def steady(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def fleetd_phases(config: Path) -> dict[str, float]:
+def fleetd_phases(config: Path, tree: str | None = None) -> dict[str, float]:
     """fleetd's imports and its config load, timed alone in a fresh interpreter."""
     code = (
         "import time; t0 = time.perf_counter()\n"
@@ -199,19 +204,53 @@ def fleetd_phases(config: Path) -> dict[str, float]:
         f"load_config({str(config)!r}); t2 = time.perf_counter()\n"
         "print(t1 - t0, t2 - t1)\n"
     )
-    out = subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    env = dict(os.environ)
+    if tree:
+        env["PYTHONPATH"] = str(Path(tree).resolve())
+    out = subprocess.run([PYTHON, "-c", code], cwd=tree or ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
     imports, config_load = (float(x) for x in out.split())
     return {"import_seconds": imports, "config_seconds": config_load}
 
 
+def cold_fleetd(spec: str, i: int, fleet: Any, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    label, opts = parse_variant(spec)
+    opts.setdefault("concurrency", str(args.concurrency))
+    r = start_fleetd(f"{label}-{i}", opts, fleet.ports, args, work)
+    spy = None
+    if args.profile == label and i == args.pairs - 1:  # py-spy from just after exec, the last pair
+        out = RESULTS / f"{args.stamp}-{label}.raw"
+        spy = subprocess.Popen(
+            [str(Path(PYTHON).parent / "py-spy"), "record", "--nonblocking", "-r", "200", "-f", "raw",
+             "-o", str(out), "-p", str(r["proc"].pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    fake0 = cpu_seconds(fleet.proc.pid)
+    try:
+        done = wait_complete(r["api"], r["proc"], r["started"], args.hosts, args.hosts, args.api_poll)
+        cpu = cpu_seconds(r["proc"].pid)  # at the complete view (the read above is a few ms old)
+        fake = cpu_seconds(fleet.proc.pid) - fake0
+    finally:
+        stop(r["proc"])
+        r["log"].close()
+        if spy is not None:
+            spy.wait()
+    return {"seconds": done["complete_seconds"], "listening_seconds": done["listening_seconds"],
+            "cpu_seconds": cpu, "fake_fleet_cpu_seconds": fake}  # fmt: skip
+
+
 def cold(args: argparse.Namespace) -> dict[str, Any]:
+    """Each pair: the plain script and every ``--fleetd`` variant (the order reversed every other
+    pair); each variant's ratio is to the script of its own pair."""
     report: dict[str, Any] = {"pairs": []}
+    specs = args.fleetd or ["default"]
+    labels = [parse_variant(sp)[0] for sp in specs]
     with tempfile.TemporaryDirectory(prefix="poll-cold-") as tmp, fake_fleet(args, Path(tmp)) as fleet:
         work = Path(tmp)
         for i in range(args.pairs):
-            pair: dict[str, Any] = {"load_before": os.getloadavg()[0]}
-            kinds = ("script", "fleetd", "gather") if i % 2 == 0 else ("fleetd", "gather", "script")
-            for kind in kinds if args.with_fleet_bench_gather else [k for k in kinds if k != "gather"]:
+            pair: dict[str, Any] = {"load_before": os.getloadavg()[0], "variants": {}}
+            kinds = ["script", *specs] + (["gather"] if args.with_fleet_bench_gather else [])
+            for kind in kinds if i % 2 == 0 else kinds[::-1]:
                 if kind == "gather":  # bench.fleet_bench's yardstick: /_ping, then /info + /containers at once
                     t0 = time.monotonic()
                     cmd = [PYTHON, "-m", "bench.baseline_gather", "--port-file", str(fleet.port_file),
@@ -219,45 +258,55 @@ def cold(args: argparse.Namespace) -> dict[str, Any]:
                     subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
                     pair["fleet_bench_gather_seconds"] = time.monotonic() - t0
                 elif kind == "script":
-                    t0 = time.monotonic()
+                    t0, fake0 = time.monotonic(), cpu_seconds(fleet.proc.pid)
+                    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     cmd = [PYTHON, "-m", "bench.plain_gather", "--port-file", str(fleet.port_file),
                            "--concurrency", str(args.concurrency)]  # fmt: skip
                     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
                     pair["script_seconds"] = time.monotonic() - t0
+                    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    pair["script_cpu_seconds"] = kids.ru_utime + kids.ru_stime - kids0.ru_utime - kids0.ru_stime
+                    pair["script_fake_fleet_cpu_seconds"] = cpu_seconds(fleet.proc.pid) - fake0
                     pair["script"] = json.loads(out)
                 else:
-                    label, opts = parse_variant(args.fleetd[0] if args.fleetd else "default")
-                    opts.setdefault("concurrency", str(args.concurrency))
-                    r = start_fleetd(f"{label}-{i}", opts, fleet.ports, args, work)
-                    try:
-                        done = wait_complete(r["api"], r["proc"], r["started"], args.hosts, args.hosts, args.api_poll)
-                    finally:
-                        stop(r["proc"])
-                        r["log"].close()
-                    pair["fleetd_seconds"] = done["complete_seconds"]
-                    pair["fleetd_listening_seconds"] = done["listening_seconds"]
-            pair["ratio"] = pair["fleetd_seconds"] / pair["script_seconds"]
+                    pair["variants"][parse_variant(kind)[0]] = cold_fleetd(kind, i, fleet, args, work)
+            for v in pair["variants"].values():
+                v["ratio"] = v["seconds"] / pair["script_seconds"]
+                v["cpu_ratio"] = v["cpu_seconds"] / pair["script_cpu_seconds"]
+            first = pair["variants"][labels[0]]
+            pair |= {"fleetd_seconds": first["seconds"], "fleetd_listening_seconds": first["listening_seconds"],
+                     "ratio": first["ratio"]}  # fmt: skip
             if "fleet_bench_gather_seconds" in pair:
                 pair["ratio_to_fleet_bench_gather"] = pair["fleetd_seconds"] / pair["fleet_bench_gather_seconds"]
                 print(f"  fleet_bench's gather {pair['fleet_bench_gather_seconds']:.2f} s, "
                       f"ratio {pair['ratio_to_fleet_bench_gather']:.2f}")  # fmt: skip
-            print(
-                f"pair {i + 1}: script {pair['script_seconds']:.2f} s, fleetd {pair['fleetd_seconds']:.2f} s "
-                f"(listening after {pair['fleetd_listening_seconds']:.2f} s), ratio {pair['ratio']:.2f}; "
-                f"load {pair['load_before']:.1f}",
-                flush=True,
+            pair["load_after"] = os.getloadavg()[0]
+            each = "; ".join(
+                f"{lb} {v['seconds']:.2f} s (listening after {v['listening_seconds']:.2f} s), ratio {v['ratio']:.2f}, "
+                f"CPU {v['cpu_seconds']:.2f} s + fake fleet {v['fake_fleet_cpu_seconds']:.2f} s"
+                for lb, v in pair["variants"].items()
             )
+            print(f"pair {i + 1}: script {pair['script_seconds']:.2f} s (CPU {pair['script_cpu_seconds']:.2f} s + "
+                  f"fake fleet {pair['script_fake_fleet_cpu_seconds']:.2f} s); {each}; "
+                  f"load {pair['load_before']:.1f}→{pair['load_after']:.1f}", flush=True)  # fmt: skip
             report["pairs"].append(pair)
-        label, opts = parse_variant(args.fleetd[0] if args.fleetd else "default")
-        probe = work / "phases.yaml"
-        fleetd_config(probe, args, fleet.ports, free_port(), opts)
-        report["phases"] = fleetd_phases(probe)
+        report["phases"] = {}
+        for spec in specs:
+            label, opts = parse_variant(spec)
+            probe = work / f"phases-{label}.yaml"
+            fleetd_config(probe, args, fleet.ports, free_port(), opts)
+            report["phases"][label] = fleetd_phases(probe, opts.get("tree"))
     report["median_ratio"] = statistics.median(p["ratio"] for p in report["pairs"])
-    ph = report["phases"]
-    print(
-        f"median ratio {report['median_ratio']:.2f}; fleetd imports {ph['import_seconds']:.2f} s, "
-        f"config load {ph['config_seconds']:.2f} s"
-    )
+    report["median_ratios"] = {lb: statistics.median(p["variants"][lb]["ratio"] for p in report["pairs"]) for lb in labels}
+    report["median_cpu_ratios"] = {
+        lb: statistics.median(p["variants"][lb]["cpu_ratio"] for p in report["pairs"]) for lb in labels
+    }
+    for lb in labels:
+        ph = report["phases"][lb]
+        print(
+            f"{lb}: median ratio {report['median_ratios'][lb]:.2f} (CPU {report['median_cpu_ratios'][lb]:.2f}); "
+            f"fleetd imports {ph['import_seconds']:.2f} s, config load {ph['config_seconds']:.2f} s"
+        )
     return report
 
 
@@ -277,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=float, default=15.0)
     p.add_argument("--window", type=float, default=20.0)
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--profile", default="", help="a --fleetd label to record with py-spy (last round)")
+    p.add_argument("--profile", default="", help="a --fleetd label to record with py-spy (steady: the last round; "
+                   "cold: its last run, from exec)")
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--api-poll", type=float, default=0.02)
     p.add_argument("--with-fleet-bench-gather", action="store_true", help="cold: also time bench.baseline_gather")
