@@ -28,7 +28,7 @@ from fleetd.dockerapi.client import DockerClient
 from fleetd.dockerapi.errors import DockerError, EngineProtocolError, EngineTimeout, EngineUnreachable
 from fleetd.dockerapi.models import ContainerSummary
 
-__all__ = ["RawPinger", "list_by_id", "raw_pinger"]
+__all__ = ["RawPinger", "list_all_body", "list_by_id", "raw_pinger"]
 
 _REQUEST: Final = b"GET %s HTTP/1.1\r\nHost: docker\r\nUser-Agent: fleetd-liveness\r\nAccept: */*\r\n\r\n"
 _MAX_HEAD: Final = 16 * 1024
@@ -131,13 +131,17 @@ class RawPinger:
         too_long = f"the answer to GET {target.decode()} from {self.url} is longer than {max_body} bytes"
         body = b""
         if chunked:
+            pieces: list[bytes] = []
+            total = 0
             while True:
                 size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
-                if len(body) + size > max_body:
+                total += size
+                if total > max_body:
                     raise EngineProtocolError(too_long, url=self.url)
-                body += (await reader.readexactly(size + 2))[:-2]
+                pieces.append((await reader.readexactly(size + 2))[:-2])
                 if size == 0:
                     break
+            body = b"".join(pieces)
         elif length is not None:
             if length > max_body:
                 raise EngineProtocolError(too_long, url=self.url)
@@ -153,6 +157,13 @@ class RawPinger:
         return status, body
 
 
+def _id_query(ids: list[str]) -> str:
+    """``all=1&filters={"id": ids}`` URL-encoded; container ids (hex) without the general encoder."""
+    if all(i.isascii() and i.isalnum() for i in ids):
+        return "all=1&filters=%7B%22id%22%3A%5B%22" + "%22%2C%22".join(ids) + "%22%5D%7D"
+    return urlencode({"all": "1", "filters": msgspec.json.encode({"id": ids}).decode()})
+
+
 async def list_by_id(
     pinger: RawPinger | None, client: DockerClient, ids: list[str], *, timeout: float
 ) -> list[ContainerSummary]:
@@ -161,8 +172,7 @@ async def list_by_id(
     any reason but a timeout (the client then says precisely what is wrong with the answer)."""
     version = client.api_version
     if pinger is not None and version is not None:
-        query = urlencode({"all": "1", "filters": msgspec.json.encode({"id": ids}).decode()})
-        path = f"/v{version}/containers/json?{query}"
+        path = f"/v{version}/containers/json?{_id_query(ids)}"
         try:
             status, body = await pinger.get(path, timeout=timeout, max_body=client.limits.containers)
             if status == 200:
@@ -172,6 +182,25 @@ async def list_by_id(
         except DockerError:
             pass
     return await client.containers.list(all=True, filters={"id": ids}, timeout=timeout)
+
+
+async def list_all_body(pinger: RawPinger | None, client: DockerClient, *, timeout: float) -> bytes:
+    """``GET /containers/json?all=1`` undecoded (a safety-net poll while the event stream is healthy)
+    on the pinger's connection, as :func:`list_by_id`; through the client when that fails for any
+    reason but a timeout, or before the client knows the API version."""
+    version = client.api_version
+    if pinger is not None and version is not None:
+        try:
+            status, body = await pinger.get(
+                f"/v{version}/containers/json?all=1", timeout=timeout, max_body=client.limits.containers
+            )
+            if status == 200 and body:
+                return body
+        except EngineTimeout:
+            raise
+        except DockerError:
+            pass
+    return await client.containers.list_body(all=True, timeout=timeout)
 
 
 def raw_pinger(client: DockerClient) -> RawPinger | None:

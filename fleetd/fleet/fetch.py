@@ -1,4 +1,5 @@
-"""One poll of one host: ``/info`` and ``/containers/json?all=1`` at once, and ``/images/json`` when due.
+"""One poll of one host: ``/info`` and ``/containers/json?all=1`` at once, and ``/images/json`` when due;
+or, while the host's event stream is healthy, the container list alone (:func:`fetch_lean`).
 
 Fetching writes nothing: it returns what the daemon said (:class:`Answer`) or why it failed
 (:class:`Failed`); the host loop turns that into records and hands them to the state's writer. The
@@ -22,16 +23,17 @@ from fleetd.dockerapi import (
     SystemInfo,
 )
 from fleetd.fleet.records import HostStatus
+from fleetd.fleet.safety_net import SafetyNet
 
-__all__ = ["Answer", "Failed", "fetch"]
+__all__ = ["Answer", "Failed", "fetch", "fetch_lean"]
 
 log = structlog.get_logger("fleetd.poller")
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    info: SystemInfo
-    info_raw: msgspec.Raw
+    info: SystemInfo | None  # None: a lean poll (the host's facts stay as they were)
+    info_raw: msgspec.Raw | None
     containers: bytes  # the /containers/json answer, JSON not yet decoded
     images: list[ImageSummary] | None  # None: not asked for
 
@@ -87,6 +89,15 @@ async def fetch(client: DockerClient, host: str, *, images: bool, one_connection
         return failed
     assert not isinstance(info_r, BaseException) and not isinstance(cont_r, BaseException)  # judged
     return Answer(info_r[0], info_r[1], cont_r, img_r if isinstance(img_r, list) else None)
+
+
+async def fetch_lean(client: DockerClient, net: SafetyNet, host: str, *, timeout: float) -> Answer | Failed:
+    """A safety-net poll while the host's event stream is healthy: the container list alone."""
+    try:
+        body = await net.list_body(timeout)
+    except Exception as exc:
+        return _judge(host, exc) or Failed(HostStatus.ERROR, repr(exc))
+    return Answer(None, None, body, None)
 
 
 def _judge(host: str, *results: object) -> Failed | None:

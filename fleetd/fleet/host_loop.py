@@ -19,7 +19,7 @@ import structlog
 
 from fleetd.dockerapi import DockerClient, DockerError
 from fleetd.fleet.builder import ContainerRecords
-from fleetd.fleet.fetch import Answer, Failed, fetch
+from fleetd.fleet.fetch import Answer, Failed, fetch, fetch_lean
 from fleetd.fleet.records import (
     ContainerDiff,
     ContainerRecord,
@@ -28,6 +28,7 @@ from fleetd.fleet.records import (
     HostStatus,
     image_record,
 )
+from fleetd.fleet.safety_net import SafetyNet
 from fleetd.fleet.schedule import Schedule
 from fleetd.fleet.state import FleetState, PollFailure, PollSuccess
 from fleetd.util.timefmt import rfc3339
@@ -53,6 +54,8 @@ class HostLoop:
     images_every: Callable[[], int]
     one_connection: Callable[[], bool] = lambda: False  # the poller's connection plan
     first_round: asyncio.Event | None = None  # the poller's "every first poll ended" (image listings wait)
+    net: Callable[[], SafetyNet | None] = lambda: None  # the host's event watcher, when it has one
+    info_wanted: bool = False  # the next poll asks /info even when the event stream would allow a lean one
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     epoch: int = 0  # bumped by every action; a poll started in an older epoch is discarded
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -183,9 +186,23 @@ class HostLoop:
         # them right after it, queued behind every other host's first poll.
         polls = record.polls
         want_images = self.images_wanted or (polls > 0 and polls % max(1, self.images_every()) == 0)
+        net = self.net()
+        lean = (
+            net is not None
+            and not want_images
+            and not self.info_wanted
+            and record.facts is not None
+            and record.info_raw is not None
+            and record.status is HostStatus.UP
+            and net.lean()
+        )
         stamp = self.state.next_stamp(name)  # rows written by newer event refreshes win over this poll
         sent_at = asyncio.get_running_loop().time()
-        got = await fetch(self.client, name, images=want_images, one_connection=self.one_connection())
+        if lean and net is not None:
+            got = await fetch_lean(self.client, net, name, timeout=record.settings.timeout)
+        else:
+            self.info_wanted = False
+            got = await fetch(self.client, name, images=want_images, one_connection=self.one_connection())
         duration = time.monotonic() - started
         if epoch != self.epoch:
             self.state.poll_done(name, duration, None)  # an action happened meanwhile; polled again next
@@ -202,6 +219,8 @@ class HostLoop:
             self._failed(got, duration)
         elif built is not None:
             self._answered(got, built, now, duration, stamp, sent_at)
+            if net is not None:
+                net.answered()
         if self.first_round is not None and not self.first_round.is_set() and self.state.first_round_done():
             self.first_round.set()
 
@@ -222,10 +241,17 @@ class HostLoop:
             self.images_wanted = False
         records, diff = built
         api_version = self.client.api_version
+        record = self.record
+        if got.info is not None and got.info_raw is not None:
+            facts = EngineFacts.from_info(got.info, api_version or "", volatile_id=self.client.is_podman)
+            info_raw = got.info_raw
+        else:  # a lean poll: the facts of the last /info stay (see fleet/safety_net.py)
+            assert record.facts is not None and record.info_raw is not None  # a lean poll needs them
+            facts, info_raw = record.facts, record.info_raw
         result = PollSuccess(
             at=now,
-            facts=EngineFacts.from_info(got.info, api_version or "", volatile_id=self.client.is_podman),
-            info_raw=got.info_raw,
+            facts=facts,
+            info_raw=info_raw,
             containers=records,
             diff=diff,
             images=tuple(image_record(i) for i in got.images) if got.images is not None else None,
@@ -238,7 +264,7 @@ class HostLoop:
             log.info(
                 "host up",
                 host=name,
-                server_version=got.info.ServerVersion,
+                server_version=facts.server_version,
                 api_version=api_version,
                 containers=len(records),
             )

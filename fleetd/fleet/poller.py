@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import random
 import resource
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from fleetd.dockerapi import DockerClient, EngineConnections
 from fleetd.fleet.clients import ClientFactory, read_limits
 from fleetd.fleet.host_loop import HostLoop, PollObserver, new_schedule
 from fleetd.fleet.records import HostRecord
+from fleetd.fleet.safety_net import SafetyNet
 from fleetd.fleet.state import FleetState
 
 log = structlog.get_logger("fleetd.poller")
@@ -32,6 +34,7 @@ def poll_connection_budget() -> int:
     """Open files the polls may keep: half the soft limit (the API listener's share is the other half)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return 1 << 30 if soft == resource.RLIM_INFINITY else soft // 2
+
 
 __all__ = ["PollObserver", "Poller", "ReconcileReport"]
 
@@ -71,6 +74,7 @@ class Poller:
         self._watchdog: asyncio.Task[None] | None = None
         self._one_connection = False  # see _plan_connections
         self._first_round = asyncio.Event()  # set by the host loops once every first poll ended
+        self._nets: dict[str, SafetyNet] = {}  # event watchers, by host (see fleet/safety_net.py)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -121,6 +125,7 @@ class Poller:
             images_every=self._images_every,
             one_connection=self._one_connection_per_host,
             first_round=self._first_round,
+            net=functools.partial(self._nets.get, settings.name),
         )
         self._loops[settings.name] = loop
         if self._running:
@@ -162,6 +167,20 @@ class Poller:
         loop = self._loops.get(name)
         if loop is not None:
             await loop.refresh(images=images)
+
+    def attach(self, name: str, net: SafetyNet | None) -> None:
+        """The host's event watcher (None: it has none any more): while its stream is healthy, the
+        host's polls are lean (see fleet/safety_net.py)."""
+        if net is None:
+            self._nets.pop(name, None)
+        else:
+            self._nets[name] = net
+
+    def want_info(self, name: str) -> None:
+        """The host's next poll asks ``/info`` (its stream reconnected, its daemon reloaded)."""
+        loop = self._loops.get(name)
+        if loop is not None:
+            loop.info_wanted = True
 
     def wake(self, name: str) -> None:
         """Poll ``name`` now without waiting for it (nothing in flight is discarded)."""

@@ -222,11 +222,18 @@ def diff_containers(old: tuple[ContainerRecord, ...], new: tuple[ContainerRecord
     """The full comparison, for when no builder knows what the state holds (after other writers)."""
     before = {c.id: c for c in old}
     diff = ContainerDiff()
+    replace = msgspec.structs.replace
     for c in new:
         prev = before.pop(c.id, None)
         if prev is None:
             diff.added.append(c)
-        elif prev is not c and (fields := changed_fields(prev, c)):
+        # Records of one container seen by two polls differ at least in observed_at: compared
+        # without it in C first (~0.3 µs against ~2 µs field by field), most are equal.
+        elif (
+            prev is not c
+            and replace(prev, observed_at=c.observed_at) != c
+            and (fields := changed_fields(prev, c))
+        ):
             diff.changed.append((c, fields))
     diff.removed.extend(before.values())
     return diff

@@ -32,7 +32,7 @@ import structlog
 
 from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError, EngineUnreachable
 from fleetd.dockerapi.events import EngineEvent, EventStream
-from fleetd.dockerapi.pinger import RawPinger, list_by_id
+from fleetd.dockerapi.pinger import RawPinger, list_all_body, list_by_id
 from fleetd.fleet.watch_events import REMOVAL, Cause, Dedupe, Effect, classify, merge_cause
 from fleetd.fleet.watch_podman import PodmanHealth
 from fleetd.fleet.watch_types import NoObserver, WatchObserver, WatchSettings, WatchTarget
@@ -43,7 +43,8 @@ log = structlog.get_logger("fleetd.watch")
 
 #: Filters apply after dockerd's ring, so they save bandwidth, not ring slots. podman refuses
 #: unknown filter values, and matches only its own action names: filter by type only (P2).
-FILTERS: Final[Mapping[str, list[str]]] = {"type": ["container"]}
+#: ``daemon``: a ``reload`` may change the engine's labels and settings (``/info``).
+FILTERS: Final[Mapping[str, list[str]]] = {"type": ["container", "daemon"]}
 #: podman also reports its event log's rotations (Type "system"), which can lose events (P5).
 PODMAN_FILTERS: Final[Mapping[str, list[str]]] = {"type": ["container", "system"]}
 _SECOND: Final = 1_000_000_000
@@ -116,7 +117,17 @@ class HostWatcher:
         """Drop the stream and resume it (drift found, or the host answered again)."""
         self._kick.set()
 
-    # -- what the poller asks ----------------------------------------------------------------
+    # -- what the poller asks (fleet/safety_net.py) ------------------------------------------
+
+    def lean(self) -> bool:
+        """The stream is live and synced: a safety-net poll may leave ``/info`` out."""
+        return self.connected and self.synced_at is not None and not self.reported_down
+
+    async def list_body(self, timeout: float) -> bytes:
+        return await list_all_body(self.pinger, self.client, timeout=timeout)
+
+    def answered(self) -> None:
+        self._alive_at = asyncio.get_running_loop().time()
 
     def unexplained(self, ids: list[str] | tuple[str, ...], sent_at: float) -> list[str]:
         """Of the rows a full poll (sent at loop time ``sent_at``) found different, those the
@@ -245,6 +256,8 @@ class HostWatcher:
 
     async def _prove_or_list(self, resume: bool, reader: asyncio.Task[None]) -> None:
         first = self.sessions == 1
+        if not first:  # the daemon may have restarted (another version, other settings): ask /info again
+            self.target.want_info(self.host)
         was_down, self.reported_down = self.reported_down, False
         if was_down:
             self.target.wake(self.host)  # the poll brings the host's status and facts back up
@@ -311,6 +324,10 @@ class HostWatcher:
         if event.Type == "system":
             if event.action == "log-rotation":
                 self._relist.set()
+            return
+        if event.Type == "daemon":
+            if event.action == "reload":
+                self.target.want_info(self.host)
             return
         if self.podman and (ended := self._podman_health.probe_ended(event)) is not None:
             # podman's probe is over: its result can be asked for now (health_status came first)

@@ -72,6 +72,9 @@ class SubsetMerge:
     applied: tuple[str, ...]  # ids whose row (or absence) this observation decided
 
 
+_replace = msgspec.structs.replace
+
+
 def _by_name(c: ContainerRecord) -> str:
     return c.name
 
@@ -111,7 +114,8 @@ class RowClock:
             stamps[r.id] = stamp
             old = cur.get(r.id)
             r = keep_health(old, r)
-            if old is None or semantic_fields(old, r):
+            # the same but for observed_at (compared in C): no field to look at
+            if old is None or (_replace(old, observed_at=r.observed_at) != r and semantic_fields(old, r)):
                 drifted.append(r.id)
             out[r.id] = r
         for cid, c in cur.items():

@@ -11,6 +11,7 @@ from fleetd.dockerapi import ContainerSummary, DockerError
 from fleetd.fleet.changes import Change, FleetReady, HostChanged
 from fleetd.fleet.poller import Poller
 from fleetd.fleet.records import ContainerRecord, HostStatus, container_record
+from fleetd.fleet.safety_net import SafetyNet
 from fleetd.fleet.state import FleetState
 from fleetd.fleet.watch_events import Cause
 from fleetd.fleet.watch_rows import semantic_fields
@@ -106,6 +107,12 @@ class StateTarget:
     def wake(self, host: str) -> None:
         """Poll the host soon (it answered again): the poll brings its status and facts up."""
         self.poller.wake(host)
+
+    def want_info(self, host: str) -> None:
+        self.poller.want_info(host)
+
+    def attach(self, host: str, net: SafetyNet | None) -> None:
+        self.poller.attach(host, net)
 
     def stream_lost(self, host: str, error: DockerError) -> None:
         self.state.set_host_status(host, HostStatus.DOWN, f"event stream lost, and then: {error}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fleetd.dockerapi import ContainerSummary, DockerError
+from fleetd.fleet.safety_net import SafetyNet
 from fleetd.fleet.watch_events import Cause
 
 __all__ = ["NoObserver", "WatchObserver", "WatchSettings", "WatchTarget"]
@@ -61,6 +62,14 @@ class WatchTarget(Protocol):
 
     def resynced(self, host: str, gap: bool) -> None:
         """The stream is back; ``gap``: events were lost and a full list repaired the rows."""
+        ...
+
+    def want_info(self, host: str) -> None:
+        """The host's next poll asks ``/info`` (the stream reconnected, the daemon reloaded)."""
+        ...
+
+    def attach(self, host: str, net: SafetyNet | None) -> None:
+        """The host's polls may be lean while ``net`` (its watcher) says its stream is healthy."""
         ...
 
 

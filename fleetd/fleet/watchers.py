@@ -69,6 +69,7 @@ class Watchers:
             self.ping_connection = ping_connection
             for name in list(self._watchers):  # restarted below with or without a raw pinger
                 _settings, watcher = self._watchers.pop(name)
+                self.target.attach(name, None)
                 await watcher.aclose()
                 self._watching(name, False)
         wanted = {h.name: h for h in hosts if self._wanted(h)}
@@ -78,6 +79,7 @@ class Watchers:
             client = self._clients(name)
             if new is None or client is not watcher.client or watch_settings(new, poll) != watcher.settings:
                 del self._watchers[name]
+                self.target.attach(name, None)
                 await watcher.aclose()
                 self._watching(name, False)
         for name, settings in wanted.items():
@@ -98,11 +100,14 @@ class Watchers:
             )
             self._watchers[name] = (settings, watcher)
             self._watching(name, True)  # polls sent from now on are stamped (ordering guard)
+            self.target.attach(name, watcher)  # lean polls while its stream is healthy
             watcher.start()
 
     async def aclose(self) -> None:
         watchers = dict(self._watchers)
         self._watchers.clear()
+        for name in watchers:
+            self.target.attach(name, None)
         await asyncio.gather(*(w.aclose() for _s, w in watchers.values()))
         for name in watchers:
             self._watching(name, False)

@@ -97,3 +97,25 @@ def test_a_list_without_health_keeps_what_the_row_knew_of_a_running_container() 
     assert rows[0].health == "healthy"  # a health that is told wins
     rows = clock.merge_subset(rows, ["a"], [hrec("a", "exited", None)], clock.next_stamp()).records
     assert rows[0].health == "none"  # a stopped container has no health, as dockerd lists it
+
+
+def test_rows_that_differ_only_in_when_they_were_seen_are_neither_drift_nor_change() -> None:
+    """Every poll rebuilds its records with a new ``observed_at``; compared without it (the fast
+    path), they are equal, and a real difference is still found field by field."""
+    import msgspec
+
+    from fleetd.fleet.records import diff_containers
+
+    clock = RowClock()
+    old = clock.merge_full((), [rec("a", "running"), rec("b", "running")], clock.next_stamp()).records
+    old = tuple(msgspec.structs.replace(r, status="Up 3 minutes") for r in old)
+    seen = tuple(msgspec.structs.replace(r, observed_at="2026-12-03T10:00:00Z") for r in old)
+    assert clock.merge_full(old, seen, clock.next_stamp()).drifted == ()
+    assert not diff_containers(old, seen)
+    later = (
+        msgspec.structs.replace(seen[0], status="Up 4 minutes"),
+        msgspec.structs.replace(seen[1], state="exited"),
+    )
+    assert clock.merge_full(seen, later, clock.next_stamp()).drifted == ("b",)  # "Up N" is only time
+    diff = diff_containers(seen, later)
+    assert [(c.id, f) for c, f in diff.changed] == [("a", ("status",)), ("b", ("state",))]

@@ -22,6 +22,8 @@ class MemoryTarget:
         self.full_refreshes = 0
         self.wakes = 0
         self.subset_refreshes = 0
+        self.info_wanted = 0
+        self.nets: dict[str, object] = {}
         self.changed = asyncio.Event()
 
     def by_name(self) -> dict[str, ContainerRecord]:
@@ -69,6 +71,12 @@ class MemoryTarget:
     def resynced(self, host: str, gap: bool) -> None:
         self.resyncs.append(gap)
         self.changed.set()
+
+    def want_info(self, host: str) -> None:
+        self.info_wanted += 1
+
+    def attach(self, host: str, net: object) -> None:
+        self.nets[host] = net
 
 
 async def eventually(check: object, timeout: float = 5.0, what: str = "condition") -> None:

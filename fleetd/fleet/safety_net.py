@@ -1,0 +1,30 @@
+"""What a host's periodic poll asks of its event watcher: with a healthy event stream the poll is only
+the safety net, and it can leave out what events and the watcher already keep fresh.
+
+A *lean* poll lists the containers alone (``GET /containers/json?all=1``, on the watcher's kept
+connection when it has one), compares them with the rows as usual (drift is still counted), and
+keeps the host's engine facts (``/info``) as they were. A poll is lean only while the watcher says
+its stream is live and synced; ``/info`` is still asked on every poll that lists images
+(``poll.images_every``), on the first poll after the stream (re)connects, and after the daemon
+reports a reload.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["SafetyNet"]
+
+
+class SafetyNet(Protocol):
+    def lean(self) -> bool:
+        """True while the event stream is live and synced: a poll may leave ``/info`` out."""
+        ...
+
+    async def list_body(self, timeout: float) -> bytes:
+        """``GET /containers/json?all=1`` undecoded."""
+        ...
+
+    def answered(self) -> None:
+        """A poll of the host answered (a sign of life: no liveness ping is needed for a while)."""
+        ...

@@ -1,0 +1,171 @@
+"""Lean safety-net polls: while a host's event stream is healthy its polls list the containers alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fleetd.config.model import HostSettings, PollSettings
+from fleetd.dockerapi import DockerClient, EngineConnections
+from fleetd.dockerapi.pinger import list_all_body, raw_pinger
+from fleetd.fleet.poller import Poller
+from fleetd.fleet.records import HostStatus
+from fleetd.fleet.state import FleetState
+from fleetd.fleet.watch import FILTERS, HostWatcher, WatchSettings
+from tests.fakes import FakeEngine, FakeEngines, Fault, docker_20_10
+from tests.fakes.proxy import EventsProxy
+from tests.harness import eventually
+from tests.unit.watchkit import MemoryTarget
+
+
+class FakeNet:
+    """A watcher as the poll path sees it; ``lists`` go through the Engine client."""
+
+    def __init__(self, poller: Poller, host: str) -> None:
+        self.poller = poller
+        self.host = host
+        self.healthy = True
+        self.lists = 0
+        self.answers = 0
+
+    def lean(self) -> bool:
+        return self.healthy
+
+    async def list_body(self, timeout: float) -> bytes:
+        client = self.poller.client(self.host)
+        assert client is not None
+        self.lists += 1
+        return await client.containers.list_body(all=True, timeout=timeout)
+
+    def answered(self) -> None:
+        self.answers += 1
+
+
+class Rig:
+    def __init__(self, images_every: int) -> None:
+        self.state = FleetState()
+        self.connections = EngineConnections(keepalive=30)
+        self.poll = PollSettings(interval=0.15, timeout=1.0, images_every=images_every, jitter=0.0)
+        self.poller = Poller(self.state, self.poll, self.connections)
+        self.net = FakeNet(self.poller, "h")
+
+    async def start(self, url: str) -> None:
+        self.poller.attach("h", self.net)
+        await self.poller.start([HostSettings(name="h", url=url, interval=0.15, timeout=1.0)])
+        await eventually(lambda: self.status() is HostStatus.UP, what="first poll")
+
+    def status(self) -> HostStatus:
+        record = self.state.get("h")
+        assert record is not None
+        return record.status
+
+
+@pytest.fixture
+async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    r = Rig(images_every=getattr(request, "param", 1000))
+    try:
+        yield r
+    finally:
+        await r.poller.aclose()
+        await r.connections.aclose()
+
+
+def count(engine: FakeEngine, suffix: str) -> int:
+    return sum(1 for p in engine.paths() if p.split("?")[0].endswith(suffix))
+
+
+async def test_a_healthy_stream_leaves_info_out_until_asked(rig: Rig, fake_engine: FakeEngines) -> None:
+    engine = await fake_engine(docker_20_10(containers=4))
+    await rig.start(engine.url)  # the first poll asks /info: the host has no facts yet
+    assert count(engine, "/info") == 1
+    record = rig.state.get("h")
+    assert record is not None and record.facts is not None
+    facts, seen = record.facts, record.last_seen
+    await eventually(lambda: rig.net.lists >= 5, what="lean polls")
+    assert count(engine, "/info") == 1  # none of them asked /info
+    assert record.facts is facts and record.last_seen > seen  # facts kept, the host seen again
+    assert rig.net.answers >= rig.net.lists - 1  # every answered poll counts as a sign of life
+
+    cid = next(iter(engine.state.containers))
+    engine.set_state(cid, "exited", 1)  # a lean poll still compares the rows (the drift check)
+    await eventually(lambda: next(c for c in record.containers if c.id == cid).state == "exited")
+
+    rig.poller.want_info("h")  # the stream reconnected, or the daemon reloaded
+    await eventually(lambda: count(engine, "/info") == 2, what="/info asked again")
+    lists = rig.net.lists
+    await eventually(lambda: rig.net.lists >= lists + 3, what="lean again")
+    assert count(engine, "/info") == 2
+
+    rig.net.healthy = False  # the stream is down or resyncing: full polls
+    info = count(engine, "/info")
+    await eventually(lambda: count(engine, "/info") >= info + 3, what="full polls")
+
+
+@pytest.mark.parametrize("rig", [3], indirect=True)
+async def test_polls_that_list_images_ask_info_too(rig: Rig, fake_engine: FakeEngines) -> None:
+    engine = await fake_engine(docker_20_10(containers=2))
+    await rig.start(engine.url)
+    await eventually(lambda: rig.net.lists >= 6, what="lean polls")
+    assert count(engine, "/images/json") >= 2
+    # every /info after the first came with an image listing (the first poll leaves images out)
+    assert count(engine, "/info") - 1 in (count(engine, "/images/json") - 1, count(engine, "/images/json"))
+
+
+async def test_a_host_that_failed_is_polled_in_full_when_it_answers_again(
+    rig: Rig, fake_engine: FakeEngines
+) -> None:
+    engine = await fake_engine(docker_20_10(containers=2))
+    await rig.start(engine.url)
+    await eventually(lambda: rig.net.lists >= 2)
+    engine.behaviour.faults["containers"] = Fault.STATUS_500
+    await eventually(lambda: rig.status() is HostStatus.ERROR, what="error")
+    info = count(engine, "/info")
+    del engine.behaviour.faults["containers"]
+    await eventually(lambda: rig.status() is HostStatus.UP, what="back")
+    assert count(engine, "/info") > info  # the recovering poll was a full one
+
+
+async def test_the_raw_list_is_the_clients_list(fake_engine: FakeEngines) -> None:
+    engine = await fake_engine(docker_20_10(containers=3))
+    async with DockerClient(engine.url) as client:
+        pinger = raw_pinger(client)
+        assert pinger is not None
+        try:
+            first = await list_all_body(pinger, client, timeout=1.0)  # no version yet: the client
+            assert client.api_version is not None
+            raw = await list_all_body(pinger, client, timeout=1.0)
+            assert raw == first == await client.containers.list_body(all=True)
+            assert engine.requests[-2][1].startswith(f"/v{client.api_version}/containers/json?all=1")
+            engine.behaviour.faults["containers"] = Fault.STATUS_500
+            with pytest.raises(Exception, match="500"):  # the raw 500 falls back; the client says why
+                await list_all_body(pinger, client, timeout=1.0)
+        finally:
+            pinger.close()
+
+
+async def test_the_watcher_asks_info_after_a_reconnect_and_a_daemon_reload() -> None:
+    assert "daemon" in FILTERS["type"]
+    settings = WatchSettings(liveness=0, timeout=1.0, flush_delay=0.05, backoff_min=0.1, backoff_max=0.3)
+    async with (
+        FakeEngine(docker_20_10(containers=2)) as engine,
+        EventsProxy(("127.0.0.1", engine.port)) as proxy,
+    ):
+        client = DockerClient(proxy.url)
+        target = MemoryTarget(client)
+        watcher = HostWatcher("h1", client, target, settings)
+        watcher.start()
+        try:
+            await eventually(lambda: watcher.connected and watcher.lean(), what="synced")
+            assert target.info_wanted == 0  # the first poll just asked it
+            engine.events.publish("daemon", "reload", "engine-id", {})
+            await eventually(lambda: target.info_wanted == 1, what="reload")
+            proxy.sever()
+            await eventually(lambda: not watcher.lean(), timeout=2, what="not lean while down")
+            await eventually(lambda: watcher.lean() and target.info_wanted == 2, what="reconnected")
+            assert await watcher.list_body(1.0) == await client.containers.list_body(all=True)
+        finally:
+            await watcher.aclose()
+            await client.aclose()
+        await asyncio.sleep(0)
