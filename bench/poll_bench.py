@@ -6,13 +6,20 @@
 
 **steady**: one fake fleet (``bench.fake_fleet``, a process of its own); every ``--fleetd`` variant
 (``LABEL[:key=value,...]``; keys: ``events`` true/false, ``loop`` auto/asyncio/uvloop (sets
-``FLEETD_EVENT_LOOP``), ``tree`` a source tree put first on ``PYTHONPATH``, ``images_every``) and
+``FLEETD_EVENT_LOOP``), ``tree`` a source tree put first on ``PYTHONPATH``, ``images_every``,
+``hosts`` how many of the fleet's hosts it polls, the first ones) and
 every ``--lean`` poller (``bench.lean_poller``, the decoder named) poll it **at the same time**, so
 the machine's load weighs on all of them alike. After the complete view and ``--settle`` seconds,
 each of ``--rounds`` rounds measures every process over the same ``--window``: CPU time (utime +
 stime from /proc) divided by the polls it finished (fleetd: its ``fleetd_poll_duration_seconds``
 count; lean pollers: their SIGUSR1 count), and VmRSS. Reported: per round and median, and each
-fleetd variant's ratio to the first lean poller. ``--profile LABEL`` records that fleetd variant
+fleetd variant's ratio to the first lean poller.
+
+Memory per host is reported two ways. ``VmRSS / hosts`` counts the interpreter, its imports and
+everything else a process has before its first host (~60 MiB for fleetd) as if each host brought its
+share, so it shrinks as the fleet grows. ``--slope-hosts N`` also starts, for each ``--fleetd``
+variant, a twin ``LABEL@N`` polling only the first N hosts, and reports the **slope**
+``(VmRSS(hosts) - VmRSS(N)) / (hosts - N)``: what one more host costs, measured in the same run. ``--profile LABEL`` records that fleetd variant
 with py-spy over the last round (``bench/results/*-LABEL.raw``, collapsed stacks).
 
 **cold**: ``--pairs`` alternating pairs of whole processes from exec: ``bench.plain_gather``
@@ -81,6 +88,8 @@ def fleetd_config(path: Path, args: argparse.Namespace, ports: list[int], listen
 
 
 def start_fleetd(label: str, opts: dict[str, str], ports: list[int], args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    hosts = int(opts.get("hosts", len(ports)))
+    ports = ports[:hosts]
     home = work / label
     home.mkdir(exist_ok=True)
     listen = free_port()
@@ -96,7 +105,10 @@ def start_fleetd(label: str, opts: dict[str, str], ports: list[int], args: argpa
     proc = subprocess.Popen(
         [PYTHON, "-m", "fleetd", "run", "--config", str(config)], cwd=home, env=env, stdout=log, stderr=log
     )
-    return {"label": label, "kind": "fleetd", "proc": proc, "api": Api(listen), "log": log, "started": started}
+    return {
+        "label": label, "kind": "fleetd", "proc": proc, "api": Api(listen), "log": log, "started": started,
+        "hosts": hosts,
+    }  # fmt: skip
 
 
 def start_lean(decode: str, fleet_port_file: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -108,7 +120,7 @@ def start_lean(decode: str, fleet_port_file: Path, args: argparse.Namespace) -> 
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "READY":
         raise RuntimeError("lean poller did not start")
-    return {"label": f"lean-{decode}", "kind": "lean", "proc": proc}
+    return {"label": f"lean-{decode}", "kind": "lean", "proc": proc, "hosts": args.hosts}
 
 
 def polls_of(run: dict[str, Any]) -> float:
@@ -128,8 +140,11 @@ def steady(args: argparse.Namespace) -> dict[str, Any]:
             for spec in args.fleetd:
                 label, opts = parse_variant(spec)
                 runs.append(start_fleetd(label, opts, fleet.ports, args, work))
+                if args.slope_hosts:
+                    twin = f"{label}@{args.slope_hosts}"
+                    runs.append(start_fleetd(twin, opts | {"hosts": str(args.slope_hosts)}, fleet.ports, args, work))
             for r in runs:
-                done = wait_complete(r["api"], r["proc"], r["started"], args.hosts, args.hosts, 0.2)
+                done = wait_complete(r["api"], r["proc"], r["started"], r["hosts"], r["hosts"], 0.2)
                 print(f"{r['label']}: complete view after {done['complete_seconds']:.2f} s", flush=True)
             runs += [start_lean(d, fleet.port_file, args) for d in args.lean]
             time.sleep(args.settle)
@@ -151,11 +166,13 @@ def steady(args: argparse.Namespace) -> dict[str, Any]:
                 for r in order:
                     p0, c0 = before[r["label"]]
                     cpu, polls = cpu_seconds(r["proc"].pid) - c0, polls_of(r) - p0
+                    rss = status_kib(r["proc"].pid, "VmRSS")
                     got[r["label"]] = {
                         "polls": polls,
                         "cpu_seconds": cpu,
                         "cpu_ms_per_poll": 1000 * cpu / polls if polls else float("nan"),
-                        "rss_kib_per_host": status_kib(r["proc"].pid, "VmRSS") / args.hosts,
+                        "rss_kib": rss,
+                        "rss_kib_per_host": rss / r["hosts"],
                     }
                 got["load_after"] = os.getloadavg()[0]
                 got["fake_fleet_cpu"] = cpu_seconds(fleet.proc.pid)
@@ -179,17 +196,27 @@ def steady(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for lb in labels:
         per = [rd[lb]["cpu_ms_per_poll"] for rd in report["rounds"]]
+        last = report["rounds"][-1]
         s: dict[str, Any] = {
             "median_cpu_ms_per_poll": statistics.median(per),
-            "rss_kib_per_host": report["rounds"][-1][lb]["rss_kib_per_host"],
+            "rss_kib": last[lb]["rss_kib"],
+            "rss_kib_per_host": last[lb]["rss_kib_per_host"],
         }
+        twin = f"{lb}@{args.slope_hosts}"
+        if args.slope_hosts and twin in last:
+            s["rss_slope_kib_per_host"] = (last[lb]["rss_kib"] - last[twin]["rss_kib"]) / (args.hosts - args.slope_hosts)
         if base is not None:
             ratios = [rd[lb]["cpu_ms_per_poll"] / rd[base]["cpu_ms_per_poll"] for rd in report["rounds"]]
             s["ratio_to_" + base] = statistics.median(ratios)
             s["ratios"] = ratios
         summary[lb] = s
         extra = f", ratio to {base} {s['ratio_to_' + base]:.3f}" if base else ""
-        print(f"{lb}: median {s['median_cpu_ms_per_poll']:.3f} CPU ms/poll{extra}, {s['rss_kib_per_host']:.1f} KiB/host")
+        if "rss_slope_kib_per_host" in s:
+            extra += f", slope {s['rss_slope_kib_per_host']:.1f} KiB/host ({args.slope_hosts} → {args.hosts} hosts)"
+        print(
+            f"{lb}: median {s['median_cpu_ms_per_poll']:.3f} CPU ms/poll{extra}, VmRSS {s['rss_kib'] / 1024:.1f} MiB "
+            f"= {s['rss_kib_per_host']:.1f} KiB/host"
+        )
     report["summary"] = summary
     return report
 
@@ -326,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=float, default=15.0)
     p.add_argument("--window", type=float, default=20.0)
     p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--slope-hosts", type=int, default=0, help="steady: a twin of each fleetd variant polling this many hosts")
     p.add_argument("--profile", default="", help="a --fleetd label to record with py-spy (steady: the last round; "
                    "cold: its last run, from exec)")
     p.add_argument("--pairs", type=int, default=3)

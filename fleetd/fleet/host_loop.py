@@ -32,6 +32,7 @@ from fleetd.fleet.safety_net import SafetyNet
 from fleetd.fleet.schedule import Schedule
 from fleetd.fleet.state import FleetState, PollFailure, PollSuccess
 from fleetd.util.timefmt import rfc3339
+from fleetd.util.wakeup import Wakeup
 
 __all__ = ["HostLoop", "PollObserver"]
 
@@ -56,7 +57,7 @@ class HostLoop:
     first_round: asyncio.Event | None = None  # the poller's "every first poll ended" (image listings wait)
     net: Callable[[], SafetyNet | None] = lambda: None  # the host's event watcher, when it has one
     info_wanted: bool = False  # the next poll asks /info even when the event stream would allow a lean one
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wakeup = field(default_factory=Wakeup)
     epoch: int = 0  # bumped by every action; a poll started in an older epoch is discarded
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
@@ -280,4 +281,6 @@ class HostLoop:
 
 
 def new_schedule(interval: float, jitter: float, max_backoff: float, rng: random.Random) -> Schedule:
-    return Schedule(interval, jitter, max_backoff, random.Random(rng.random()))
+    """Every host's schedule draws from the poller's one generator (a ``random.Random`` of its own
+    per host was 2.5 KiB of Mersenne Twister state each)."""
+    return Schedule(interval, jitter, max_backoff, rng)

@@ -2,8 +2,8 @@
 
 A query used to test every predicate on every container in Python (40,000 records: 3-14 ms of CPU per
 query). Here every container has a small integer id (*gid*) and each of its state, health, image,
-image id, label keys, label key=value pairs and its host is a *posting key* with the set of gids that
-have it. A query is an intersection of such sets (C speed); image references are matched against the
+image id, label keys and label key=value pairs is a *posting key* with the set of gids that have it
+(a host's gids are the values of its container id → gid map). A query is an intersection of such sets (C speed); image references are matched against the
 few distinct image names and ids, not the containers; a name is a posting key too (exact names are
 one look-up), and a glob is pre-filtered in one string of every distinct name (``re`` in C) on its
 longest literal part, whose positions map back to names; the names the glob matches give their sets. Results keep the scan's order, host then
@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import operator
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain, islice
@@ -41,11 +42,14 @@ _HOST_SPAN = 1 << 24  # order keys: host rank × span + position (a host never h
 # Relative CPU per match of sorting a set's order keys, against testing one gid of the fleet order.
 _SORT_COST = 6
 _ANSWERS_KEPT = 256  # selections kept between writes that change a posting set
+_COMPACT_EVERY = 8192  # gids handed out between two compactions of the posting sets (at least)
+_COMPACT_MIN = 64  # members of a set worth copying to a tighter table
+_SPARSE = 4 * 16  # bytes per member above which a set is copied (16-byte slots, under 25 % full)
+_sizeof = sys.getsizeof
 
 
 def _keys_of(host: str, c: ContainerRecord) -> frozenset[str]:
     keys = {
-        "H" + _SEP + host,
         "s" + _SEP + c.state,
         "h" + _SEP + c.health,
         "i" + _SEP + c.image,
@@ -71,10 +75,10 @@ class ContainerIndex:
         "_blob",
         "_by_host",
         "_by_okey",
+        "_compact_at",
         "_gids",
         "_image_ids",
         "_images",
-        "_members",
         "_names_dirty",
         "_names_used",
         "_next",
@@ -94,15 +98,17 @@ class ContainerIndex:
 
     def __init__(self) -> None:
         self._next = 0
+        self._compact_at = _COMPACT_EVERY  # compact the posting sets when _next reaches this
         # (predicates) → their gids, until a posting set changes: never mutated by readers.
         self._answers: dict[tuple[object, ...], set[int] | None] = {}
-        self._gids: dict[tuple[str, str], int] = {}  # (host, container id) → gid
+        # host → container id → gid; its values are the host's gids (no per-host posting set, no
+        # (host, id) tuple per container: 4-5 KiB per host of 40 containers)
+        self._gids: dict[str, dict[str, int]] = {}
         self._rec: dict[int, ContainerRecord] = {}  # gid → the current record
         self._post: dict[str, set[int]] = {}  # posting key → gids
         self._okey: dict[int, int] = {}  # gid → order key
         self._by_okey: dict[int, int] = {}  # order key → gid
         self._by_host: dict[str, list[int]] = {}  # host → gids in the host's row order
-        self._members: dict[str, set[int]] = {}  # host → its gids
         self._seen: dict[str, tuple[ContainerRecord, ...]] = {}  # host → the rows reflected here
         self._rank: dict[str, int] = {}  # host → its place in name order
         self._ranks_dirty = False
@@ -131,15 +137,15 @@ class ContainerIndex:
 
     def sync(self, host: str, rows: tuple[ContainerRecord, ...]) -> None:
         """The host's rows after a write whose changes were applied: new objects, same posting keys."""
-        gids = self._gids
+        gids = self._gids.get(host, {})
         order: list[int] = []
         for c in rows:
-            gid = gids.get((host, c.id))
+            gid = gids.get(c.id)
             if gid is None:  # a row no change announced: index the host afresh
                 self.reindex(host, rows)
                 return
             order.append(gid)
-        if len(order) != len(self._members.get(host, ())):  # a removal no change announced
+        if len(order) != len(gids):  # a removal no change announced
             self.reindex(host, rows)
             return
         rec = self._rec
@@ -165,13 +171,31 @@ class ContainerIndex:
         self.forget(host)
         for c in rows:
             self._put(host, c)
-        self._place(host, [self._gids[(host, c.id)] for c in rows])
+        gids = self._gids.get(host, {})
+        self._place(host, [gids[c.id] for c in rows])
         self._seen[host] = rows
 
+    def compact(self) -> int:
+        """Copy the posting sets whose tables are mostly empty; how many were copied.
+
+        A set grown by ``add`` quadruples its table whenever it is 60 % full, so the large posting
+        sets of a fleet that has just come up are 15-60 % full (≈ 95 bytes per member); a copy is
+        sized for its members (25-50 % full, ≈ 45 bytes). Called as gids are handed out (after
+        every ``_COMPACT_EVERY``, and as many as there are containers) and once the first round
+        of polls has ended."""
+        self._compact_at = self._next + max(_COMPACT_EVERY, len(self._rec))
+        post = self._post
+        sparse = [k for k, ids in post.items() if len(ids) >= _COMPACT_MIN and _sizeof(ids) > _SPARSE * len(ids)]
+        for key in sparse:
+            post[key] = set(post[key])
+        if sparse:
+            self._answers.clear()  # they may hold the old sets
+        return len(sparse)
+
     def forget(self, host: str) -> None:
-        for gid in list(self._members.get(host, ())):
-            self._drop(host, self._rec[gid].id)
-        self._members.pop(host, None)
+        for cid in list(self._gids.get(host, ())):
+            self._drop(host, cid)
+        self._gids.pop(host, None)
         self._by_host.pop(host, None)
         self._seen.pop(host, None)
         if self._rank.pop(host, None) is not None:
@@ -197,14 +221,17 @@ class ContainerIndex:
             by_okey[base + i] = gid
 
     def _put(self, host: str, c: ContainerRecord) -> None:
-        pair = (host, c.id)
-        gid = self._gids.get(pair)
+        gids = self._gids.get(host)
+        if gids is None:
+            gids = self._gids[host] = {}
+        gid = gids.get(c.id)
         if gid is None:
             gid = self._next
             self._next += 1
-            self._gids[pair] = gid
+            if gid >= self._compact_at:
+                self.compact()
+            gids[c.id] = gid
             self._order_dirty = True
-            self._members.setdefault(host, set()).add(gid)
             self._by_host.setdefault(host, [])
         old = self._rec.get(gid)
         self._rec[gid] = c
@@ -228,10 +255,10 @@ class ContainerIndex:
         self._count(new, +1)
 
     def _drop(self, host: str, cid: str) -> None:
-        gid = self._gids.pop((host, cid), None)
+        gids = self._gids.get(host)
+        gid = gids.pop(cid, None) if gids is not None else None
         if gid is None:
             return
-        self._members.get(host, set()).discard(gid)
         self._order_dirty = True
         record = self._rec.pop(gid, None)
         old = self._okey.pop(gid, None)
@@ -359,7 +386,7 @@ class ContainerIndex:
         if hosts is not None:
             in_hosts: set[int] = set()
             for h in hosts:
-                in_hosts |= self._post.get("H" + _SEP + h, set())
+                in_hosts.update(self._gids.get(h, {}).values())
             sets.append(in_hosts)
         if name is not None:
             sets.append(self._with_name(name))

@@ -6,6 +6,7 @@ import enum
 import re
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -151,43 +152,68 @@ def _health(c: ContainerSummary) -> str:
     return "starting" if m.group(1) == "health: starting" else m.group(1)
 
 
-# What many containers across the fleet share (label keys and values, images, commands, port
-# records) is kept once: interned strings, and one record per distinct port mapping.
+# What many containers across the fleet share (label sets, names, images, commands, port mappings)
+# is kept once: interned strings, and one dict or list per distinct value. Records never mutate
+# their lists and dicts, so sharing them is safe; the caches start over past _SHARED_MAX entries.
 _intern = sys.intern
+_SHARED_MAX = 65_536
 _PORTS: dict[tuple[int, str, str | None, int | None], PortRecord] = {}
-_PORTS_MAX = 65_536  # distinct port mappings remembered (the cache starts over past it)
+_PORT_LISTS: dict[tuple[PortRecord, ...], list[PortRecord]] = {}
+_LABELS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+_NAME_LISTS: dict[str, list[str]] = {}  # keyed by the interned name itself: no other key object
 
 
 def _port(p: Port) -> PortRecord:
     key = (p.PrivatePort, p.Type, p.IP, p.PublicPort)
     found = _PORTS.get(key)
     if found is None:
-        if len(_PORTS) >= _PORTS_MAX:
+        if len(_PORTS) >= _SHARED_MAX:
             _PORTS.clear()
         ip = _intern(p.IP) if p.IP is not None else None
         found = _PORTS[key] = PortRecord(private_port=p.PrivatePort, type=_intern(p.Type), ip=ip, public_port=p.PublicPort)
     return found
 
 
-_LABELS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
-_LABELS_MAX = 65_536  # distinct label sets remembered (the cache starts over past it)
+def _ports(ports: Sequence[Port] | None) -> list[PortRecord]:
+    """One list per distinct set of port mappings (also the empty one)."""
+    key = tuple([_port(p) for p in ports]) if ports else ()
+    found = _PORT_LISTS.get(key)
+    if found is None:
+        if len(_PORT_LISTS) >= _SHARED_MAX:
+            _PORT_LISTS.clear()
+        found = _PORT_LISTS[key] = list(key)
+    return found
 
 
 def _labels(labels: dict[str, str] | None) -> dict[str, str]:
-    """One dict per distinct label set (the same stack on many hosts); records never mutate it."""
-    if not labels:
-        return {}
-    key = tuple(labels.items())
+    """One dict per distinct label set (the same stack on many hosts; also the empty one)."""
+    key = tuple(labels.items()) if labels else ()
     found = _LABELS.get(key)
     if found is None:
-        if len(_LABELS) >= _LABELS_MAX:
+        if len(_LABELS) >= _SHARED_MAX:
             _LABELS.clear()
         found = _LABELS[key] = {_intern(k): _intern(v) for k, v in key}
     return found
 
 
+def _names(names: Sequence[str] | None) -> list[str]:
+    """Names without their leading ``/``, interned; one list per distinct single name (the usual
+    case: the same stack's containers have the same names on many hosts)."""
+    if not names:
+        return []
+    if len(names) > 1:
+        return [_intern(n.lstrip("/")) for n in names]
+    name = _intern(names[0].lstrip("/"))
+    found = _NAME_LISTS.get(name)
+    if found is None:
+        if len(_NAME_LISTS) >= _SHARED_MAX:
+            _NAME_LISTS.clear()
+        found = _NAME_LISTS[name] = [name]
+    return found
+
+
 def container_record(host: str, c: ContainerSummary, observed_at: str | None) -> ContainerRecord:
-    names = [n.lstrip("/") for n in (c.Names or [])]
+    names = _names(c.Names)
     return ContainerRecord(
         host=host,
         id=c.Id,
@@ -201,7 +227,7 @@ def container_record(host: str, c: ContainerSummary, observed_at: str | None) ->
         health=_health(c),
         created=rfc3339(c.Created) if c.Created else None,
         labels=_labels(c.Labels),
-        ports=[_port(p) for p in c.Ports] if c.Ports else [],
+        ports=_ports(c.Ports),
         observed_at=observed_at,
     )
 
@@ -240,13 +266,14 @@ def diff_containers(old: tuple[ContainerRecord, ...], new: tuple[ContainerRecord
 
 
 def image_record(i: ImageSummary) -> ImageRecord:
+    """The same images are on many hosts: their ids, tags, digests and label sets are kept once."""
     return ImageRecord(
-        id=i.Id,
-        tags=[t for t in (i.RepoTags or []) if t != "<none>:<none>"],
-        digests=[d for d in (i.RepoDigests or []) if d != "<none>@<none>"],
+        id=_intern(i.Id),
+        tags=[_intern(t) for t in (i.RepoTags or ()) if t != "<none>:<none>"],
+        digests=[_intern(d) for d in (i.RepoDigests or ()) if d != "<none>@<none>"],
         size=i.Size,
         created=rfc3339(i.Created) if i.Created else None,
-        labels=dict(i.Labels or {}),
+        labels=_labels(i.Labels),
     )
 
 

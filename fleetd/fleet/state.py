@@ -164,12 +164,15 @@ class FleetState:
         if first:
             record.first_poll_done = True
             self._pending.discard(name)
-        if first and not self._ready_once and not self._pending and self.is_ready():
+        ready = first and not self._ready_once and not self._pending and self.is_ready()
+        if ready:
             changes.append(FleetReady())
         if changes:
             self._publish(changes)
         if isinstance(result, PollSuccess):
             self._index.sync(name, record.containers)
+        if ready:
+            self._index.compact()  # the start-up burst grew the posting sets' tables in steps
         return previous
 
     def _succeed(self, record: HostRecord, result: PollSuccess, changes: list[Change]) -> None:

@@ -36,6 +36,7 @@ from fleetd.dockerapi.pinger import RawPinger, list_all_body, list_by_id
 from fleetd.fleet.watch_events import REMOVAL, Cause, Dedupe, Effect, classify, merge_cause
 from fleetd.fleet.watch_podman import PodmanHealth
 from fleetd.fleet.watch_types import NoObserver, WatchObserver, WatchSettings, WatchTarget
+from fleetd.util.wakeup import Wakeup
 
 __all__ = ["FILTERS", "HostWatcher", "WatchObserver", "WatchSettings", "WatchTarget"]
 
@@ -84,11 +85,11 @@ class HostWatcher:
         self._dirty: dict[str, Cause] = {}
         self._recent: dict[str, float] = {}  # container id → loop time of its last event
         self._retries: dict[str, int] = {}  # container id → refreshes that still showed it running
-        self._dirty_signal = asyncio.Event()
-        self._kick = asyncio.Event()
+        self._dirty_signal = Wakeup()
+        self._kick = Wakeup()
         self._alive_at = -1e9  # loop time the daemon last showed it runs (an event, an answer)
         self._liveness_factor = self._rng.uniform(0.9, 1.0)  # spreads the fleet's pings
-        self._relist = asyncio.Event()  # podman rotated its event log: some events may be gone
+        self._relist = Wakeup()  # podman rotated its event log: some events may be gone
         self.podman: bool | None = None  # from /_ping's Server header, on the first connect
         self._podman_health = PodmanHealth()
         self._verdict: asyncio.Future[bool] | None = None

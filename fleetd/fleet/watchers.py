@@ -95,7 +95,7 @@ class Watchers:
                 self.target,
                 watch_settings(settings, poll),
                 observer=self._observer,
-                rng=random.Random(self._rng.random()),
+                rng=self._rng,  # one generator for all (a Random each was 2.5 KiB per host)
                 pinger=raw_pinger(client) if self.ping_connection else None,
             )
             self._watchers[name] = (settings, watcher)

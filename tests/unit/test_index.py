@@ -3,18 +3,21 @@ random queries, and after random writes through every writer (polls, event watch
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from fnmatch import fnmatchcase
+from unittest.mock import patch
 
 import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleetd.config.model import HostSettings
+from fleetd.fleet import index as index_module
 from fleetd.fleet.match import container_image_matches, label_matches
 from fleetd.fleet.queries import ContainerCounts, FleetSummary, HostCounts
 from fleetd.fleet.records import ContainerRecord, HostStatus, diff_containers
-from fleetd.fleet.state import ContainerQuery, FleetState, PollSuccess
+from fleetd.fleet.state import ContainerQuery, FleetState, PollFailure, PollSuccess
 from tests.unit.snapshotkit import NOW, Clock, container, facts
 
 HOSTS = ["a", "b", "c", "d"]
@@ -164,7 +167,9 @@ def poll(state: FleetState, host: str, new: tuple[ContainerRecord, ...], at: flo
 
 WRITES = st.lists(
     st.tuples(
-        st.sampled_from(["poll", "mutate", "mutate", "upsert", "remove", "replace", "drop-host", "add-host"]),
+        st.sampled_from(
+            ["poll", "mutate", "mutate", "upsert", "remove", "replace", "drop-host", "add-host", "compact"]
+        ),
         st.sampled_from(HOSTS),
     ),
     max_size=12,
@@ -188,6 +193,9 @@ def test_indexed_answers_equal_a_full_scan(
         if op == "add-host" and host not in state:
             state.add(HostSettings(name=host, url="tcp://127.0.0.1:2999", interval=10.0, timeout=1.0))
             op = "poll"
+        if op == "compact":  # every posting set copied (the real threshold skips small sets)
+            with patch.object(index_module, "_COMPACT_MIN", 0), patch.object(index_module, "_SPARSE", 0):
+                state._index.compact()
         if host not in state:
             continue
         if op == "poll":
@@ -236,3 +244,61 @@ def test_rows_replaced_behind_the_writers_back_are_reindexed() -> None:
     assert record is not None
     record.containers = (container("a", "db", labels={"app": "db"}),)  # as tests and tools may do
     assert [c.name for c in state.containers(q)] == ["db"]
+
+
+def test_compaction_shrinks_sparse_posting_sets_and_keeps_every_answer() -> None:
+    state = FleetState(clock=Clock())
+    queries = [
+        ContainerQuery(state="running"),
+        ContainerQuery(labels=("app=web",), state="exited"),
+        ContainerQuery(hosts=("a",), image="nginx"),
+        ContainerQuery(labels=("app",)),
+    ]
+    state.add(HostSettings(name="never", url="tcp://127.0.0.1:1", interval=10.0, timeout=1.0))  # not ready
+    with patch.object(index_module, "_COMPACT_EVERY", 10**9):  # only when asked below
+        for i, h in enumerate(HOSTS):
+            state.add(HostSettings(name=h, url=f"tcp://127.0.0.1:{2375 + i}", interval=10.0, timeout=1.0))
+            rows = tuple(
+                sorted(
+                    (
+                        container(
+                            h,
+                            f"c{n:04d}",
+                            state=STATES[n % 2],
+                            image="nginx:1.27" if n % 3 else "busybox",
+                            labels={"app": "web" if n % 5 else "db"},
+                        )
+                        for n in range(500)
+                    ),
+                    key=lambda c: c.name,
+                )
+            )
+            poll(state, h, rows, NOW)
+        before = [state.containers(q) for q in queries]
+        post = state._index._post
+        sets = dict(post)
+        sizes = {k: sys.getsizeof(v) for k, v in post.items()}
+        copied = state._index.compact()
+        assert copied > 0
+        shrunk = [k for k in post if post[k] is not sets[k]]
+        assert len(shrunk) == copied
+        for k in shrunk:
+            assert post[k] == sets[k] and sys.getsizeof(post[k]) < sizes[k]
+            assert sizes[k] > index_module._SPARSE * len(sets[k])
+        assert [state.containers(q) for q in queries] == before
+        assert state._index.compact() == 0  # nothing sparse is left
+    with patch.object(index_module.ContainerIndex, "compact") as spy:  # its first poll ends: ready
+        state.poll_done("never", 0.01, PollFailure(NOW, HostStatus.DOWN, "refused"))
+    assert state.is_ready() and spy.call_count == 1
+
+
+def test_compaction_runs_as_gids_are_handed_out() -> None:
+    state = FleetState(clock=Clock())
+    for h in ("a", "never"):  # "never" is never polled: no FleetReady, no compaction for it
+        state.add(HostSettings(name=h, url="tcp://127.0.0.1:1", interval=10.0, timeout=1.0))
+    with patch.object(index_module, "_COMPACT_EVERY", 100), patch.object(
+        index_module.ContainerIndex, "compact", autospec=True, side_effect=index_module.ContainerIndex.compact
+    ) as spy:
+        state._index._compact_at = 100
+        poll(state, "a", tuple(container("a", f"c{n:03d}") for n in range(150)), NOW)
+    assert spy.call_count == 1

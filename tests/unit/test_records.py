@@ -42,3 +42,36 @@ def test_tally_follows_the_current_containers() -> None:
     assert rec.tally().by_image == {"nginx:1.27": 1, "postgres:16": 1}
     rec.containers = builder.build("h", [_c("a", "web"), _c("c", "web2")], None)
     assert rec.running == 2 and rec.tally().by_state == {"running": 2}
+
+
+def test_what_containers_share_across_hosts_is_kept_once() -> None:
+    import msgspec
+
+    from fleetd.dockerapi.models import ImageSummary
+    from fleetd.fleet.records import image_record
+
+    def summary(cid: str, host_ports: list[dict[str, object]], names: list[str]) -> ContainerSummary:
+        doc = {"Id": cid * 64, "Names": names, "Image": "nginx:1.27", "State": "running", "Status": "Up",
+               "Ports": host_ports, "Labels": {"app": "web"}}  # fmt: skip
+        return msgspec.json.decode(msgspec.json.encode(doc), type=ContainerSummary)  # fresh strings each
+
+    ports = [{"PrivatePort": 80, "Type": "tcp"}]
+    a = container_record("h1", summary("a", ports, ["/web-1"]), None)
+    b = container_record("h2", summary("b", ports, ["/web-1"]), None)
+    assert a.names == ["web-1"] and a.names is b.names and a.name is b.name
+    assert a.ports == b.ports and a.ports is b.ports
+    assert a.labels is b.labels and a.image is b.image
+    c = container_record("h1", summary("c", [], ["/db"]), None)
+    d = container_record("h2", summary("d", [], ["/db", "/h1/db-alias"]), None)
+    assert c.ports == [] and c.ports is d.ports  # one empty list for every container without ports
+    assert d.names == ["db", "h1/db-alias"] and d.name == "db"
+    assert container_record("h", summary("e", [], []), None).name == "e" * 12  # no name: the short id
+
+    def image(tag: str) -> ImageSummary:
+        doc = {"Id": "sha256:" + "ab" * 32, "RepoTags": [tag, "<none>:<none>"], "Labels": {"v": "1"}, "Size": 5,
+               "Created": 0}  # fmt: skip
+        return msgspec.json.decode(msgspec.json.encode(doc), type=ImageSummary)
+
+    i1, i2 = image_record(image("nginx:1.27")), image_record(image("nginx:1.27"))
+    assert i1 == i2 and i1.tags == ["nginx:1.27"]
+    assert i1.id is i2.id and i1.tags[0] is i2.tags[0] and i1.labels is i2.labels
