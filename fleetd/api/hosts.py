@@ -6,12 +6,11 @@ from aiohttp import web
 
 from fleetd.api.errors import NotFound
 from fleetd.api.keys import FLEET
-from fleetd.api.params import get_choice
+from fleetd.api.params import get_choice, get_int
 from fleetd.api.render import host_detail, host_view, json_response
 from fleetd.api.routes import VIEWER, RouteTable
 from fleetd.api.views import HostDetailView, HostList
 from fleetd.fleet.records import HostStatus
-from fleetd.fleet.state import label_matches
 from fleetd.ops.targets import no_such_host
 
 __all__ = ["routes"]
@@ -21,21 +20,19 @@ routes = RouteTable()
 _STATES = {s.value for s in HostStatus}
 
 
-@routes.get("/api/v1/hosts", VIEWER, "hosts.list", "Every host with its health and findings", "fleet", query=("state", "label"), response=HostList)
+@routes.get("/api/v1/hosts", VIEWER, "hosts.list", "Every host with its health and findings (inventory order)", "fleet", query=("state", "label", "limit", "offset"), response=HostList)
 async def list_hosts(request: web.Request) -> web.Response:
     q = request.query
     state_filter = get_choice(q, "state", _STATES)
     labels = q.getall("label", [])
+    limit = get_int(q, "limit", None, minimum=0)
+    offset = get_int(q, "offset", 0, minimum=0) or 0
     fleet = request.app[FLEET].state
     now = fleet.clock()
-    dups = fleet.duplicate_engine_ids()
-    hosts = [
-        host_view(r, now, dups)
-        for r in fleet.records()
-        if (state_filter is None or r.status.value == state_filter)
-        and (not labels or label_matches(dict(r.settings.labels), labels))
-    ]
-    return json_response(HostList(hosts, len(hosts)))
+    # Views are built for the page only; each one's duplicate flag is looked up for its engine ID.
+    page, total = fleet.hosts_page(HostStatus(state_filter) if state_filter else None, labels, offset, limit)
+    hosts = [host_view(r, now, fleet.engine_twins(r.name)) for r in page]
+    return json_response(HostList(hosts, total, offset, limit))
 
 
 @routes.get("/api/v1/hosts/{name}", VIEWER, "hosts.get", "One host in detail", "fleet", errors=(404,), response=HostDetailView)

@@ -8,7 +8,6 @@ from fleetd.api.keys import FLEET
 from fleetd.api.render import json_response
 from fleetd.api.routes import PUBLIC, VIEWER, RouteTable
 from fleetd.api.views import SummaryView
-from fleetd.fleet.findings import security_summary
 
 __all__ = ["routes"]
 
@@ -19,7 +18,7 @@ routes = RouteTable()
 async def summary(request: web.Request) -> web.Response:
     fleet = request.app[FLEET].state
     now = fleet.clock()
-    return json_response(SummaryView.of(fleet.summary(now), security_summary(fleet.records())))
+    return json_response(SummaryView.of(fleet.summary(now), fleet.security_counts()))
 
 
 @routes.get("/healthz", PUBLIC, "health.live", "Liveness: fleetd's event loop answers", "service")

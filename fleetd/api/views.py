@@ -93,8 +93,12 @@ class HostView(msgspec.Struct, frozen=True):
 
 
 class HostList(msgspec.Struct, frozen=True):
+    """One page of the hosts (inventory order) and how many match."""
+
     hosts: list[HostView]
     total: int
+    offset: int = 0
+    limit: int | None = None
 
 
 class HostDetailView(HostView, frozen=True):

@@ -11,21 +11,32 @@ __all__ = ["EngineIds"]
 
 
 class EngineIds:
-    __slots__ = ("_hosts",)
+    __slots__ = ("_hosts", "shared")
 
     def __init__(self) -> None:
         self._hosts: dict[str, set[str]] = {}  # engine ID → the hosts whose last answer reported it
+        self.shared = 0  # hosts whose engine ID another host reports too (the summary's count)
 
     def move(self, host: str, before: str, after: str) -> None:
         """``host`` reported ``after`` (``""``: none) where it reported ``before``."""
         if before == after:
             return
-        if before and (names := self._hosts.get(before)) is not None:
+        if before and (names := self._hosts.get(before)) is not None and host in names:
+            self.shared -= _shared(len(names))
             names.discard(host)
+            self.shared += _shared(len(names))
             if not names:
                 del self._hosts[before]
         if after:
-            self._hosts.setdefault(after, set()).add(host)
+            names = self._hosts.setdefault(after, set())
+            self.shared -= _shared(len(names))
+            names.add(host)
+            self.shared += _shared(len(names))
 
     def hosts_of(self, engine_id: str) -> set[str]:
         return self._hosts.get(engine_id, set()) if engine_id else set()
+
+
+def _shared(n: int) -> int:
+    """Hosts counted as duplicates in a group of ``n`` reporting one engine ID."""
+    return n if n > 1 else 0

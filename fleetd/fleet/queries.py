@@ -7,13 +7,15 @@ Nothing here changes a record: stale copies of containers are new structs.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import msgspec
 
+from fleetd.fleet.host_tally import HostTally
 from fleetd.fleet.index import ContainerIndex
+from fleetd.fleet.match import label_matches
 from fleetd.fleet.records import ContainerRecord, HostRecord, HostStatus
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "containers_page",
     "duplicate_engine_ids",
     "find_container",
+    "hosts_page",
+    "security",
     "summary",
 ]
 
@@ -61,7 +65,7 @@ class ContainerCounts(msgspec.Struct, frozen=True):
 
 
 class FleetSummary(msgspec.Struct, frozen=True):
-    """Fleet totals at ``generated_at`` (wall clock), computed in O(hosts) from per-host tallies."""
+    """Fleet totals at ``generated_at`` (wall clock), from the writer's counts: O(stale hosts)."""
 
     hosts: HostCounts
     containers: ContainerCounts
@@ -124,6 +128,32 @@ def containers_page(
     return page, total
 
 
+def hosts_page(
+    hosts: Mapping[str, HostRecord],
+    tally: HostTally,
+    status: HostStatus | None,
+    labels: Sequence[str],
+    offset: int,
+    limit: int | None,
+) -> tuple[list[HostRecord], int]:
+    """One page of the hosts (inventory order) in ``status`` carrying every label selector, and how
+    many there are. Without labels: O(offset + page) (a status's hosts are a set the writer keeps,
+    tested in C while the inventory is walked); with labels every host is tested."""
+    end = None if limit is None else offset + limit
+    if labels:
+        found = [
+            r
+            for r in hosts.values()
+            if (status is None or r.status is status) and label_matches(dict(r.settings.labels), labels)
+        ]
+        return found[offset:end], len(found)
+    if status is None:
+        return list(islice(hosts.values(), offset, end)), len(hosts)
+    members = tally.by_status[status]
+    names = islice(filter(members.__contains__, hosts), offset, end)
+    return [hosts[n] for n in names], len(members)
+
+
 def find_container(record: HostRecord, ref: str, now: float) -> ContainerRecord | None:
     """By full id, unique id prefix, or name. Raises AmbiguousContainer for a shared prefix."""
     name = ref.lstrip("/")
@@ -140,20 +170,25 @@ def find_container(record: HostRecord, ref: str, now: float) -> ContainerRecord 
     return stale_copy(chosen) if record.is_stale(now) else chosen
 
 
-def summary(hosts: Mapping[str, HostRecord], index: ContainerIndex, now: float, ready: bool) -> FleetSummary:
-    """Container counts from the index (kept by the writer); per host only its status and staleness."""
+def summary(
+    hosts: Mapping[str, HostRecord],
+    index: ContainerIndex,
+    tally: HostTally,
+    duplicates: int,
+    now: float,
+    ready: bool,
+) -> FleetSummary:
+    """Container counts from the index, host counts from the tally (both kept by the writer); only
+    the stale hosts are visited."""
     index.ensure_all(hosts)
-    hosts_by_state: Counter[str] = Counter({s.value: 0 for s in HostStatus})
-    hosts_by_state.update(r.status.value for r in hosts.values())
-    stale = [r for r in hosts.values() if r.is_stale(now)]
+    stale = list(tally.stale_hosts(hosts, now))
     total, by_state, by_image = index.counts()
-    duplicates = duplicate_engine_ids(hosts)
     return FleetSummary(
         hosts=HostCounts(
             total=len(hosts),
-            by_state=dict(hosts_by_state),
+            by_state={s.value: len(tally.by_status[s]) for s in HostStatus},
             stale=len(stale),
-            duplicate_engine_id=sum(len(v) for v in duplicates.values()),
+            duplicate_engine_id=duplicates,
         ),
         containers=ContainerCounts(
             total=total, by_state=by_state, stale=sum(len(r.containers) for r in stale)
@@ -162,3 +197,11 @@ def summary(hosts: Mapping[str, HostRecord], index: ContainerIndex, now: float, 
         ready=ready,
         generated_at=now,
     )
+
+
+def security(tally: HostTally) -> dict[str, int]:
+    """Hosts per finding code (the summary's ``security``), as findings.security_summary counts them."""
+    counts = {"insecure_transport": 0, "tls_verify_disabled": 0, "tls_cert_expiring": 0, "hosts_flagged": 0}
+    counts.update((code, n) for code, n in tally.finding_codes.items() if n > 0)
+    counts["hosts_flagged"] = tally.flagged
+    return counts

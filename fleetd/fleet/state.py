@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleetd.config.model import HostSettings
@@ -29,6 +29,7 @@ from fleetd.fleet.changes import (
     HostUpdated,
 )
 from fleetd.fleet.engine_ids import EngineIds
+from fleetd.fleet.host_tally import HostTally
 from fleetd.fleet.index import ContainerIndex
 from fleetd.fleet.match import label_matches
 from fleetd.fleet.poll_results import PollFailure, PollSuccess
@@ -85,6 +86,7 @@ class FleetState:
     _agreed: dict[str, tuple[ContainerRecord, ...] | None] = field(default_factory=dict)
     drift_judge: Callable[[str, tuple[str, ...], float], None] | None = None
     _index: ContainerIndex = field(default_factory=ContainerIndex)  # kept by _publish and sync below
+    _tally: HostTally = field(default_factory=HostTally)  # host counts for the summary and host pages
 
     def _publish(self, changes: Iterable[Change]) -> None:
         batch = tuple(changes)
@@ -101,6 +103,7 @@ class FleetState:
         else:
             self._pending.add(settings.name)
         self._hosts[settings.name] = record
+        self._tally.added(record)
         self._publish((HostAdded(settings.name),))
         return record
 
@@ -111,6 +114,7 @@ class FleetState:
         self._agreed.pop(name, None)
         self._pending.discard(name)
         if record is not None:
+            self._tally.removed(record)
             self._engines.move(name, record.facts.engine_id if record.facts else "", "")
             gone: list[Change] = [ContainerRemoved(name, c) for c in record.containers]
             gone.append(HostRemoved(name))
@@ -123,6 +127,7 @@ class FleetState:
         record = self._hosts[name]
         if record.settings != settings:
             record.settings = settings
+            self._tally.resettled(record)
             if announce:
                 self._publish((HostUpdated(name),))
 
@@ -159,7 +164,10 @@ class FleetState:
                 record.status = result.status
                 record.changed_at = result.at
         if record.status is not previous:
+            self._tally.moved(record, previous)
             changes.append(HostChanged(name, previous, record.status))
+        if isinstance(result, PollSuccess):
+            self._tally.seen(record)
         first = result is not None and not record.first_poll_done
         if first:
             record.first_poll_done = True
@@ -228,6 +236,7 @@ class FleetState:
     def set_findings(self, name: str, findings: tuple[Finding, ...]) -> None:
         record = self._hosts.get(name)
         if record is not None:
+            self._tally.findings(name, record.findings, findings)
             record.findings = findings
 
     def set_host_status(self, name: str, status: HostStatus, error: str | None = None) -> None:
@@ -240,6 +249,7 @@ class FleetState:
         record.changed_at = self.clock()
         if status is not HostStatus.UP:
             record.last_error = error
+        self._tally.moved(record, previous)
         self._publish((HostChanged(name, previous, status),))
 
     def upsert_containers(self, name: str, containers: Iterable[ContainerRecord]) -> None:
@@ -426,7 +436,17 @@ class FleetState:
 
     def summary(self, now: float | None = None) -> FleetSummary:
         now = self.clock() if now is None else now
-        return queries.summary(self._hosts, self._index, now, self.is_ready())
+        return queries.summary(self._hosts, self._index, self._tally, self._engines.shared, now, self.is_ready())
+
+    def hosts_page(
+        self, status: HostStatus | None = None, labels: Sequence[str] = (), offset: int = 0, limit: int | None = None
+    ) -> tuple[list[HostRecord], int]:
+        """One page of the hosts in inventory order, filtered by status and host labels, and the total."""
+        return queries.hosts_page(self._hosts, self._tally, status, labels, offset, limit)
+
+    def security_counts(self) -> dict[str, int]:
+        """Hosts per finding code and how many have any (the summary's ``security``)."""
+        return queries.security(self._tally)
 
 
 def _announce(host: str, diff: ContainerDiff, changes: list[Change]) -> None:

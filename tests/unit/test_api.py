@@ -77,6 +77,10 @@ async def test_hosts_and_containers_across_the_fleet(
     assert body["hosts"][1]["api_version"] == "1.41"
     body = await (await client.get("/api/v1/hosts", params={"label": "env=prod"})).json()
     assert [h["name"] for h in body["hosts"]] == ["b-host"]
+    page = await (await client.get("/api/v1/hosts", params={"limit": "1", "offset": "1"})).json()
+    assert [h["name"] for h in page["hosts"]] == ["a-host"] and (page["total"], page["offset"], page["limit"]) == (2, 1, 1)
+    page = await (await client.get("/api/v1/hosts", params={"state": "up", "limit": "1"})).json()
+    assert [h["name"] for h in page["hosts"]] == ["b-host"] and page["total"] == 2
 
     resp = await client.get("/api/v1/containers")
     data = await resp.json()
@@ -136,6 +140,7 @@ async def test_hosts_and_containers_across_the_fleet(
         ("/api/v1/containers", {"stale": "maybe"}, 400, "bad_parameter"),
         ("/api/v1/containers", {"colour": "red"}, 400, "unknown_parameter"),
         ("/api/v1/hosts", {"state": "happy"}, 400, "bad_parameter"),
+        ("/api/v1/hosts", {"limit": "-1"}, 400, "bad_parameter"),
         ("/api/v1/nothing-here", {}, 404, "not_found"),
     ],
 )

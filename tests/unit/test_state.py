@@ -5,8 +5,8 @@ import pytest
 
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi.models import ContainerSummary, SystemInfo
-from fleetd.fleet.records import EngineFacts, HostStatus, container_record
-from fleetd.fleet.state import AmbiguousContainer, ContainerQuery, FleetState
+from fleetd.fleet.records import EngineFacts, HostStatus, container_record, diff_containers
+from fleetd.fleet.state import AmbiguousContainer, ContainerQuery, FleetState, PollFailure, PollSuccess
 
 NOW = 1_800_000_000.0
 
@@ -27,12 +27,12 @@ def _summary(
 
 
 def _fleet() -> FleetState:
+    """Written through the writer, as the poller does: ``a`` up, ``b`` down since its last success."""
     state = FleetState(clock=lambda: NOW)
-    a = state.add(HostSettings(name="a", url="tcp://127.0.0.1:1", interval=10, timeout=2))
-    b = state.add(HostSettings(name="b", url="tcp://127.0.0.1:2", interval=10, timeout=2))
+    state.add(HostSettings(name="a", url="tcp://127.0.0.1:1", interval=10, timeout=2))
+    state.add(HostSettings(name="b", url="tcp://127.0.0.1:2", interval=10, timeout=2))
     state.add(HostSettings(name="c", url="tcp://127.0.0.1:3", enabled=False))
-    a.status, a.last_seen = HostStatus.UP, NOW - 1
-    a.containers = tuple(
+    a_rows = tuple(
         sorted(
             (
                 container_record("a", _summary("1", "web-1", labels={"app": "web"}), None),
@@ -44,14 +44,15 @@ def _fleet() -> FleetState:
             key=lambda c: c.name,
         )
     )
-    b.status, b.last_seen = HostStatus.DOWN, NOW - 100
-    b.containers = (
+    b_rows = (
         container_record(
             "b", _summary("4", "web-2", status="Up 1 hour (unhealthy)", labels={"app": "web"}), None
         ),
     )
-    a.facts = EngineFacts.from_info(SystemInfo(ID="SAME"), "1.41")
-    b.facts = EngineFacts.from_info(SystemInfo(ID="SAME"), "1.41")
+    facts = EngineFacts.from_info(SystemInfo(ID="SAME"), "1.41")
+    for name, rows, at in (("a", a_rows, NOW - 1), ("b", b_rows, NOW - 100)):
+        state.poll_done(name, 0.1, PollSuccess(at, facts, msgspec.Raw(b"{}"), rows, diff_containers((), rows)))
+    state.poll_done("b", 0.1, PollFailure(NOW - 50, HostStatus.DOWN, "connection refused"))
     return state
 
 
@@ -115,7 +116,9 @@ def test_summary_counts_stale_separately() -> None:
 
 
 def test_readiness_waits_for_every_enabled_host_then_stays() -> None:
-    fleet = _fleet()
+    fleet = FleetState(clock=lambda: NOW)
+    fleet.add(HostSettings(name="a", url="tcp://127.0.0.1:1"))
+    fleet.add(HostSettings(name="c", url="tcp://127.0.0.1:3", enabled=False))
     assert not fleet.is_ready()
     for r in fleet.records():
         r.first_poll_done = True
