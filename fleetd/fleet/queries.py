@@ -102,11 +102,10 @@ def containers_page(
         for r in pool:
             index.ensure(r.name, r.containers)
     else:
-        pool = hosts.values()
         index.ensure_all(hosts)
     names: list[str] | None = list(query.hosts) if query.hosts else None
     if query.stale is not None:
-        names = [r.name for r in pool if r.is_stale(now) is query.stale]
+        names = [r.name for r in (pool if query.hosts else hosts.values()) if r.is_stale(now) is query.stale]
         if not query.hosts and len(names) == len(hosts):
             names = None  # every host qualifies: no host set to unite
     gids = index.select(
