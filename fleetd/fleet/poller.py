@@ -148,7 +148,14 @@ class Poller:
         self._one_connection = tight
 
     def _one_connection_per_host(self) -> bool:
-        return self._one_connection
+        """Also during the start-up's first round when it queues (more hosts than poll slots): a
+        host's first poll then asks /info and /containers/json one after the other on one connection,
+        so the burst opens one connection per host instead of two (a connect costs the daemon and
+        fleetd CPU, a TLS handshake on TLS hosts, where CPU, not the wait, decides how soon every host
+        is up); a round that fits in the slots asks both at once, as every later poll does."""
+        if self._one_connection:
+            return True
+        return not self._first_round.is_set() and len(self._loops) > self.poll.concurrency
 
     def _images_every(self) -> int:
         return self.poll.images_every

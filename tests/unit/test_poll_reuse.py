@@ -174,3 +174,41 @@ def test_engine_twins_answer_as_the_fleet_wide_scan_does() -> None:
     assert [state.engine_twins(n) for n in "abc"] == [expected(n) for n in "abc"] == [{}, {"E2": ["b", "c"]}, {"E2": ["b", "c"]}]
     state.remove("c")
     assert state.engine_twins("b") == {} == expected("b")
+
+
+async def test_a_queued_first_round_polls_each_host_over_one_connection(fake_engine: FakeEngines) -> None:
+    """More hosts than poll slots: start-up opens one connection per host (info, then the list);
+    once every first poll has ended, polls ask both at once again."""
+    state = FleetState()
+    connections = EngineConnections(keepalive=30)
+    poller = Poller(state, PollSettings(interval=30.0, timeout=2.0, concurrency=1), connections)
+    try:
+        engines = [await fake_engine(containers=3), await fake_engine(containers=1)]
+        await poller.start([HostSettings(name=f"h{i}", url=e.url, interval=30.0, timeout=2.0)
+                            for i, e in enumerate(engines)])  # fmt: skip
+        await eventually(lambda: state.first_round_done(), timeout=5)
+        await eventually(lambda: poller._first_round.is_set(), timeout=5)
+        connector = connections._tcp_connector
+        assert connector is not None and len(connector.transports) == 2  # one per host
+        for e in engines:
+            assert [p.split("?")[0] for p in e.paths()][:2] == ["/info", "/v1.47/containers/json"]
+        await poller.refresh("h0")  # the round is over: /info and the list at once, on two connections
+        assert len(connector.transports) == 3
+    finally:
+        await poller.aclose()
+        await connections.aclose()
+
+
+async def test_a_first_round_within_the_slots_asks_both_at_once(fake_engine: FakeEngines) -> None:
+    state = FleetState()
+    connections = EngineConnections(keepalive=30)
+    poller = Poller(state, PollSettings(interval=30.0, timeout=2.0, concurrency=10), connections)
+    try:
+        eng = await fake_engine(containers=3)
+        await poller.start([HostSettings(name="a", url=eng.url, interval=30.0, timeout=2.0)])
+        await eventually(lambda: (r := state.get("a")) is not None and r.polls == 1, timeout=5)
+        connector = connections._tcp_connector
+        assert connector is not None and len(connector.transports) == 2
+    finally:
+        await poller.aclose()
+        await connections.aclose()
