@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import Final
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
 from urllib.parse import urlencode
 
 import msgspec
@@ -34,6 +36,174 @@ _REQUEST: Final = b"GET %s HTTP/1.1\r\nHost: docker\r\nUser-Agent: fleetd-livene
 _MAX_HEAD: Final = 16 * 1024
 _MAX_BODY: Final = 1024
 _SAFE_PATH: Final = frozenset(b"/?=&%+.-_~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+#: What an exchange ends with: the status and the body, or why there is none.
+Result = tuple[int, bytes] | DockerError
+Done = Callable[[Result], None]
+
+
+class _Exchange:
+    __slots__ = ("done", "max_body", "retried", "target")
+
+    def __init__(self, target: bytes, max_body: int, done: Done) -> None:
+        self.target = target
+        self.max_body = max_body
+        self.done = done
+        self.retried = False
+
+
+class _Connection(asyncio.Protocol):
+    """One kept HTTP/1.1 connection, one exchange at a time; answers are parsed as bytes arrive
+    (callbacks, no task per request)."""
+
+    def __init__(self, owner: RawPinger) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.served = 0  # exchanges answered on it (a reused connection may have been closed meanwhile)
+        self._ex: _Exchange | None = None
+        self._buf = bytearray()
+        self._head = False
+        self._status = 0
+        self._length: int | None = None
+        self._chunked = False
+        self._close = False
+        self._parts: list[bytes] = []
+        self._total = 0
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._ex is None:
+            return  # nothing asked: not an answer to anything (dropped)
+        self._buf += data
+        try:
+            self._parse()
+        except DockerError as exc:
+            self._fail(exc)
+        except ValueError as exc:
+            self._fail(EngineProtocolError(f"{self._what()} from {self.owner.url}: {exc}", url=self.owner.url))
+
+    def eof_received(self) -> bool:
+        return False  # close the transport: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        ex, self._ex = self._ex, None
+        if ex is None:
+            return
+        if self._head and self._length is None and not self._chunked:  # the body ends with the connection
+            body = bytes(self._buf)
+            self._buf.clear()
+            self.served += 1
+            self.owner._finished(ex, (self._status, body))
+            return
+        why = repr(exc) if exc is not None else "the daemon closed the connection"
+        retry = not self._head and not self._buf and self.served > 0 and not ex.retried
+        self.owner._lost(ex, retry, EngineUnreachable(f"{self._what(ex)} on {self.owner.url} failed: {why}", url=self.owner.url))
+
+    # -- exchanges ------------------------------------------------------------------------
+
+    def start(self, ex: _Exchange) -> None:
+        assert self.transport is not None
+        self._ex = ex
+        self._buf.clear()
+        self._head = self._chunked = self._close = False
+        self._length = None
+        self._parts = []
+        self._total = 0
+        self.transport.write(_REQUEST % ex.target)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _what(self, ex: _Exchange | None = None) -> str:
+        ex = ex or self._ex
+        return f"GET {ex.target.decode()}" if ex is not None else "GET"
+
+    def _fail(self, exc: DockerError) -> None:
+        ex, self._ex = self._ex, None
+        self.abort()  # connection_lost then finds no exchange
+        if ex is not None:
+            self.owner._finished(ex, exc)
+
+    def _too_long(self) -> EngineProtocolError:
+        assert self._ex is not None
+        return EngineProtocolError(
+            f"the answer to {self._what()} from {self.owner.url} is longer than {self._ex.max_body} bytes",
+            url=self.owner.url,
+        )
+
+    def _parse(self) -> None:
+        ex = self._ex
+        assert ex is not None
+        buf = self._buf
+        if not self._head:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > _MAX_HEAD:
+                    raise EngineProtocolError(f"the answer to {self._what()} has an endless head", url=self.owner.url)
+                return
+            head = bytes(buf[:end])
+            del buf[: end + 4]
+            self._read_head(head)
+        if self._chunked:
+            while True:
+                line_end = buf.find(b"\r\n")
+                if line_end < 0:
+                    return
+                size = int(bytes(buf[:line_end]).split(b";")[0], 16)
+                if len(buf) < line_end + 2 + size + 2:
+                    return
+                self._total += size
+                if self._total > ex.max_body:
+                    raise self._too_long()
+                self._parts.append(bytes(buf[line_end + 2 : line_end + 2 + size]))
+                del buf[: line_end + 2 + size + 2]
+                if size == 0:
+                    self._finish(b"".join(self._parts))
+                    return
+        elif self._length is not None:
+            if len(buf) >= self._length:
+                body = bytes(buf[: self._length])
+                del buf[:]
+                self._finish(body)
+        elif len(buf) > ex.max_body:
+            raise self._too_long()
+
+    def _read_head(self, head: bytes) -> None:
+        status_line, _, rest = head.partition(b"\r\n")
+        parts = status_line.split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise EngineProtocolError(f"not an HTTP answer to {self._what()} from {self.owner.url}", url=self.owner.url)
+        self._status = int(parts[1])
+        for line in rest.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            key = name.strip().lower()
+            if key == b"content-length":
+                self._length = int(value.strip())
+            elif key == b"transfer-encoding" and b"chunked" in value.lower():
+                self._chunked = True
+            elif key == b"connection" and b"close" in value.lower():
+                self._close = True
+        assert self._ex is not None
+        if self._length is not None and self._length > self._ex.max_body:
+            raise self._too_long()
+        self._head = True
+
+    def _finish(self, body: bytes) -> None:
+        ex, self._ex = self._ex, None
+        assert ex is not None
+        self.served += 1
+        if self._close:
+            self.abort()
+        self.owner._finished(ex, (self._status, body))
 
 
 class RawPinger:
@@ -53,22 +223,54 @@ class RawPinger:
         self._unix = unix_path
         self._ssl = ssl_context
         self._server_hostname = server_hostname
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._turn = asyncio.Lock()  # one exchange at a time on the connection (ping, refresh)
+        self._conn: _Connection | None = None
+        self._opening: asyncio.Task[tuple[asyncio.BaseTransport, _Connection]] | None = None
+        self._current: _Exchange | None = None
+        self._queue: deque[_Exchange] = deque()  # one exchange at a time on the connection
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._unix is not None:
-            return await asyncio.open_unix_connection(self._unix, limit=_MAX_HEAD)
-        return await asyncio.open_connection(
-            self._host, self._port, ssl=self._ssl, server_hostname=self._server_hostname if self._ssl else None,
-            limit=_MAX_HEAD,
-        )  # fmt: skip
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The kept connection's transport, if one is open (tests)."""
+        conn = self._conn
+        return conn.transport if conn is not None and not conn.closed else None
 
     def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.transport.abort()
+        """Drop the connection; every exchange under way or waiting ends with EngineUnreachable."""
+        waiting = ([self._current] if self._current is not None else []) + list(self._queue)
+        self._current = None
+        self._queue.clear()
+        self._drop()
+        for ex in waiting:
+            ex.done(EngineUnreachable(f"GET {ex.target.decode()} on {self.url}: connection closed", url=self.url))
+
+    def reset(self) -> None:
+        """Drop the connection and end the exchange under way with EngineTimeout (it got no answer in
+        time); the ones waiting go on over a new connection."""
+        ex, self._current = self._current, None
+        self._drop()
+        if ex is not None:
+            ex.done(EngineTimeout(f"no answer in time to GET {ex.target.decode()} on {self.url}", url=self.url))
+        self._next()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.owner = _DETACHED  # its late callbacks reach nobody
+            conn.abort()
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening.cancel()
+
+    def send(self, path: bytes, max_body: int, done: Done) -> None:
+        """``GET path`` without waiting: ``done`` is called with the status and body, or the error.
+        No timeout of its own (the caller judges, and calls :meth:`reset`)."""
+        if not path.startswith(b"/") or not _SAFE_PATH.issuperset(path):
+            raise ValueError(f"not a plain URL path: {path!r}")
+        self._queue.append(_Exchange(path, max_body, done))
+        self._next()
+
+    def send_ping(self, done: Done) -> None:
+        self.send(b"/_ping", _MAX_BODY, done)
 
     async def ping(self, timeout: float) -> None:
         """Return when the daemon answered 200; raise EngineTimeout / EngineUnreachable otherwise."""
@@ -78,83 +280,116 @@ class RawPinger:
 
     async def get(self, path: str, *, timeout: float, max_body: int) -> tuple[int, bytes]:
         """``GET path`` (already URL-encoded); the status and the body, at most ``max_body`` bytes."""
-        target = path.encode()
-        if not target.startswith(b"/") or not _SAFE_PATH.issuperset(target):
-            raise ValueError(f"not a plain URL path: {path!r}")
-        try:
-            async with asyncio.timeout(timeout), self._turn:
-                return await self._exchange(target, max_body)
-        except TimeoutError as exc:
-            self.close()
-            raise EngineTimeout(
-                f"no answer within {timeout:g}s to GET {path} on {self.url}", url=self.url
-            ) from exc
-        except DockerError:
-            self.close()
-            raise
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            self.close()
-            raise EngineUnreachable(f"GET {path} on {self.url} failed: {exc!r}", url=self.url) from exc
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Result] = loop.create_future()
 
-    async def _exchange(self, target: bytes, max_body: int) -> tuple[int, bytes]:
-        for attempt in (0, 1):
-            fresh = self._writer is None
-            if self._writer is None or self._reader is None:
-                self._reader, self._writer = await self._open()
-            reader, writer = self._reader, self._writer
-            try:
-                writer.write(_REQUEST % target)
-                head = await reader.readuntil(b"\r\n\r\n")
-                break
-            except (ConnectionError, asyncio.IncompleteReadError):
-                self.close()
-                if fresh or attempt:  # a kept connection may have been closed by the peer meanwhile
-                    raise
-        status_line, _, rest = head.partition(b"\r\n")
-        parts = status_line.split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise EngineProtocolError(
-                f"not an HTTP answer to GET {target.decode()} from {self.url}", url=self.url
-            )
-        status = int(parts[1])
-        length: int | None = None
-        chunked = close = False
-        for line in rest.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            key = name.strip().lower()
-            if key == b"content-length":
-                length = int(value.strip())
-            elif key == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-            elif key == b"connection" and b"close" in value.lower():
-                close = True
-        too_long = f"the answer to GET {target.decode()} from {self.url} is longer than {max_body} bytes"
-        body = b""
-        if chunked:
-            pieces: list[bytes] = []
-            total = 0
-            while True:
-                size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
-                total += size
-                if total > max_body:
-                    raise EngineProtocolError(too_long, url=self.url)
-                pieces.append((await reader.readexactly(size + 2))[:-2])
-                if size == 0:
-                    break
-            body = b"".join(pieces)
-        elif length is not None:
-            if length > max_body:
-                raise EngineProtocolError(too_long, url=self.url)
-            body = await reader.readexactly(length)
+        def done(result: Result) -> None:
+            if not fut.done():
+                fut.set_result(result)
+
+        self.send(path.encode(), max_body, done)
+        try:
+            async with asyncio.timeout(timeout):
+                result = await fut
+        except TimeoutError as exc:
+            if self._current is not None and self._current.done is done:
+                self.reset()
+            else:
+                self._forget(done)
+            raise EngineTimeout(f"no answer within {timeout:g}s to GET {path} on {self.url}", url=self.url) from exc
+        except asyncio.CancelledError:
+            if self._current is not None and self._current.done is done:
+                self.reset()  # half an answer would be read as the next one's
+            else:
+                self._forget(done)
+            raise
+        if isinstance(result, DockerError):
+            raise result
+        return result
+
+    def _forget(self, done: Done) -> None:
+        self._queue = deque(ex for ex in self._queue if ex.done is not done)
+
+    # -- the connection ---------------------------------------------------------------------
+
+    def _next(self) -> None:
+        if self._current is not None or not self._queue:
+            return
+        conn = self._conn
+        if conn is None or conn.closed:
+            self._conn = None
+            if self._opening is None:
+                self._opening = asyncio.ensure_future(self._open())
+                self._opening.add_done_callback(self._opened)
+            return
+        ex = self._current = self._queue.popleft()
+        conn.start(ex)
+
+    async def _open(self) -> tuple[asyncio.BaseTransport, _Connection]:
+        loop = asyncio.get_running_loop()
+        if self._unix is not None:
+            return await loop.create_unix_connection(lambda: _Connection(self), self._unix)
+        assert self._host is not None and self._port is not None
+        return await loop.create_connection(
+            lambda: _Connection(self), self._host, self._port, ssl=self._ssl,
+            server_hostname=self._server_hostname if self._ssl else None,
+        )  # fmt: skip
+
+    def _opened(self, task: asyncio.Task[tuple[asyncio.BaseTransport, _Connection]]) -> None:
+        if task is not self._opening:
+            if not task.cancelled() and task.exception() is None:
+                task.result()[1].abort()  # dropped meanwhile
+            return
+        self._opening = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            waiting = list(self._queue)
+            self._queue.clear()
+            for ex in waiting:
+                ex.done(EngineUnreachable(f"GET {ex.target.decode()} on {self.url} failed: {exc!r}", url=self.url))
+            return
+        self._conn = task.result()[1]
+        self._next()
+
+    # -- called by the connection -------------------------------------------------------------
+
+    def _lost(self, ex: _Exchange, retry: bool, error: DockerError) -> None:
+        if ex is not self._current:
+            return
+        self._current = None
+        self._conn = None
+        if retry:  # a kept connection the daemon closed just as it was reused: once more, on a new one
+            ex.retried = True
+            self._queue.appendleft(ex)
         else:
-            close = True  # no framing: the body ends with the connection
-            while chunk := await reader.read(65536):
-                body += chunk
-                if len(body) > max_body:
-                    raise EngineProtocolError(too_long, url=self.url)
-        if close:
-            self.close()
-        return status, body
+            ex.done(error)
+        self._next()
+
+    def _finished(self, ex: _Exchange, result: Result) -> None:
+        if ex is self._current:
+            self._current = None
+        ex.done(result)
+        self._next()
+
+
+class _Detached:
+    """The owner of a connection its pinger dropped: callbacks go nowhere."""
+
+    url = ""
+
+    def _next(self) -> None:
+        return None
+
+    def _finished(self, ex: _Exchange, result: Result) -> None:
+        return None
+
+    def _lost(self, ex: _Exchange, retry: bool, error: DockerError) -> None:
+        return None
+
+
+_DETACHED: Any = _Detached()
 
 
 def _id_query(ids: list[str]) -> str:

@@ -101,6 +101,16 @@ class RowClock:
     ) -> FullMerge:
         """A full list sent at ``stamp``: it decides every row no newer observation decided."""
         stamps = self._stamps
+        if not stamps or max(stamps.values()) <= stamp:
+            merged = self._merge_all(current, fresh, stamp)
+            if merged is not None:
+                return merged
+        return self._merge_some(current, fresh, stamp)
+
+    def _merge_some(
+        self, current: Iterable[ContainerRecord], fresh: Iterable[ContainerRecord], stamp: int
+    ) -> FullMerge:
+        stamps = self._stamps
         cur = {c.id: c for c in current}
         out: dict[str, ContainerRecord] = {}
         drifted: list[str] = []
@@ -129,6 +139,31 @@ class RowClock:
         for cid in [cid for cid, s in stamps.items() if s <= stamp and cid not in out]:
             del stamps[cid]
         return FullMerge(tuple(sorted(out.values(), key=_by_name)), tuple(drifted))
+
+    def _merge_all(
+        self, current: Iterable[ContainerRecord], fresh: Iterable[ContainerRecord], stamp: int
+    ) -> FullMerge | None:
+        """:meth:`merge_full` when no observation sent after this list wrote a row (the usual
+        case): the list decides every row, so it is the result, as it is (None: the list names
+        a container twice, which only the general merge sorts out)."""
+        cur = {c.id: c for c in current}
+        out: list[ContainerRecord] = []
+        drifted: list[str] = []
+        for r in fresh:
+            old = cur.pop(r.id, None)
+            if old is None:
+                drifted.append(r.id)
+            else:
+                r = keep_health(old, r)
+                if _replace(old, observed_at=r.observed_at) != r and semantic_fields(old, r):
+                    drifted.append(r.id)
+            out.append(r)
+        drifted.extend(cur)  # rows the list found gone
+        stamps = dict.fromkeys([r.id for r in out], stamp)
+        if len(stamps) != len(out):
+            return None
+        self._stamps = stamps
+        return FullMerge(tuple(sorted(out, key=_by_name)), tuple(drifted))
 
     def confirm(self, fresh: Iterable[ContainerRecord], stamp: int) -> None:
         """A full list sent at ``stamp`` that found exactly the rows the previous full list decided,

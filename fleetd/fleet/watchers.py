@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from fleetd.config.model import HostSettings, PollSettings
 from fleetd.dockerapi import DockerClient
 from fleetd.dockerapi.pinger import raw_pinger
-from fleetd.fleet.watch import HostWatcher, WatchObserver, WatchSettings, WatchTarget
+from fleetd.fleet.liveness import LivenessWheel
+from fleetd.fleet.watch import HostWatcher, WatchObserver, WatchSettings, WatchTarget, liveness_tick
 
 __all__ = ["Watchers", "watch_settings"]
 
@@ -43,6 +44,15 @@ class Watchers:
         self._observer = observer
         self._rng = rng or random.Random()
         self._watchers: dict[str, tuple[HostSettings, HostWatcher]] = {}
+        self._wheel: LivenessWheel | None = None  # every watcher's liveness checks, one timer
+
+    def _wheel_for(self, poll: PollSettings) -> LivenessWheel | None:
+        if poll.liveness <= 0:
+            return None
+        tick = liveness_tick(poll.liveness)
+        if self._wheel is None or self._wheel.tick != tick:
+            self._wheel = LivenessWheel(tick)  # watchers of another liveness are all replaced
+        return self._wheel
 
     def get(self, name: str) -> HostWatcher | None:
         found = self._watchers.get(name)
@@ -97,6 +107,7 @@ class Watchers:
                 observer=self._observer,
                 rng=self._rng,  # one generator for all (a Random each was 2.5 KiB per host)
                 pinger=raw_pinger(client) if self.ping_connection else None,
+                wheel=self._wheel_for(poll),
             )
             self._watchers[name] = (settings, watcher)
             self._watching(name, True)  # polls sent from now on are stamped (ordering guard)
@@ -109,5 +120,8 @@ class Watchers:
         for name in watchers:
             self.target.attach(name, None)
         await asyncio.gather(*(w.aclose() for _s, w in watchers.values()))
+        if self._wheel is not None:
+            self._wheel.close()
+            self._wheel = None
         for name in watchers:
             self._watching(name, False)

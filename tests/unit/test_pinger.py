@@ -20,11 +20,11 @@ async def test_pings_reuse_one_connection_and_survive_a_closed_one() -> None:
         for _ in range(3):
             await pinger.ping(1.0)
         assert [p for p in eng.paths() if p == "/_ping"] == ["/_ping"] * 3
-        writer = pinger._writer
-        assert writer is not None
-        writer.transport.abort()  # the kept connection went away between two pings
-        await pinger.ping(1.0)  # retried once on a new connection
-        assert pinger._writer is not writer
+        transport = pinger.transport
+        assert transport is not None
+        transport.abort()  # the kept connection went away between two pings
+        await pinger.ping(1.0)  # on a new connection
+        assert pinger.transport is not transport
         eng.behaviour.faults["ping"] = Fault.HANG
         with pytest.raises(EngineTimeout, match="GET /_ping"):
             await pinger.ping(0.3)
@@ -60,7 +60,7 @@ async def test_targeted_list_goes_over_the_kept_connection_capped_and_serialised
         assert rows == [c for c in listed if c.Id in ids]  # the same records as the client decodes
         sent = eng.paths()[before:]
         assert len(sent) == 1 and sent[0].startswith(f"/v{client.api_version}/containers/json?all=1&filters=")
-        writer = pinger._writer
+        transport = pinger.transport
         # a ping and two lists at once share the one connection, one exchange after the other
         results = await asyncio.gather(
             pinger.ping(2.0),
@@ -68,7 +68,7 @@ async def test_targeted_list_goes_over_the_kept_connection_capped_and_serialised
             list_by_id(pinger, client, ids[:1], timeout=2.0),
         )
         assert results[1] == rows and [r.Id for r in results[2]] == ids[:1]
-        assert pinger._writer is writer
+        assert pinger.transport is transport
         with pytest.raises(EngineProtocolError, match="longer than 100 bytes"):
             await pinger.get(sent[0], timeout=2.0, max_body=100)
         with pytest.raises(ValueError):

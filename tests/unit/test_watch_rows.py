@@ -119,3 +119,28 @@ def test_rows_that_differ_only_in_when_they_were_seen_are_neither_drift_nor_chan
     assert clock.merge_full(seen, later, clock.next_stamp()).drifted == ("b",)  # "Up N" is only time
     diff = diff_containers(seen, later)
     assert [(c.id, f) for c, f in diff.changed] == [("a", ("status",)), ("b", ("state",))]
+
+
+def test_the_merge_of_a_list_that_decides_every_row_is_the_general_merge() -> None:
+    """merge_full's fast path (no row written by a newer observation) against the general one."""
+    import random
+
+    import msgspec
+
+    rng = random.Random(7)
+    for _ in range(300):
+        ids = [f"c{i}" for i in range(8)]
+        clock = RowClock()
+        current = tuple(rec(i, rng.choice(["running", "exited"])) for i in ids if rng.random() < 0.7)
+        for cid in rng.sample(ids, 3):  # older observations, some tombstones among them
+            clock._stamps[cid] = clock.next_stamp()
+        stamp = clock.next_stamp()
+        fresh = [rec(i, rng.choice(["running", "exited"])) for i in ids if rng.random() < 0.7]
+        fresh = [msgspec.structs.replace(r, observed_at="now") if rng.random() < 0.5 else r for r in fresh]
+        if rng.random() < 0.1 and fresh:
+            fresh.append(fresh[0])  # a hostile daemon lists a container twice
+        other = RowClock()
+        other._stamps = dict(clock._stamps)
+        fast = clock.merge_full(current, fresh, stamp)
+        slow = other._merge_some(current, fresh, stamp)
+        assert fast == slow and clock._stamps == other._stamps
