@@ -57,6 +57,7 @@ class HostLoop:
     first_round: asyncio.Event | None = None  # the poller's "every first poll ended" (image listings wait)
     net: Callable[[], SafetyNet | None] = lambda: None  # the host's event watcher, when it has one
     info_wanted: bool = False  # the next poll asks /info even when the event stream would allow a lean one
+    images_phase: int = 0  # with events on: which of every images_every polls is a full one
     wake: Wakeup = field(default_factory=Wakeup)
     epoch: int = 0  # bumped by every action; a poll started in an older epoch is discarded
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -186,8 +187,11 @@ class HostLoop:
         # The first poll leaves images out so the complete view comes sooner; run() lists
         # them right after it, queued behind every other host's first poll.
         polls = record.polls
-        want_images = self.images_wanted or (polls > 0 and polls % max(1, self.images_every()) == 0)
         net = self.net()
+        # A watched host's full polls (images and /info) come on its own phase of images_every, so
+        # hosts started together do not all ask on the same round of polls.
+        phase = self.images_phase if net is not None else 0
+        want_images = self.images_wanted or (polls > 0 and (polls + phase) % max(1, self.images_every()) == 0)
         lean = (
             net is not None
             and not want_images

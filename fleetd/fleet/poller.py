@@ -126,6 +126,9 @@ class Poller:
             one_connection=self._one_connection_per_host,
             first_round=self._first_round,
             net=functools.partial(self._nets.get, settings.name),
+            # Watched hosts started together would otherwise all make their full poll (/info and
+            # images) on the same round of polls, every images_every-th interval: spread them.
+            images_phase=self._rng.randrange(1 << 16),
         )
         self._loops[settings.name] = loop
         if self._running:

@@ -51,9 +51,10 @@ class Rig:
         self.poller = Poller(self.state, self.poll, self.connections)
         self.net = FakeNet(self.poller, "h")
 
-    async def start(self, url: str) -> None:
+    async def start(self, url: str, phase: int = 0) -> None:
         self.poller.attach("h", self.net)
         await self.poller.start([HostSettings(name="h", url=url, interval=0.15, timeout=1.0)])
+        self.poller._loops["h"].images_phase = phase  # set before the second poll
         await eventually(lambda: self.status() is HostStatus.UP, what="first poll")
 
     def status(self) -> HostStatus:
@@ -104,11 +105,17 @@ async def test_a_healthy_stream_leaves_info_out_until_asked(rig: Rig, fake_engin
 
 
 @pytest.mark.parametrize("rig", [3], indirect=True)
-async def test_polls_that_list_images_ask_info_too(rig: Rig, fake_engine: FakeEngines) -> None:
+@pytest.mark.parametrize("phase", [0, 1])
+async def test_polls_that_list_images_ask_info_too(rig: Rig, fake_engine: FakeEngines, phase: int) -> None:
     engine = await fake_engine(docker_20_10(containers=2))
-    await rig.start(engine.url)
+    await rig.start(engine.url, phase)
     await eventually(lambda: rig.net.lists >= 6, what="lean polls")
     assert count(engine, "/images/json") >= 2
+    # the host's own phase says which poll of three is the full one (hosts started together spread)
+    paths = [p.split("?")[0] for p in engine.paths()]
+    images = [i for i, p in enumerate(paths) if p.endswith("/images/json")]
+    between = paths[images[0] : images[1]]
+    assert sum(1 for p in between if p.endswith("/containers/json")) == 3 - phase
     # every /info after the first came with an image listing (the first poll leaves images out)
     assert count(engine, "/info") - 1 in (count(engine, "/images/json") - 1, count(engine, "/images/json"))
 
