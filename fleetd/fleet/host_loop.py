@@ -55,6 +55,7 @@ class HostLoop:
     images_every: Callable[[], int]
     one_connection: Callable[[], bool] = lambda: False  # the poller's connection plan
     first_round: asyncio.Event | None = None  # the poller's "every first poll ended" (image listings wait)
+    on_due: Callable[[HostLoop, float], None] | None = None  # told each next due time (the overdue watch)
     net: Callable[[], SafetyNet | None] = lambda: None  # the host's event watcher, when it has one
     info_wanted: bool = False  # the next poll asks /info even when the event stream would allow a lean one
     images_phase: int = 0  # with events on: which of every images_every polls is a full one
@@ -126,6 +127,8 @@ class HostLoop:
             # no reference cycle per poll for the garbage collector to clean up.
             timer = loop.call_at(due, self.wake.set)
             self.due_at = due
+            if self.on_due is not None:
+                self.on_due(self, due)
             try:
                 await self.wake.wait()
             finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import heapq
+import itertools
 import random
 import resource
 from collections.abc import Iterable
@@ -28,6 +30,7 @@ from fleetd.fleet.state import FleetState
 log = structlog.get_logger("fleetd.poller")
 
 OVERDUE_CHECK_EVERY = 1.0  # seconds
+OVERDUE_GRACE = 1.0  # a poll not started timeout + this long after it was due is overdue
 
 
 def poll_connection_budget() -> int:
@@ -72,6 +75,10 @@ class Poller:
         self._loops: dict[str, HostLoop] = {}
         self._running = False
         self._watchdog: asyncio.Task[None] | None = None
+        # (when it would be overdue, seq, the due time, its loop): the overdue watch looks only at
+        # these, not at every host every second (a Python call per host: 35-127 ms a tick at 10,000)
+        self._deadlines: list[tuple[float, int, float, HostLoop]] = []
+        self._deadline_seq = itertools.count()
         self._one_connection = False  # see _plan_connections
         self._first_round = asyncio.Event()  # set by the host loops once every first poll ended
         self._nets: dict[str, SafetyNet] = {}  # event watchers, by host (see fleet/safety_net.py)
@@ -91,11 +98,21 @@ class Poller:
         """Every second: a host whose poll is due but has not started (starved of a slot, a stuck
         loop) is logged once and counted (``fleetd_host_polls_overdue_total``)."""
         loop = asyncio.get_running_loop()
+        deadlines = self._deadlines
         while True:
             await asyncio.sleep(OVERDUE_CHECK_EVERY)
             now = loop.time()
-            for host_loop in list(self._loops.values()):
+            while deadlines and deadlines[0][0] < now:
+                _, _, due, host_loop = heapq.heappop(deadlines)
+                if host_loop.due_at != due or self._loops.get(host_loop.name) is not host_loop:
+                    continue  # polled since, or no longer polled
                 host_loop.check_overdue(now)
+                if not host_loop.overdue:  # its timeout grew meanwhile: look again then
+                    self._note_due(host_loop, due)
+
+    def _note_due(self, host_loop: HostLoop, due: float) -> None:
+        late_after = due + host_loop.record.settings.timeout + OVERDUE_GRACE
+        heapq.heappush(self._deadlines, (late_after, next(self._deadline_seq), due, host_loop))
 
     async def aclose(self) -> None:
         """Cancel every loop and wait for it; safe to call twice."""
@@ -129,6 +146,7 @@ class Poller:
             # Watched hosts started together would otherwise all make their full poll (/info and
             # images) on the same round of polls, every images_every-th interval: spread them.
             images_phase=self._rng.randrange(1 << 16),
+            on_due=self._note_due,
         )
         self._loops[settings.name] = loop
         if self._running:
