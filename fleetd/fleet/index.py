@@ -57,16 +57,16 @@ def _keys_of(host: str, c: ContainerRecord) -> frozenset[str]:
     }
     for n in c.names or [c.name]:
         keys.add("n" + _SEP + n)
-    for k, v in c.labels.items():
-        keys.add("l" + _SEP + k)
+    for k, v in c.labels.items():  # a bare key's set is the union of its pairs' (no posting of its own)
         keys.add("v" + _SEP + k + _SEP + v)
     return frozenset(keys)
 
 
-def label_key(selector: str) -> str:
-    """``k`` → the key's posting key; ``k=v`` → the pair's (split at the first ``=``, as label_matches)."""
+def label_key(selector: str) -> tuple[str, bool]:
+    """``k=v`` → the pair's posting key (split at the first ``=``, as label_matches), True;
+    ``k`` → the key itself, False (its gids are those of every ``k=...`` pair)."""
     key, eq, value = selector.partition("=")
-    return "v" + _SEP + key + _SEP + value if eq else "l" + _SEP + key
+    return ("v" + _SEP + key + _SEP + value, True) if eq else (key, False)
 
 
 class ContainerIndex:
@@ -80,6 +80,7 @@ class ContainerIndex:
         "_gids",
         "_image_ids",
         "_images",
+        "_label_values",
         "_names_dirty",
         "_names_used",
         "_next",
@@ -116,6 +117,7 @@ class ContainerIndex:
         self._ranks_dirty = False
         self._images: Counter[str] = Counter()  # distinct image names, with how many use each
         self._image_ids: Counter[str] = Counter()
+        self._label_values: dict[str, Counter[str]] = {}  # label key → its values, with how many have each
         self._names_dirty = True
         self._blob = ""
         self._starts: list[int] = []
@@ -270,6 +272,10 @@ class ContainerIndex:
             self._answers.clear()
         self._count(gone, -1)
         self._count(new, +1)
+        if old is None or old.labels != c.labels:
+            if old is not None:
+                self._count_labels(old.labels, -1)
+            self._count_labels(c.labels, +1)
 
     def _drop(self, host: str, cid: str) -> None:
         gids = self._gids.get(host)
@@ -284,6 +290,8 @@ class ContainerIndex:
         for key in keys:
             self._unpost(key, gid)
         self._count(keys, -1)
+        if record is not None:
+            self._count_labels(record.labels, -1)
 
     def _unpost(self, key: str, gid: int) -> None:
         ids = self._post.get(key)
@@ -307,6 +315,19 @@ class ContainerIndex:
                     self._names_dirty |= kind == "n"
                 elif delta > 0 and counter[value] == delta:
                     self._names_dirty |= kind == "n"
+
+    def _count_labels(self, labels: Mapping[str, str], delta: int) -> None:
+        """Each label key's distinct values, with how many containers have each (a bare key's set)."""
+        every = self._label_values
+        for label, value in labels.items():
+            values = every.get(label)
+            if values is None:
+                values = every[label] = Counter()
+            values[value] += delta
+            if values[value] <= 0:
+                del values[value]
+                if not values:
+                    del every[label]
 
     # -- queries ---------------------------------------------------------------------------------------
 
@@ -383,8 +404,12 @@ class ContainerIndex:
         name: str | None,
     ) -> set[int] | None:
         sets: list[set[int]] = []
-        for key in [label_key(sel) for sel in labels]:
-            sets.append(self._post.get(key, set()))
+        for key, pair in [label_key(sel) for sel in labels]:
+            if pair:
+                sets.append(self._post.get(key, set()))
+            else:
+                post, prefix = self._post, "v" + _SEP + key + _SEP
+                sets.append(set().union(*(post[prefix + v] for v in self._label_values.get(key, ()))))
         if state is not None:
             sets.append(self._post.get("s" + _SEP + state, set()))
         if health is not None:

@@ -126,19 +126,20 @@ class EngineFacts(msgspec.Struct, frozen=True, gc=False):
 
     @classmethod
     def from_info(cls, info: SystemInfo, api_version: str, *, volatile_id: bool = False) -> EngineFacts:
+        intern = sys.intern  # versions, OS, kernel, driver: the same on many hosts
         return cls(
             engine_id="" if volatile_id else info.ID,
             engine_id_volatile=volatile_id,
             name=info.Name,
-            server_version=info.ServerVersion,
-            api_version=api_version,
-            operating_system=info.OperatingSystem,
-            os_type=info.OSType,
-            kernel_version=info.KernelVersion,
-            architecture=info.Architecture,
+            server_version=intern(info.ServerVersion),
+            api_version=intern(api_version),
+            operating_system=intern(info.OperatingSystem),
+            os_type=intern(info.OSType),
+            kernel_version=intern(info.KernelVersion),
+            architecture=intern(info.Architecture),
             ncpu=info.NCPU,
             mem_total=info.MemTotal,
-            storage_driver=info.Driver,
+            storage_driver=intern(info.Driver),
         )
 
 
@@ -147,11 +148,11 @@ _HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 def _health(c: ContainerSummary) -> str:
     if c.Health is not None and c.Health.Status in ("healthy", "unhealthy", "starting"):
-        return c.Health.Status
+        return _intern(c.Health.Status)
     m = _HEALTH_RE.search(c.Status)
     if m is None:
         return "none"
-    return "starting" if m.group(1) == "health: starting" else m.group(1)
+    return "starting" if m.group(1) == "health: starting" else _intern(m.group(1))
 
 
 # What many containers across the fleet share (label sets, names, images, commands, port mappings)
@@ -267,12 +268,26 @@ def diff_containers(old: tuple[ContainerRecord, ...], new: tuple[ContainerRecord
     return diff
 
 
+_STRING_LISTS: dict[tuple[str, ...], list[str]] = {}
+
+
+def _strings(values: list[str]) -> list[str]:
+    """One list of interned strings per distinct list (image tags and digests)."""
+    key = tuple(values)
+    found = _STRING_LISTS.get(key)
+    if found is None:
+        if len(_STRING_LISTS) >= _SHARED_MAX:
+            _STRING_LISTS.clear()
+        found = _STRING_LISTS[key] = [_intern(v) for v in values]
+    return found
+
+
 def image_record(i: ImageSummary) -> ImageRecord:
     """The same images are on many hosts: their ids, tags, digests and label sets are kept once."""
     return ImageRecord(
         id=_intern(i.Id),
-        tags=[_intern(t) for t in (i.RepoTags or ()) if t != "<none>:<none>"],
-        digests=[_intern(d) for d in (i.RepoDigests or ()) if d != "<none>@<none>"],
+        tags=_strings([t for t in (i.RepoTags or ()) if t != "<none>:<none>"]),
+        digests=_strings([d for d in (i.RepoDigests or ()) if d != "<none>@<none>"]),
         size=i.Size,
         created=rfc3339(i.Created) if i.Created else None,
         labels=_labels(i.Labels),

@@ -61,6 +61,13 @@ def test_what_containers_share_across_hosts_is_kept_once() -> None:
     assert a.names == ["web-1"] and a.names is b.names and a.name is b.name
     assert a.ports == b.ports and a.ports is b.ports
     assert a.labels is b.labels and a.image is b.image
+    healthy = [
+        container_record("h", msgspec.json.decode(msgspec.json.encode(
+            {"Id": "f" * 64, "Names": ["/x"], "State": "running", "Status": "Up 2 hours (healthy)"}
+        ), type=ContainerSummary), None)
+        for _ in range(2)
+    ]  # fmt: skip
+    assert healthy[0].health == "healthy" and healthy[0].health is healthy[1].health
     c = container_record("h1", summary("c", [], ["/db"]), None)
     d = container_record("h2", summary("d", [], ["/db", "/h1/db-alias"]), None)
     assert c.ports == [] and c.ports is d.ports  # one empty list for every container without ports
@@ -74,4 +81,4 @@ def test_what_containers_share_across_hosts_is_kept_once() -> None:
 
     i1, i2 = image_record(image("nginx:1.27")), image_record(image("nginx:1.27"))
     assert i1 == i2 and i1.tags == ["nginx:1.27"]
-    assert i1.id is i2.id and i1.tags[0] is i2.tags[0] and i1.labels is i2.labels
+    assert i1.id is i2.id and i1.tags is i2.tags and i1.digests is i2.digests and i1.labels is i2.labels
