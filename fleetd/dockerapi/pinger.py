@@ -20,190 +20,20 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlencode
 
 import msgspec
 
 from fleetd.dockerapi.client import DockerClient
 from fleetd.dockerapi.errors import DockerError, EngineProtocolError, EngineTimeout, EngineUnreachable
+from fleetd.dockerapi.exchange import Done, Exchange, ExchangeOwner, KeptConnection, Result
 from fleetd.dockerapi.models import ContainerSummary
 
-__all__ = ["RawPinger", "list_all_body", "list_by_id", "raw_pinger"]
+__all__ = ["RawPinger", "Result", "list_all_body", "list_by_id", "raw_pinger"]
 
-_REQUEST: Final = b"GET %s HTTP/1.1\r\nHost: docker\r\nUser-Agent: fleetd-liveness\r\nAccept: */*\r\n\r\n"
-_MAX_HEAD: Final = 16 * 1024
 _MAX_BODY: Final = 1024
 _SAFE_PATH: Final = frozenset(b"/?=&%+.-_~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-#: What an exchange ends with: the status and the body, or why there is none.
-Result = tuple[int, bytes] | DockerError
-Done = Callable[[Result], None]
-
-
-class _Exchange:
-    __slots__ = ("done", "max_body", "retried", "target")
-
-    def __init__(self, target: bytes, max_body: int, done: Done) -> None:
-        self.target = target
-        self.max_body = max_body
-        self.done = done
-        self.retried = False
-
-
-class _Connection(asyncio.Protocol):
-    """One kept HTTP/1.1 connection, one exchange at a time; answers are parsed as bytes arrive
-    (callbacks, no task per request)."""
-
-    def __init__(self, owner: RawPinger) -> None:
-        self.owner = owner
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.served = 0  # exchanges answered on it (a reused connection may have been closed meanwhile)
-        self._ex: _Exchange | None = None
-        self._buf = bytearray()
-        self._head = False
-        self._status = 0
-        self._length: int | None = None
-        self._chunked = False
-        self._close = False
-        self._parts: list[bytes] = []
-        self._total = 0
-
-    # -- asyncio.Protocol -----------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if self._ex is None:
-            return  # nothing asked: not an answer to anything (dropped)
-        self._buf += data
-        try:
-            self._parse()
-        except DockerError as exc:
-            self._fail(exc)
-        except ValueError as exc:
-            self._fail(EngineProtocolError(f"{self._what()} from {self.owner.url}: {exc}", url=self.owner.url))
-
-    def eof_received(self) -> bool:
-        return False  # close the transport: connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        ex, self._ex = self._ex, None
-        if ex is None:
-            return
-        if self._head and self._length is None and not self._chunked:  # the body ends with the connection
-            body = bytes(self._buf)
-            self._buf.clear()
-            self.served += 1
-            self.owner._finished(ex, (self._status, body))
-            return
-        why = repr(exc) if exc is not None else "the daemon closed the connection"
-        retry = not self._head and not self._buf and self.served > 0 and not ex.retried
-        self.owner._lost(ex, retry, EngineUnreachable(f"{self._what(ex)} on {self.owner.url} failed: {why}", url=self.owner.url))
-
-    # -- exchanges ------------------------------------------------------------------------
-
-    def start(self, ex: _Exchange) -> None:
-        assert self.transport is not None
-        self._ex = ex
-        self._buf.clear()
-        self._head = self._chunked = self._close = False
-        self._length = None
-        self._parts = []
-        self._total = 0
-        self.transport.write(_REQUEST % ex.target)
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
-    def _what(self, ex: _Exchange | None = None) -> str:
-        ex = ex or self._ex
-        return f"GET {ex.target.decode()}" if ex is not None else "GET"
-
-    def _fail(self, exc: DockerError) -> None:
-        ex, self._ex = self._ex, None
-        self.abort()  # connection_lost then finds no exchange
-        if ex is not None:
-            self.owner._finished(ex, exc)
-
-    def _too_long(self) -> EngineProtocolError:
-        assert self._ex is not None
-        return EngineProtocolError(
-            f"the answer to {self._what()} from {self.owner.url} is longer than {self._ex.max_body} bytes",
-            url=self.owner.url,
-        )
-
-    def _parse(self) -> None:
-        ex = self._ex
-        assert ex is not None
-        buf = self._buf
-        if not self._head:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEAD:
-                    raise EngineProtocolError(f"the answer to {self._what()} has an endless head", url=self.owner.url)
-                return
-            head = bytes(buf[:end])
-            del buf[: end + 4]
-            self._read_head(head)
-        if self._chunked:
-            while True:
-                line_end = buf.find(b"\r\n")
-                if line_end < 0:
-                    return
-                size = int(bytes(buf[:line_end]).split(b";")[0], 16)
-                if len(buf) < line_end + 2 + size + 2:
-                    return
-                self._total += size
-                if self._total > ex.max_body:
-                    raise self._too_long()
-                self._parts.append(bytes(buf[line_end + 2 : line_end + 2 + size]))
-                del buf[: line_end + 2 + size + 2]
-                if size == 0:
-                    self._finish(b"".join(self._parts))
-                    return
-        elif self._length is not None:
-            if len(buf) >= self._length:
-                body = bytes(buf[: self._length])
-                del buf[:]
-                self._finish(body)
-        elif len(buf) > ex.max_body:
-            raise self._too_long()
-
-    def _read_head(self, head: bytes) -> None:
-        status_line, _, rest = head.partition(b"\r\n")
-        parts = status_line.split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise EngineProtocolError(f"not an HTTP answer to {self._what()} from {self.owner.url}", url=self.owner.url)
-        self._status = int(parts[1])
-        for line in rest.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            key = name.strip().lower()
-            if key == b"content-length":
-                self._length = int(value.strip())
-            elif key == b"transfer-encoding" and b"chunked" in value.lower():
-                self._chunked = True
-            elif key == b"connection" and b"close" in value.lower():
-                self._close = True
-        assert self._ex is not None
-        if self._length is not None and self._length > self._ex.max_body:
-            raise self._too_long()
-        self._head = True
-
-    def _finish(self, body: bytes) -> None:
-        ex, self._ex = self._ex, None
-        assert ex is not None
-        self.served += 1
-        if self._close:
-            self.abort()
-        self.owner._finished(ex, (self._status, body))
 
 
 class RawPinger:
@@ -223,10 +53,10 @@ class RawPinger:
         self._unix = unix_path
         self._ssl = ssl_context
         self._server_hostname = server_hostname
-        self._conn: _Connection | None = None
-        self._opening: asyncio.Task[tuple[asyncio.BaseTransport, _Connection]] | None = None
-        self._current: _Exchange | None = None
-        self._queue: deque[_Exchange] = deque()  # one exchange at a time on the connection
+        self._conn: KeptConnection | None = None
+        self._opening: asyncio.Task[tuple[asyncio.BaseTransport, KeptConnection]] | None = None
+        self._current: Exchange | None = None
+        self._queue: deque[Exchange] = deque()  # one exchange at a time on the connection
 
     @property
     def transport(self) -> asyncio.Transport | None:
@@ -266,7 +96,7 @@ class RawPinger:
         No timeout of its own (the caller judges, and calls :meth:`reset`)."""
         if not path.startswith(b"/") or not _SAFE_PATH.issuperset(path):
             raise ValueError(f"not a plain URL path: {path!r}")
-        self._queue.append(_Exchange(path, max_body, done))
+        self._queue.append(Exchange(path, max_body, done))
         self._next()
 
     def send_ping(self, done: Done) -> None:
@@ -325,17 +155,17 @@ class RawPinger:
         ex = self._current = self._queue.popleft()
         conn.start(ex)
 
-    async def _open(self) -> tuple[asyncio.BaseTransport, _Connection]:
+    async def _open(self) -> tuple[asyncio.BaseTransport, KeptConnection]:
         loop = asyncio.get_running_loop()
         if self._unix is not None:
-            return await loop.create_unix_connection(lambda: _Connection(self), self._unix)
+            return await loop.create_unix_connection(lambda: KeptConnection(self), self._unix)
         assert self._host is not None and self._port is not None
         return await loop.create_connection(
-            lambda: _Connection(self), self._host, self._port, ssl=self._ssl,
+            lambda: KeptConnection(self), self._host, self._port, ssl=self._ssl,
             server_hostname=self._server_hostname if self._ssl else None,
         )  # fmt: skip
 
-    def _opened(self, task: asyncio.Task[tuple[asyncio.BaseTransport, _Connection]]) -> None:
+    def _opened(self, task: asyncio.Task[tuple[asyncio.BaseTransport, KeptConnection]]) -> None:
         if task is not self._opening:
             if not task.cancelled() and task.exception() is None:
                 task.result()[1].abort()  # dropped meanwhile
@@ -355,7 +185,7 @@ class RawPinger:
 
     # -- called by the connection -------------------------------------------------------------
 
-    def _lost(self, ex: _Exchange, retry: bool, error: DockerError) -> None:
+    def lost(self, ex: Exchange, retry: bool, error: DockerError) -> None:
         if ex is not self._current:
             return
         self._current = None
@@ -367,7 +197,7 @@ class RawPinger:
             ex.done(error)
         self._next()
 
-    def _finished(self, ex: _Exchange, result: Result) -> None:
+    def finished(self, ex: Exchange, result: Result) -> None:
         if ex is self._current:
             self._current = None
         ex.done(result)
@@ -382,14 +212,14 @@ class _Detached:
     def _next(self) -> None:
         return None
 
-    def _finished(self, ex: _Exchange, result: Result) -> None:
+    def finished(self, ex: Exchange, result: Result) -> None:
         return None
 
-    def _lost(self, ex: _Exchange, retry: bool, error: DockerError) -> None:
+    def lost(self, ex: Exchange, retry: bool, error: DockerError) -> None:
         return None
 
 
-_DETACHED: Any = _Detached()
+_DETACHED: ExchangeOwner = _Detached()
 
 
 def _id_query(ids: list[str]) -> str:
