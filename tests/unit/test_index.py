@@ -302,3 +302,28 @@ def test_compaction_runs_as_gids_are_handed_out() -> None:
         state._index._compact_at = 100
         poll(state, "a", tuple(container("a", f"c{n:03d}") for n in range(150)), NOW)
     assert spy.call_count == 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_hosts_first_rows_posted_in_bulk_index_as_one_at_a_time(data: st.DataObject) -> None:
+    """The bulk path of a host's first poll leaves the index exactly as posting its rows one by one."""
+    from fleetd.fleet.changes import ContainerAdded
+    from fleetd.fleet.index import ContainerIndex
+
+    bulk, single = ContainerIndex(), ContainerIndex()
+    for host in HOSTS:
+        rows = data.draw(records(host))
+        bulk.apply([ContainerAdded(host, c) for c in rows])
+        for c in rows:
+            single._put(host, c)
+        bulk.sync(host, rows)
+        single.sync(host, rows)
+    assert bulk._next == single._next
+    assert bulk._gids == single._gids and bulk._rec == single._rec
+    assert bulk._post == single._post
+    assert (bulk._images, bulk._image_ids, bulk._names_used, bulk._states) == (
+        single._images, single._image_ids, single._names_used, single._states
+    )
+    assert sorted(bulk._names()[2]) == sorted(single._names()[2])  # the distinct names (any order)
+    assert bulk._okey == single._okey and bulk._by_host == single._by_host
