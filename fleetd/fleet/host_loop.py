@@ -34,7 +34,7 @@ from fleetd.fleet.state import FleetState, PollFailure, PollSuccess
 from fleetd.util.timefmt import rfc3339
 from fleetd.util.wakeup import Wakeup
 
-__all__ = ["HostLoop", "PollObserver"]
+__all__ = ["FirstRound", "HostLoop", "PollObserver"]
 
 log = structlog.get_logger("fleetd.poller")
 T = TypeVar("T")
@@ -42,6 +42,30 @@ T = TypeVar("T")
 
 class PollObserver(Protocol):
     def observe_poll(self, host: str, seconds: float, ok: bool) -> None: ...
+
+
+class FirstRound:
+    """The poller's "every enabled host's first poll has ended" (image listings wait for it, so they
+    never compete with the start-up burst). A host loop waiting for it is woken through its own
+    wake-up when it ends: no task per waiting host (two per host, and an ``asyncio.wait``, were 4 %
+    of a 1,000-host start-up)."""
+
+    __slots__ = ("_done", "waiting")
+
+    def __init__(self) -> None:
+        self._done = False
+        self.waiting: set[HostLoop] = set()
+
+    def is_set(self) -> bool:
+        return self._done
+
+    def set(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        waiting, self.waiting = self.waiting, set()
+        for host_loop in waiting:
+            host_loop.end_of_round()
 
 
 @dataclass(slots=True, eq=False)
@@ -54,7 +78,7 @@ class HostLoop:
     observer: PollObserver
     images_every: Callable[[], int]
     one_connection: Callable[[], bool] = lambda: False  # the poller's connection plan
-    first_round: asyncio.Event | None = None  # the poller's "every first poll ended" (image listings wait)
+    first_round: FirstRound | None = None  # the poller's "every first poll ended" (image listings wait)
     on_due: Callable[[HostLoop, float], None] | None = None  # told each next due time (the overdue watch)
     net: Callable[[], SafetyNet | None] = lambda: None  # the host's event watcher, when it has one
     info_wanted: bool = False  # the next poll asks /info even when the event stream would allow a lean one
@@ -67,6 +91,7 @@ class HostLoop:
     containers: ContainerRecords = field(default_factory=ContainerRecords)
     due_at: float | None = None  # loop time the next poll is due; None while one is under way
     overdue: bool = False  # reported late once; cleared when the poll starts
+    round_woke: bool = False  # the wake-up was set only to end the wait for the first round
 
     @property
     def name(self) -> str:
@@ -144,13 +169,21 @@ class HostLoop:
         if self.state.first_round_done():
             ready.set()
             return True
-        waits = (asyncio.ensure_future(ready.wait()), asyncio.ensure_future(self.wake.wait()))
+        ready.waiting.add(self)
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            await self.wake.wait()
         finally:
-            for w in waits:
-                w.cancel()
+            ready.waiting.discard(self)
+        if self.round_woke:  # not a reason to poll again
+            self.round_woke = False
+            self.wake.clear()
         return ready.is_set()
+
+    def end_of_round(self) -> None:
+        """Every first poll has ended: end this loop's wait for it (see :class:`FirstRound`)."""
+        if not self.wake.is_set():
+            self.round_woke = True
+            self.wake.set()
 
     async def list_images(self) -> None:
         """Images alone, once, after a host's first successful poll."""

@@ -22,7 +22,7 @@ import structlog
 from fleetd.config.model import HostSettings, PollSettings
 from fleetd.dockerapi import DockerClient, EngineConnections
 from fleetd.fleet.clients import ClientFactory, read_limits
-from fleetd.fleet.host_loop import HostLoop, PollObserver, new_schedule
+from fleetd.fleet.host_loop import FirstRound, HostLoop, PollObserver, new_schedule
 from fleetd.fleet.records import HostRecord
 from fleetd.fleet.safety_net import SafetyNet
 from fleetd.fleet.state import FleetState
@@ -80,7 +80,7 @@ class Poller:
         self._deadlines: list[tuple[float, int, float, HostLoop]] = []
         self._deadline_seq = itertools.count()
         self._one_connection = False  # see _plan_connections
-        self._first_round = asyncio.Event()  # set by the host loops once every first poll ended
+        self._first_round = FirstRound()  # set by the host loops once every first poll ended
         self._nets: dict[str, SafetyNet] = {}  # event watchers, by host (see fleet/safety_net.py)
 
     # -- lifecycle ---------------------------------------------------------------

@@ -385,3 +385,28 @@ async def test_a_poll_starved_of_a_slot_is_logged_once_and_counted(fake_engine: 
     finally:
         await h.poller.aclose()
         await h.connections.aclose()
+
+
+async def test_image_listings_wait_for_the_last_first_poll_and_cost_no_extra_poll(fake_engine: FakeEngines) -> None:
+    h = Harness(PollSettings(interval=30.0, timeout=2.0, images_every=5))
+    try:
+        fast = [await fake_engine(containers=1) for _ in range(3)]
+        slow = await fake_engine(containers=1)
+        slow.behaviour.faults["info"] = Fault.SLOW
+        slow.behaviour.slow_seconds = 0.5
+        await h.poller.start([h.host(f"f{i}", e.url) for i, e in enumerate(fast)] + [h.host("slow", slow.url)])
+        await eventually(lambda: all(h.status(f"f{i}") is HostStatus.UP for i in range(3)))
+        await asyncio.sleep(0.1)
+        # the slow host's first poll has not ended: nobody lists images yet
+        assert h.status("slow") is HostStatus.UNKNOWN
+        assert not any("/images/json" in p for e in fast for p in e.paths())
+        await eventually(lambda: all((r := h.state.get(n)) is not None and r.images is not None
+                                     for n in ("f0", "f1", "f2", "slow")), timeout=5)  # fmt: skip
+        await asyncio.sleep(0.1)
+        for i, e in enumerate(fast):  # woken by the round's end: images listed, no poll added
+            rec = h.state.get(f"f{i}")
+            assert rec is not None and rec.polls == 1
+            assert sum(1 for p in e.paths() if "/containers/json" in p) == 1
+    finally:
+        await h.poller.aclose()
+        await h.connections.aclose()
