@@ -15,7 +15,8 @@ from fleetd.config.model import HostSettings, PollSettings
 from fleetd.dockerapi import DockerClient
 from fleetd.dockerapi.pinger import raw_pinger
 from fleetd.fleet.liveness import LivenessWheel
-from fleetd.fleet.watch import HostWatcher, WatchObserver, WatchSettings, WatchTarget, liveness_tick
+from fleetd.fleet.watch import HostWatcher, WatchObserver, WatchSettings, WatchTarget
+from fleetd.fleet.watch_liveness import liveness_tick
 
 __all__ = ["Watchers", "watch_settings"]
 
