@@ -162,7 +162,9 @@ class ContainerIndex:
             return
         gids = self._gids[host] = {}
         rec = self._rec
-        self._by_host.setdefault(host, [])
+        if host not in self._by_host:
+            self._by_host[host] = []
+            self._order_dirty = True
         gid = self._next
         sep = _SEP
         by_key: dict[str, list[int]] = {}
@@ -173,9 +175,7 @@ class ContainerIndex:
             names = c.names or [c.name]
             keys = ["s" + sep + c.state, "h" + sep + c.health, "i" + sep + c.image, "d" + sep + c.image_id]
             keys += ["n" + sep + name for name in (names if len(names) == 1 else dict.fromkeys(names))]
-            for k, v in c.labels.items():
-                keys.append("l" + sep + k)
-                keys.append("v" + sep + k + sep + v)
+            keys += ["v" + sep + k + sep + v for k, v in c.labels.items()]  # a bare key: its pairs' union
             for key in keys:
                 ids = found(key)
                 if ids is None:
@@ -186,20 +186,28 @@ class ContainerIndex:
         self._next = gid
         post = self._post
         counters = {"i": self._images, "d": self._image_ids, "n": self._names_used, "s": self._states}
+        label_values = self._label_values
         for key, ids in by_key.items():
             posted = post.get(key)
             if posted is None:
                 post[key] = set(ids)
             else:
                 posted.update(ids)
-            counter = counters.get(key[0])
+            kind = key[0]
+            if kind == "v":  # each label key's distinct values, with how many containers have each
+                _, label, value = key.split(sep, 2)
+                values = label_values.get(label)
+                if values is None:
+                    values = label_values[label] = Counter()
+                values[value] += len(ids)
+                continue
+            counter = counters.get(kind)
             if counter is not None:
                 value = key[2:]
                 had = counter[value]
                 counter[value] = had + len(ids)
-                if not had and key[0] == "n":
+                if not had and kind == "n":
                     self._names_dirty = True
-        self._order_dirty = True
         self._answers.clear()
         if gid > self._compact_at:
             self.compact()

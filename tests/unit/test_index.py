@@ -322,8 +322,8 @@ def test_a_hosts_first_rows_posted_in_bulk_index_as_one_at_a_time(data: st.DataO
     assert bulk._next == single._next
     assert bulk._gids == single._gids and bulk._rec == single._rec
     assert bulk._post == single._post
-    assert (bulk._images, bulk._image_ids, bulk._names_used, bulk._states) == (
-        single._images, single._image_ids, single._names_used, single._states
+    assert (bulk._images, bulk._image_ids, bulk._names_used, bulk._states, bulk._label_values) == (
+        single._images, single._image_ids, single._names_used, single._states, single._label_values
     )
     assert sorted(bulk._names()[2]) == sorted(single._names()[2])  # the distinct names (any order)
     assert bulk._okey == single._okey and bulk._by_host == single._by_host
