@@ -6,8 +6,9 @@ import enum
 import re
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import msgspec
 
@@ -160,43 +161,45 @@ def _health(c: ContainerSummary) -> str:
 # their lists and dicts, so sharing them is safe; the caches start over past _SHARED_MAX entries.
 _intern = sys.intern
 _SHARED_MAX = 65_536
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _PORTS: dict[tuple[int, str, str | None, int | None], PortRecord] = {}
 _PORT_LISTS: dict[tuple[PortRecord, ...], list[PortRecord]] = {}
 _LABELS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 _NAME_LISTS: dict[str, list[str]] = {}  # keyed by the interned name itself: no other key object
 
 
-def _port(p: Port) -> PortRecord:
-    key = (p.PrivatePort, p.Type, p.IP, p.PublicPort)
-    found = _PORTS.get(key)
+def _shared(cache: dict[_K, _V], key: _K, make: Callable[[_K], _V]) -> _V:
+    """The one value kept for ``key`` in ``cache`` (made on first sight; the cache starts over past
+    _SHARED_MAX entries, so a daemon minting distinct values cannot grow it without end)."""
+    found = cache.get(key)
     if found is None:
-        if len(_PORTS) >= _SHARED_MAX:
-            _PORTS.clear()
-        ip = _intern(p.IP) if p.IP is not None else None
-        found = _PORTS[key] = PortRecord(private_port=p.PrivatePort, type=_intern(p.Type), ip=ip, public_port=p.PublicPort)
+        if len(cache) >= _SHARED_MAX:
+            cache.clear()
+        found = cache[key] = make(key)
     return found
+
+
+def _port_record(key: tuple[int, str, str | None, int | None]) -> PortRecord:
+    private, kind, ip, public = key
+    return PortRecord(
+        private_port=private, type=_intern(kind), ip=_intern(ip) if ip is not None else None, public_port=public
+    )
+
+
+def _port(p: Port) -> PortRecord:
+    return _shared(_PORTS, (p.PrivatePort, p.Type, p.IP, p.PublicPort), _port_record)
 
 
 def _ports(ports: Sequence[Port] | None) -> list[PortRecord]:
     """One list per distinct set of port mappings (also the empty one)."""
-    key = tuple([_port(p) for p in ports]) if ports else ()
-    found = _PORT_LISTS.get(key)
-    if found is None:
-        if len(_PORT_LISTS) >= _SHARED_MAX:
-            _PORT_LISTS.clear()
-        found = _PORT_LISTS[key] = list(key)
-    return found
+    return _shared(_PORT_LISTS, tuple([_port(p) for p in ports]) if ports else (), list)
 
 
 def _labels(labels: dict[str, str] | None) -> dict[str, str]:
     """One dict per distinct label set (the same stack on many hosts; also the empty one)."""
     key = tuple(labels.items()) if labels else ()
-    found = _LABELS.get(key)
-    if found is None:
-        if len(_LABELS) >= _SHARED_MAX:
-            _LABELS.clear()
-        found = _LABELS[key] = {_intern(k): _intern(v) for k, v in key}
-    return found
+    return _shared(_LABELS, key, lambda items: {_intern(k): _intern(v) for k, v in items})
 
 
 def _names(names: Sequence[str] | None) -> list[str]:
@@ -206,13 +209,7 @@ def _names(names: Sequence[str] | None) -> list[str]:
         return []
     if len(names) > 1:
         return [_intern(n.lstrip("/")) for n in names]
-    name = _intern(names[0].lstrip("/"))
-    found = _NAME_LISTS.get(name)
-    if found is None:
-        if len(_NAME_LISTS) >= _SHARED_MAX:
-            _NAME_LISTS.clear()
-        found = _NAME_LISTS[name] = [name]
-    return found
+    return _shared(_NAME_LISTS, _intern(names[0].lstrip("/")), lambda name: [name])
 
 
 def container_record(host: str, c: ContainerSummary, observed_at: str | None) -> ContainerRecord:
