@@ -1,20 +1,19 @@
-"""The fleet aggregate: the writer methods that are the only way to change it, and its read methods.
+"""The fleet aggregate: the writer methods that are the only way to change it.
 
 Every write goes through a method below, and each announces what it changed on :attr:`FleetState.changes`
 (see fleet/changes.py). Writers: the poller (poll results, the inventory on reload), the findings watch,
 and event watchers (container rows by id, host status). Readers (the API, snapshots, metrics) call the
-read methods, which delegate container queries, lookups and the summary to fleet/queries.py.
+read methods FleetState inherits from fleet/state_reads.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleetd.config.model import HostSettings
-from fleetd.fleet import queries
 from fleetd.fleet.changes import (
     Change,
     ChangeHub,
@@ -51,6 +50,7 @@ from fleetd.fleet.records import (
     diff_containers,
     write_rows,
 )
+from fleetd.fleet.state_reads import FleetReads
 from fleetd.fleet.watch_events import Cause
 from fleetd.fleet.watch_rows import RowClock, semantic_fields
 
@@ -68,7 +68,7 @@ __all__ = [
 
 
 @dataclass(slots=True)
-class FleetState:
+class FleetState(FleetReads):
     """All hosts by name, in inventory order; the single source of truth for readers."""
 
     clock: Callable[[], float] = time.time
@@ -354,27 +354,7 @@ class FleetState:
         if name in self._hosts:
             self._publish((HostResynced(name, gap),))
 
-    # -- reads ----------------------------------------------------------------------------
-
-    @property
-    def version(self) -> int:
-        """Moves whenever a write changed something readers can see (the newest change's seq)."""
-        return self.changes.seq
-
-    def __len__(self) -> int:
-        return len(self._hosts)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._hosts
-
-    def get(self, name: str) -> HostRecord | None:
-        return self._hosts.get(name)
-
-    def records(self) -> Iterator[HostRecord]:
-        return iter(list(self._hosts.values()))
-
-    def sorted_records(self) -> list[HostRecord]:
-        return sorted(self._hosts.values(), key=lambda r: r.name)
+    # -- readiness ------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
         """True once every enabled host finished its first poll attempt; stays true after."""
@@ -387,10 +367,6 @@ class FleetState:
     def first_round_done(self) -> bool:
         """Cheap :meth:`is_ready` for the poll path: every enabled host's first poll has ended."""
         return self._ready_once or not self._pending
-
-    def _check_ready(self) -> None:
-        if not self._ready_once and self.is_ready():
-            self._publish((FleetReady(),))
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until :meth:`is_ready` (False when ``timeout`` seconds passed first)."""
@@ -405,49 +381,9 @@ class FleetState:
                 return self.is_ready()
         return True
 
-    def duplicate_engine_ids(self) -> dict[str, list[str]]:
-        """Engine IDs reported by more than one host (cloned VMs): both are kept, both flagged."""
-        return queries.duplicate_engine_ids(self._hosts)
-
-    def engine_twins(self, name: str) -> dict[str, list[str]]:
-        """:meth:`duplicate_engine_ids` for this host's engine ID alone, without scanning the fleet."""
-        record = self._hosts.get(name)
-        eid = record.facts.engine_id if record is not None and record.facts is not None else ""
-        names = self._engines.hosts_of(eid)
-        if eid and name not in names:  # facts written around the writer (tests): the full scan
-            return {k: v for k, v in self.duplicate_engine_ids().items() if k == eid}
-        twins = sorted(n for n in names if (r := self._hosts.get(n)) and r.facts and r.facts.engine_id == eid)
-        return {eid: twins} if len(twins) > 1 else {}
-
-    def containers(self, query: ContainerQuery, now: float | None = None) -> list[ContainerRecord]:
-        """Containers across the fleet, ordered by host then name."""
-        return self.containers_page(query, now=now)[0]
-
-    def containers_page(
-        self, query: ContainerQuery, offset: int = 0, limit: int | None = None, now: float | None = None
-    ) -> tuple[list[ContainerRecord], int]:
-        """One page of :meth:`containers` and how many there are in all, answered from the index."""
-        now = self.clock() if now is None else now
-        return queries.containers_page(self._hosts, self._index, query, offset, limit, now)
-
-    def find_container(self, host: str, ref: str) -> ContainerRecord | None:
-        """By full id, unique id prefix, or name. Raises AmbiguousContainer for a shared prefix."""
-        record = self._hosts.get(host)
-        return None if record is None else queries.find_container(record, ref, self.clock())
-
-    def summary(self, now: float | None = None) -> FleetSummary:
-        now = self.clock() if now is None else now
-        return queries.summary(self._hosts, self._index, self._tally, self._engines.shared, now, self.is_ready())
-
-    def hosts_page(
-        self, status: HostStatus | None = None, labels: Sequence[str] = (), offset: int = 0, limit: int | None = None
-    ) -> tuple[list[HostRecord], int]:
-        """One page of the hosts in inventory order, filtered by status and host labels, and the total."""
-        return queries.hosts_page(self._hosts, self._tally, status, labels, offset, limit)
-
-    def security_counts(self) -> dict[str, int]:
-        """Hosts per finding code and how many have any (the summary's ``security``)."""
-        return queries.security(self._tally)
+    def _check_ready(self) -> None:
+        if not self._ready_once and self.is_ready():
+            self._publish((FleetReady(),))
 
 
 def _announce(host: str, diff: ContainerDiff, changes: list[Change]) -> None:
