@@ -105,9 +105,10 @@ class Fleet:
             self.state, SnapshotStore(self.database), enabled=settings.snapshots.enabled
         )
         self.feed = FleetFeed(size=settings.events.buffer, max_age=settings.events.max_age)
-        # Webhooks read the fleet events the SSE stream sends, from their own bounded subscription.
+        # Webhooks read the fleet events the SSE stream sends, from their own bounded subscription,
+        # opened only while a receiver is configured (without one the feed stays quiet).
         self.webhooks = WebhookService(
-            settings.notify, self.feed.subscribe(maxsize=10_000), registry=self.metrics.registry
+            settings.notify, lambda: self.feed.subscribe(maxsize=10_000), registry=self.metrics.registry
         )
         self.listener = listener
         self._parts: list[FleetPart] = []

@@ -7,6 +7,12 @@ recognised and answered with a reset rather than with a wrong replay. The feed k
 
 Subscribers (the SSE endpoint, webhooks) each get a bounded queue. The publisher never waits:
 a subscriber whose queue is full misses events and is told so by a :class:`Lagged` item.
+
+The feed is **quiet** until someone can observe it: until the first subscription, or the first id
+handed out (:attr:`FleetFeed.head_id`, e.g. ``X-Fleet-Event-Id`` on a list answer), no event can be
+delivered or resumed from, so the pump makes none (a start-up announces ~40 containers per host:
+40,000 events at 1,000 hosts that nobody could ever read). From then on it is loud for good, so a
+client holding an id gets every event after it (or a reset once the ring no longer reaches back).
 """
 
 from __future__ import annotations
@@ -136,6 +142,13 @@ class FleetFeed:
         self._ring: deque[FleetEvent] = deque(maxlen=max(size, 1))
         self._seq = 0
         self._subscribers: set[FeedSubscription] = set()
+        self._loud = False  # someone subscribed or was handed an id: events are made from now on
+
+    @property
+    def quiet(self) -> bool:
+        """True while no event could ever reach anyone (no subscription yet, no id handed out):
+        the pump makes none then. False for good after the first :meth:`subscribe` or :attr:`head_id`."""
+        return not self._loud
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -163,11 +176,14 @@ class FleetFeed:
 
     @property
     def head(self) -> int:
+        self._loud = True
         return self._seq
 
     @property
     def head_id(self) -> str:
-        """The id of the newest event (``<epoch>.0`` before the first)."""
+        """The id of the newest event (``<epoch>.0`` before the first). Whoever reads it may resume
+        from it: the feed is loud from now on."""
+        self._loud = True
         return f"{self.epoch}.{self._seq}"
 
     @property
@@ -175,6 +191,7 @@ class FleetFeed:
         return len(self._subscribers)
 
     def subscribe(self, maxsize: int = 1000) -> FeedSubscription:
+        self._loud = True
         sub = FeedSubscription(self, maxsize)
         self._subscribers.add(sub)
         return sub

@@ -77,7 +77,12 @@ class FeedPump:
                     )
                     self.feed.renew_epoch()
                     continue
+                on_change = self.on_change
+                if on_change is not None:
+                    for change in item.changes:
+                        on_change(change)
+                if self.feed.quiet:
+                    continue  # nobody subscribed and no id handed out: no event could reach anyone
+                at = item.time or time.time()
                 for change in item.changes:
-                    if self.on_change is not None:
-                        self.on_change(change)
-                    self.publish(change, item.time or time.time())
+                    self.publish(change, at)

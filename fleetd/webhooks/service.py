@@ -1,6 +1,9 @@
 """The webhook service: reads fleet events from one source, hands each notice to every receiver that
 asked for it, and owns the HTTP session, the receivers' tasks and the counters.
 
+The source is subscribed only while at least one receiver is configured: without one the fleet feed
+stays quiet (no fleet event is made for nobody; see fleet/feed.py).
+
 The dispatcher never waits on HTTP: :meth:`WebhookSender.offer` is synchronous and bounded, so neither a
 slow receiver nor many of them can hold up the source (whose own queue would otherwise overflow).
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import aiohttp
@@ -49,13 +52,15 @@ class WebhookService:
     def __init__(
         self,
         webhooks: tuple[WebhookSettings, ...],
-        source: EventSource,
+        subscribe: Callable[[], EventSource],
         *,
         registry: CollectorRegistry | None = None,
         backoff: float = 0.5,
     ) -> None:
+        """``subscribe``: opens the source (called when the first receiver is configured)."""
         self._webhooks = webhooks
-        self._source = source
+        self._subscribe = subscribe
+        self._source: EventSource | None = None
         self._counters = _counters(registry)
         self._backoff = backoff
         self._session: aiohttp.ClientSession | None = None
@@ -73,7 +78,6 @@ class WebhookService:
             skip_auto_headers=("User-Agent",),
         )
         await self.reconfigure(self._webhooks)
-        self._task = asyncio.create_task(self._dispatch(), name="webhooks")
 
     async def reconfigure(self, webhooks: tuple[WebhookSettings, ...]) -> None:
         """Apply a reloaded ``notify:``: unchanged receivers keep their queue, changed ones start afresh."""
@@ -89,10 +93,25 @@ class WebhookService:
                 sender = WebhookSender(settings, self._session, self._counters, backoff=self._backoff)
                 sender.start()
                 self._senders[name] = sender
+        if self._senders and self._source is None:
+            self._source = self._subscribe()
+            self._task = asyncio.create_task(self._dispatch(self._source), name="webhooks")
+        elif not self._senders and self._source is not None:
+            await self._unsubscribe()
 
-    async def _dispatch(self) -> None:
+    async def _unsubscribe(self) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            source.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _dispatch(self, source: EventSource) -> None:
         try:
-            async for item in self._source:
+            async for item in source:
                 if isinstance(item, Lagged):
                     log.warning(
                         "webhooks fell behind the fleet events; some were not notified", missed=item.missed
@@ -110,12 +129,7 @@ class WebhookService:
 
     async def aclose(self) -> None:
         """Stop reading, stop every receiver, close the session. Safe twice."""
-        self._source.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._unsubscribe()
         senders, self._senders = list(self._senders.values()), {}
         for sender in senders:
             await sender.aclose()

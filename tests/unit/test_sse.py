@@ -19,6 +19,7 @@ from fleetd.dockerapi import ContainerSummary
 from fleetd.fleet.feed import FleetFeed
 from fleetd.fleet.records import container_record
 from fleetd.runtime import Fleet
+from tests.fakes import FakeEngines
 from tests.harness import FleetClient
 from tests.ssekit import SseReader
 from tests.unit.watchkit import eventually
@@ -207,3 +208,38 @@ async def test_a_client_that_never_reads_is_closed_and_others_get_every_frame(
             assert hub.closed_slow == 1
     finally:
         stuck.close()
+
+
+async def test_the_feed_is_quiet_until_an_id_is_handed_out_then_a_resume_misses_nothing(
+    tmp_path: Path, fake_engine: FakeEngines
+) -> None:
+    """No fleet event is made while nobody could read or resume one (a start-up announces every
+    container of every host); the first id handed out makes the feed loud, and a client resuming
+    from it gets every change after it."""
+    eng = await fake_engine(containers=4, seed=5)
+    settings = Settings(
+        path=tmp_path / "fleetd.yaml",
+        poll=PollSettings(interval=30.0, timeout=1.0),
+        hosts=(HostSettings(name="a", url=eng.url, interval=30.0, timeout=1.0),),
+        snapshots=SnapshotSettings(enabled=False, path=tmp_path / "fleetd.db"),
+        events=EventsSettings(enabled=False),
+    )
+    client: TestClient[Any, Any] = FleetClient(Fleet(settings))
+    await client.start_server()
+    try:
+        fleet = client.server.app[FLEET]
+        assert await fleet.state.wait_ready(10.0)
+        await asyncio.sleep(0.1)  # the pump has seen the first poll's 4 ContainerAdded
+        assert fleet.feed.quiet and fleet.feed.after(f"{fleet.feed.epoch}.0") == []
+        async with client.get("/api/v1/containers") as resp:
+            head = resp.headers["X-Fleet-Event-Id"]
+            listed = {c["id"] for c in (await resp.json())["containers"]}
+        assert head == f"{fleet.feed.epoch}.0" and len(listed) == 4 and not fleet.feed.quiet
+        gone = next(iter(eng.state.containers))
+        del eng.state.containers[gone]
+        await fleet.poller.refresh("a")
+        async with client.get("/api/v1/events", headers={"Last-Event-ID": head}) as resp:
+            frame = await SseReader(resp).next()
+            assert (frame.event, frame.data["container"]["id"]) == ("container.removed", gone)
+    finally:
+        await client.close()

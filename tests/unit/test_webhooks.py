@@ -176,7 +176,7 @@ def test_fleet_events_become_the_notices_people_ask_for() -> None:
 
 async def _service(feed: FleetFeed, *hooks: WebhookSettings) -> tuple[WebhookService, CollectorRegistry]:
     registry = CollectorRegistry()
-    service = WebhookService(hooks, feed.subscribe(maxsize=1000), registry=registry, backoff=0.01)
+    service = WebhookService(hooks, lambda: feed.subscribe(maxsize=1000), registry=registry, backoff=0.01)
     await service.start()
     return service, registry
 
@@ -274,8 +274,11 @@ async def test_reconfigure_keeps_unchanged_receivers_and_adds_new_ones() -> None
             await service.aclose()
 
 
-async def test_without_receivers_events_are_read_but_no_notice_is_derived(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Start-up publishes ~40 fleet events per host; with no webhook configured none costs a notice."""
+async def test_without_receivers_the_feed_is_not_subscribed_and_no_notice_is_derived(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Start-up announces ~40 containers per host; with no webhook configured the service does not
+    subscribe, so the feed stays quiet (makes no event) and no notice is derived."""
     import fleetd.webhooks.service as service_module
 
     derived: list[str] = []
@@ -288,17 +291,19 @@ async def test_without_receivers_events_are_read_but_no_notice_is_derived(monkey
     monkeypatch.setattr(service_module, "notices_for", counting)
     feed = FleetFeed()
     async with Receiver() as a:
-        sub = feed.subscribe(maxsize=1000)
-        service = WebhookService((), sub, registry=CollectorRegistry(), backoff=0.01)
+        service = WebhookService((), lambda: feed.subscribe(maxsize=1000), registry=CollectorRegistry(), backoff=0.01)
         await service.start()
         try:
-            for i in range(50):
-                feed.publish("host.changed", f"h{i}", before="up", after="down")
-            await eventually(lambda: sub.pending() == 0, timeout=5.0)
-            assert derived == []
+            assert feed.quiet and feed.subscribers == 0
             await service.reconfigure((WebhookSettings(name="a", url=a.url),))
+            assert not feed.quiet and feed.subscribers == 1
             feed.publish("host.changed", "d1", before="up", after="error")
             await eventually(lambda: len(a.received) == 1, timeout=15.0)
             assert derived == ["d1"] and a.received[0]["kind"] == "host.down"
+            await service.reconfigure(())  # the last receiver gone: the subscription is closed
+            assert feed.subscribers == 0
+            feed.publish("host.changed", "d2", before="up", after="error")
+            await asyncio.sleep(0.1)
+            assert derived == ["d1"]
         finally:
             await service.aclose()
