@@ -9,8 +9,10 @@ applied, so the action's effect cannot be overwritten by older data.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -48,16 +50,28 @@ class FirstRound:
     """The poller's "every enabled host's first poll has ended" (image listings wait for it, so they
     never compete with the start-up burst). A host loop waiting for it is woken through its own
     wake-up when it ends: no task per waiting host (two per host, and an ``asyncio.wait``, were 4 %
-    of a 1,000-host start-up)."""
+    of a 1,000-host start-up).
 
-    __slots__ = ("_done", "waiting")
+    It also tallies the round's hosts: instead of a ``host up`` line per host (a JSON line each, 6 %
+    of a 1,000-host start-up's CPU) one ``first poll round done`` line says how many came up, with
+    which Engine versions, when the round ends. A host that fails is logged on its own as always."""
+
+    __slots__ = ("_done", "began", "failed", "up", "versions", "waiting")
 
     def __init__(self) -> None:
         self._done = False
         self.waiting: set[HostLoop] = set()
+        self.began = time.monotonic()
+        self.up = 0
+        self.failed: Counter[str] = Counter()  # by status (down, error)
+        self.versions: Counter[str] = Counter()  # Engine server versions of the hosts that came up
 
     def is_set(self) -> bool:
         return self._done
+
+    def host_up(self, server_version: str) -> None:
+        self.up += 1
+        self.versions[server_version] += 1
 
     def set(self) -> None:
         if self._done:
@@ -66,6 +80,21 @@ class FirstRound:
         waiting, self.waiting = self.waiting, set()
         for host_loop in waiting:
             host_loop.end_of_round()
+        if self.up or self.failed:
+            try:  # logged outside the last host's task, whose log context names that host
+                asyncio.get_running_loop().call_soon(self._report, context=contextvars.Context())
+            except RuntimeError:
+                self._report()
+
+    def _report(self) -> None:
+        log.info(
+            "first poll round done",
+            up=self.up,
+            down=self.failed["down"],
+            error=self.failed["error"],
+            seconds=round(time.monotonic() - self.began, 3),
+            server_versions=dict(self.versions.most_common(10)),
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -301,7 +330,10 @@ class HostLoop:
         )
         failures = self.record.consecutive_failures
         previous = self.state.poll_done(name, duration, result)
-        if previous is HostStatus.UNKNOWN:
+        first_round = self.first_round
+        if previous is HostStatus.UNKNOWN and first_round is not None and not first_round.is_set():
+            first_round.host_up(facts.server_version)  # one line for the round: FirstRound
+        elif previous is HostStatus.UNKNOWN:
             log.info(
                 "host up",
                 host=name,
@@ -316,6 +348,9 @@ class HostLoop:
         if got.status is HostStatus.DOWN:
             self.client.forget_version()  # it may come back as a different daemon version
         previous = self.state.poll_done(name := self.name, duration, PollFailure(time.time(), got.status, got.message))
+        first_round = self.first_round
+        if previous is HostStatus.UNKNOWN and first_round is not None and not first_round.is_set():
+            first_round.failed[got.status.value] += 1
         if previous is not got.status:
             log.warning(f"host {got.status.value}", host=name, was=previous.value, error=got.message)
 

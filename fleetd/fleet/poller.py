@@ -14,6 +14,7 @@ import heapq
 import itertools
 import random
 import resource
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -88,6 +89,7 @@ class Poller:
     async def start(self, hosts: Iterable[HostSettings]) -> None:
         """Register every host and start polling at once (bounded by concurrency)."""
         self._running = True
+        self._first_round.began = time.monotonic()
         for settings in hosts:
             await self._add(settings)
         self._plan_connections()

@@ -228,7 +228,32 @@ async def test_state_changes_are_logged_once_not_per_failed_poll(
         eng.behaviour.faults.clear()
         await eventually(lambda: harness.status("noisy") is HostStatus.UP, timeout=5)
     events = [e["event"] for e in logs if e.get("host") == "noisy"]
-    assert events == ["host up", "host error", "host recovered"], events
+    assert events == ["host error", "host recovered"], events  # its coming up: the round's line
+    (done,) = [e for e in logs if e["event"] == "first poll round done"]
+    assert (done["up"], done["down"], done["error"]) == (1, 0, 0) and "host" not in done
+
+
+async def test_the_first_round_is_one_line_and_later_hosts_get_their_own(
+    harness: Harness, fake_engine: FakeEngines
+) -> None:
+    """A start-up logs one line for its first round (how many hosts came up, their Engine versions)
+    instead of a line per host; a failing host is still logged on its own, and a host added later
+    gets its own "host up"."""
+    engines = [await fake_engine(containers=1) for _ in range(3)]
+    with structlog.testing.capture_logs() as logs:
+        hosts = [harness.host(f"h{i}", e.url) for i, e in enumerate(engines)]
+        hosts.append(harness.host("gone", "tcp://127.0.0.1:9", timeout=2.0))
+        await harness.poller.start(hosts)
+        await eventually(lambda: harness.state.is_ready(), timeout=10)
+        await eventually(lambda: any(e["event"] == "first poll round done" for e in logs))
+        late = await fake_engine(containers=1)
+        await harness.poller.reconcile([*hosts, harness.host("late", late.url)], harness.poll)
+        await eventually(lambda: harness.status("late") is HostStatus.UP)
+    per_host = sorted((e["event"], e.get("host")) for e in logs if e["event"].startswith("host "))
+    assert per_host == [("host down", "gone"), ("host up", "late")], per_host
+    (done,) = [e for e in logs if e["event"] == "first poll round done"]
+    assert (done["up"], done["down"], done["error"]) == (3, 1, 0), done
+    assert sum(done["server_versions"].values()) == 3 and done["seconds"] >= 0
 
 
 async def test_duplicate_engine_ids_are_both_kept(harness: Harness, fake_engine: FakeEngines) -> None:
