@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -340,6 +341,13 @@ def test_watch_in_a_terminal_shows_a_container_started_meanwhile(
     assert re.search(rf"last event: container\.(added|changed) d1/{re.escape(name)}", by_event), by_event[-2000:]
 
 
+def _added_in(out: str, name: str) -> bool:
+    """A whole line of ``fleetd events --json`` output announces ``name`` as added."""
+    lines = out[: out.rfind("\n") + 1].splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    return any(e["type"] == "container.added" and e["container"].get("name") == name for e in events)
+
+
 def test_events_follows_the_fleet(fleet: CtlFleet, docker_lab: DockerLab) -> None:
     from tests.integration.ctl_pty import Stream
 
@@ -349,14 +357,19 @@ def test_events_follows_the_fleet(fleet: CtlFleet, docker_lab: DockerLab) -> Non
     out = ""
     with Stream([*_cli(), "events", "--json", "--host", "d1", "--type", "container"], fleet.env()) as stream:
         # The command prints nothing before its first event, so when it has subscribed is not visible: a
-        # container started before that is (rightly) not in its stream. Start one every 5 s until one is.
+        # container started before that is (rightly) not in its stream, and one created before it and
+        # started after it is there only as changed. Start one every 5 s until one is there as added.
         try:
             for attempt in range(6):
                 name = f"ctl-events-{tag}-{attempt}"
                 _run_labelled(d1, name, "ctl-events=1")
                 started.append(name)
-                out = stream.wait_for(f'"name": "{name}"', within=5, must=False)
-                if f'"name": "{name}"' in out:
+                deadline = time.monotonic() + 5
+                while not _added_in(out := stream.output, name):
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+                else:
                     break
         finally:
             for name in started:
