@@ -44,12 +44,13 @@ import msgspec
 from bench.snapshot_latency import latency, print_latency
 from bench.snapshot_stats import MIB, pct, summary_ms
 from fleetd.config.model import HostSettings
-from fleetd.fleet.records import ContainerRecord, EngineFacts, HostStatus, PortRecord
+from fleetd.fleet.records import ContainerRecord, EngineFacts, PortRecord
 from fleetd.fleet.state import FleetState
 from fleetd.snapshot import model as snapshot_model
 from fleetd.snapshot.model import Trigger, capture_fleet
 from fleetd.store import Database, SnapshotStore
 from fleetd.util.timefmt import rfc3339
+from tests.writes import poll_ok
 
 __all__ = ["main"]
 
@@ -67,11 +68,10 @@ def synthetic_fleet(hosts: int, containers: int, now: float) -> FleetState:
     rng = random.Random(1)
     for i in range(hosts):
         name = f"node{i:04d}"
-        r = state.add(
+        state.add(
             HostSettings(name=name, url=f"tcp://10.{i // 250}.{i % 250}.1:2376", labels={"rack": f"r{i % 20}"})
         )
-        r.status, r.last_seen, r.first_poll_done = HostStatus.UP, now, True
-        r.facts = EngineFacts(
+        facts = EngineFacts(
             engine_id=hashlib.sha256(name.encode()).hexdigest()[:36], name=name, server_version="27.5.1",
             api_version="1.47", operating_system="Debian GNU/Linux 12 (bookworm)", os_type="linux",
             kernel_version="6.1.0-28-amd64", architecture="x86_64", ncpu=8, mem_total=32 * 1024**3,
@@ -98,18 +98,16 @@ def synthetic_fleet(hosts: int, containers: int, now: float) -> FleetState:
                     observed_at=rfc3339(now),
                 )
             )  # fmt: skip
-        r.containers = tuple(sorted(records, key=lambda c: c.name))
+        poll_ok(state, name, sorted(records, key=lambda c: c.name), at=now, facts=facts)  # as the poller writes
     return state
 
 
 def repoll(state: FleetState, now: float, step: int) -> None:
     """What a poll of an unchanged fleet changes: new records, observed_at, last_seen, status text."""
     for r in state.records():
-        r.last_seen = now
-        r.containers = tuple(
-            msgspec.structs.replace(c, observed_at=rfc3339(now), status=f"Up {3 + step} hours")
-            for c in r.containers
-        )
+        status = f"Up {3 + step} hours"
+        rows = [msgspec.structs.replace(c, observed_at=rfc3339(now), status=status) for c in r.containers]
+        poll_ok(state, r.name, rows, at=now, facts=r.facts)
 
 
 def file_size(path: Path) -> int:

@@ -27,4 +27,4 @@ def host_view(r: HostRecord, now: float, duplicates: dict[str, list[str]]) -> Ho
 
 
 def host_detail(state: FleetState, r: HostRecord, now: float) -> HostDetailView:
-    return HostDetailView.detail(r, now, state.duplicate_engine_ids())
+    return HostDetailView.detail(r, now, state.engine_twins(r.name))

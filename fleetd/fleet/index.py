@@ -17,13 +17,11 @@ costs less for the set's size.
 Upkeep is incremental: ``apply`` takes a write's changes (containers added, changed, removed; hosts
 removed), ``sync`` the host's rows after the write (records are rebuilt every poll with a new
 ``observed_at``; their posting keys only move with an announced change), which also renews the host's
-order keys. A host whose rows were replaced without the writer (tests do it) is re-indexed when next
-queried: ``ensure`` compares the tuple it indexed with the one the host holds.
+order keys. Nothing else writes a host's rows, so a read never re-checks a host.
 """
 
 from __future__ import annotations
 
-import operator
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -31,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from fleetd.fleet.changes import Change, ContainerAdded, ContainerChanged, ContainerRemoved, HostRemoved
 from fleetd.fleet.index_reads import SEP as _SEP
 from fleetd.fleet.index_reads import IndexReads, label_key
-from fleetd.fleet.records import ContainerRecord, HostRecord, rows_written_around_the_writer
+from fleetd.fleet.records import ContainerRecord
 
 __all__ = ["ContainerIndex", "label_key"]
 
@@ -62,7 +60,6 @@ class ContainerIndex(IndexReads):
         "_answers",
         "_by_host",
         "_by_okey",
-        "_checked_at",
         "_compact_at",
         "_gids",
         "_image_ids",
@@ -75,7 +72,6 @@ class ContainerIndex(IndexReads):
         "_rank",
         "_ranks_dirty",
         "_rec",
-        "_seen",
         "_states",
         "walk",
     )
@@ -83,7 +79,6 @@ class ContainerIndex(IndexReads):
     def __init__(self) -> None:
         self._next = 0
         self._compact_at = _COMPACT_EVERY  # compact the posting sets when _next reaches this
-        self._checked_at = -1  # rows_written_around_the_writer() when every host was last checked
         # (predicates) → their gids, until a posting set changes: never mutated by readers.
         self._answers: dict[tuple[object, ...], set[int] | None] = {}
         # host → container id → gid; its values are the host's gids (no per-host posting set, no
@@ -94,7 +89,6 @@ class ContainerIndex(IndexReads):
         self._okey: dict[int, int] = {}  # gid → order key
         self._by_okey: dict[int, int] = {}  # order key → gid
         self._by_host: dict[str, list[int]] = {}  # host → gids in the host's row order
-        self._seen: dict[str, tuple[ContainerRecord, ...]] = {}  # host → the rows reflected here
         self._rank: dict[str, int] = {}  # host → its place in name order
         self._ranks_dirty = False
         self._images: Counter[str] = Counter()  # distinct image names, with how many use each
@@ -211,25 +205,6 @@ class ContainerIndex(IndexReads):
         for gid, c in zip(order, rows, strict=True):
             rec[gid] = c
         self._place(host, order)
-        self._seen[host] = rows
-
-    def ensure(self, host: str, rows: tuple[ContainerRecord, ...]) -> None:
-        if self._seen.get(host) is not rows:
-            self.reindex(host, rows)
-
-    def ensure_all(self, hosts: Mapping[str, HostRecord]) -> None:
-        """Re-index the hosts whose rows were replaced without the writer. Such writes are counted
-        (records.rows_written_around_the_writer): while none happened since the last check, nothing
-        is compared (looking at every host cost 2-3 ms per read at 10,000 hosts)."""
-        writes = rows_written_around_the_writer()
-        if writes == self._checked_at and len(self._seen) == len(hosts):
-            return
-        seen = self._seen
-        held = map(operator.attrgetter("containers"), hosts.values())
-        if len(seen) != len(hosts) or not all(map(operator.is_, held, map(seen.get, hosts))):
-            for r in hosts.values():
-                self.ensure(r.name, r.containers)
-        self._checked_at = writes
 
     def reindex(self, host: str, rows: tuple[ContainerRecord, ...]) -> None:
         rank, dirty = self._rank.get(host), self._ranks_dirty
@@ -240,7 +215,6 @@ class ContainerIndex(IndexReads):
             self._put(host, c)
         gids = self._gids.get(host, {})
         self._place(host, [gids[c.id] for c in rows])
-        self._seen[host] = rows
 
     def compact(self) -> int:
         """Copy the posting sets whose tables are mostly empty; how many were copied.
@@ -265,7 +239,6 @@ class ContainerIndex(IndexReads):
         self._gids.pop(host, None)
         if self._by_host.pop(host, None) is not None:
             self._order_dirty = True
-        self._seen.pop(host, None)
         if self._rank.pop(host, None) is not None:
             self._ranks_dirty = True
 

@@ -25,7 +25,6 @@ __all__ = [
     "FleetSummary",
     "HostCounts",
     "containers_page",
-    "duplicate_engine_ids",
     "find_container",
     "hosts_page",
     "security",
@@ -78,15 +77,6 @@ def stale_copy(c: ContainerRecord) -> ContainerRecord:
     return msgspec.structs.replace(c, stale=True)
 
 
-def duplicate_engine_ids(hosts: Mapping[str, HostRecord]) -> dict[str, list[str]]:
-    """Engine IDs reported by more than one host (cloned VMs): both are kept, both flagged."""
-    by_id: dict[str, list[str]] = {}
-    for r in hosts.values():
-        if r.facts is not None and r.facts.engine_id:
-            by_id.setdefault(r.facts.engine_id, []).append(r.name)
-    return {k: sorted(v) for k, v in by_id.items() if len(v) > 1}
-
-
 def containers_page(
     hosts: Mapping[str, HostRecord],
     index: ContainerIndex,
@@ -99,10 +89,6 @@ def containers_page(
     are in all, answered from the index."""
     if query.hosts:
         pool: Collection[HostRecord] = [r for h in query.hosts if (r := hosts.get(h)) is not None]
-        for r in pool:
-            index.ensure(r.name, r.containers)
-    else:
-        index.ensure_all(hosts)
     names: list[str] | None = list(query.hosts) if query.hosts else None
     if query.stale is not None:
         names = [r.name for r in (pool if query.hosts else hosts.values()) if r.is_stale(now) is query.stale]
@@ -179,7 +165,6 @@ def summary(
 ) -> FleetSummary:
     """Container counts from the index, host counts from the tally (both kept by the writer); only
     the stale hosts are visited."""
-    index.ensure_all(hosts)
     stale = list(tally.stale_hosts(hosts, now))
     total, by_state, by_image = index.counts()
     return FleetSummary(

@@ -31,8 +31,6 @@ __all__ = [
     "container_record",
     "diff_containers",
     "image_record",
-    "rows_written_around_the_writer",
-    "write_rows",
 ]
 
 
@@ -327,14 +325,6 @@ class HostRecord:
     _tally: ContainerTally | None = field(default=None, init=False, repr=False)
     _tallied: tuple[ContainerRecord, ...] | None = field(default=None, init=False, repr=False)
 
-    def __setattr__(self, name: str, value: object) -> None:
-        # Rows written around the state's writer (tests and tools do): counted, so the index's check
-        # before each read is one comparison instead of a look at every host (FleetState writes with
-        # write_rows, whose rows the index is told of at once).
-        if name == "containers":
-            _ROW_WRITES[0] += 1
-        object.__setattr__(self, name, value)
-
     @property
     def name(self) -> str:
         return self.settings.name
@@ -364,17 +354,3 @@ class HostRecord:
     @property
     def running(self) -> int:
         return self.tally().by_state["running"]
-
-
-_ROW_WRITES = [0]  # HostRecord.containers written other than by write_rows
-_ROWS_SLOT = HostRecord.__dict__["containers"]  # the slot itself, past HostRecord.__setattr__
-
-
-def write_rows(record: HostRecord, rows: tuple[ContainerRecord, ...]) -> None:
-    """The state's writer sets a host's rows (and tells its index itself)."""
-    _ROWS_SLOT.__set__(record, rows)
-
-
-def rows_written_around_the_writer() -> int:
-    """How many times any host's rows were set other than by :func:`write_rows` (a counter)."""
-    return _ROW_WRITES[0]

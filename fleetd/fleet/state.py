@@ -48,7 +48,6 @@ from fleetd.fleet.records import (
     ImageRecord,
     changed_fields,
     diff_containers,
-    write_rows,
 )
 from fleetd.fleet.state_reads import FleetReads
 from fleetd.fleet.watch_events import Cause
@@ -210,7 +209,7 @@ class FleetState(FleetReads):
         if name in self._foreign or containers is not result.containers:
             self._foreign.discard(name)
             diff = diff_containers(record.containers, containers)
-        write_rows(record, containers)
+        record.containers = containers
         self._engines.move(name, record.facts.engine_id if record.facts else "", result.facts.engine_id)
         record.facts = result.facts
         record.info_raw = result.info_raw
@@ -267,7 +266,7 @@ class FleetState(FleetReads):
                 changes.append(ContainerAdded(name, c))
             elif fields := changed_fields(old, c):
                 changes.append(ContainerChanged(name, c, fields))
-        write_rows(record, tuple(sorted(rows.values(), key=lambda c: c.name)))
+        record.containers = tuple(sorted(rows.values(), key=lambda c: c.name))
         self._foreign.add(name)
         self._publish(changes)
         self._index.sync(name, record.containers)
@@ -279,7 +278,7 @@ class FleetState(FleetReads):
         wanted = set(ids)
         gone = [c for c in record.containers if c.id in wanted]
         if gone:
-            write_rows(record, tuple(c for c in record.containers if c.id not in wanted))
+            record.containers = tuple(c for c in record.containers if c.id not in wanted)
             self._foreign.add(name)
             self._publish([ContainerRemoved(name, c) for c in gone])
             self._index.sync(name, record.containers)
@@ -292,7 +291,7 @@ class FleetState(FleetReads):
         new = tuple(sorted(containers, key=lambda c: c.name))
         changes: list[Change] = []
         _announce(name, diff_containers(record.containers, new), changes)
-        write_rows(record, new)
+        record.containers = new
         self._foreign.add(name)
         changes.append(HostResynced(name, gap))
         self._publish(changes)
@@ -343,7 +342,7 @@ class FleetState(FleetReads):
                 changes.append(ContainerRemoved(name, old, action, code))
             elif old is not None and new is not None and semantic_fields(old, new):
                 changes.append(ContainerChanged(name, new, changed_fields(old, new), action, code))
-        write_rows(record, merged.records)
+        record.containers = merged.records
         self._foreign.add(name)
         if changes:
             self._publish(changes)

@@ -56,18 +56,16 @@ class FleetReads:
         raise NotImplementedError  # FleetState.is_ready: readiness is the writer's bookkeeping
 
     def duplicate_engine_ids(self) -> dict[str, list[str]]:
-        """Engine IDs reported by more than one host (cloned VMs): both are kept, both flagged."""
-        return queries.duplicate_engine_ids(self._hosts)
+        """Engine IDs reported by more than one host (cloned VMs): both are kept, both flagged.
+        Kept by the writer (fleet/engine_ids.py): O(duplicates), no scan of the fleet."""
+        return self._engines.duplicates()
 
     def engine_twins(self, name: str) -> dict[str, list[str]]:
-        """:meth:`duplicate_engine_ids` for this host's engine ID alone, without scanning the fleet."""
+        """:meth:`duplicate_engine_ids` for this host's engine ID alone: O(twins)."""
         record = self._hosts.get(name)
         eid = record.facts.engine_id if record is not None and record.facts is not None else ""
-        names = self._engines.hosts_of(eid)
-        if eid and name not in names:  # facts written around the writer (tests): the full scan
-            return {k: v for k, v in self.duplicate_engine_ids().items() if k == eid}
-        twins = sorted(n for n in names if (r := self._hosts.get(n)) and r.facts and r.facts.engine_id == eid)
-        return {eid: twins} if len(twins) > 1 else {}
+        twins = self._engines.hosts_of(eid)
+        return {eid: sorted(twins)} if len(twins) > 1 else {}
 
     def containers(self, query: ContainerQuery, now: float | None = None) -> list[ContainerRecord]:
         """Containers across the fleet, ordered by host then name."""

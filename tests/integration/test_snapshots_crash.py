@@ -40,6 +40,7 @@ from fleetd.snapshot.model import Trigger, capture_fleet
 from fleetd.store import Database, ListQuery, SnapshotStore
 from tests.unit.snapshotkit import fleet
 from tests.unit.snapshotkit import container, fleet
+from tests.writes import poll_ok
 
 
 def say(*words):
@@ -56,7 +57,7 @@ async def main(path, seed):
             n += 1
             for i, r in enumerate(state.records()):  # a third of the hosts change every time
                 if (i + n + seed) % 3 == 0:
-                    r.containers = (*r.containers[1:], container(r.name, f"c{seed}-{n}-{i}"))
+                    poll_ok(state, r.name, (*r.containers[1:], container(r.name, f"c{seed}-{n}-{i}")), facts=r.facts)
             say("writing")
             info = await store.save(capture_fleet(state, Trigger.SCHEDULE))
             say("committed", info.id)

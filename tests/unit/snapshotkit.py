@@ -1,4 +1,4 @@
-"""Synthetic fleets for the snapshot tests: a FleetState filled directly with records (no network)."""
+"""Synthetic fleets for the snapshot tests: a FleetState written through its writer (no network)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fleetd.config.model import HostSettings
 from fleetd.fleet.records import ContainerRecord, EngineFacts, HostRecord, HostStatus, PortRecord
 from fleetd.fleet.state import FleetState
 from fleetd.util.timefmt import rfc3339
+from tests.writes import poll_failed, poll_ok
 
 NOW = 1_764_496_800.0  # 2025-11-30T10:00:00Z
 
@@ -72,8 +73,11 @@ def add_host(
     index: int = 0,
     labels: dict[str, str] | None = None,
     last_error: str | None = None,
+    seen: bool = True,
 ) -> HostRecord:
-    record = state.add(
+    """A host polled at the state's clock: up with these rows, or (``status`` down or error) seen an
+    hour ago and failing now; ``seen=False``: never answered (no facts, no rows)."""
+    state.add(
         HostSettings(
             name=name,
             url=f"tcp://127.0.0.{index % 250 + 1}:{2375 + index}",
@@ -81,14 +85,12 @@ def add_host(
         )
     )
     now = state.clock()
-    record.status = status
-    record.last_seen = now if status is HostStatus.UP else now - 3600
-    record.last_attempt = now
-    record.last_error = last_error
-    record.facts = facts(index)
-    record.containers = tuple(containers if containers is not None else ())
-    record.first_poll_done = True
-    return record
+    rows = containers if containers is not None else ()
+    if status is HostStatus.UP:
+        return poll_ok(state, name, rows, at=now, facts=facts(index))
+    if seen:
+        poll_ok(state, name, rows, at=now - 3600, facts=facts(index))  # its data, as last seen
+    return poll_failed(state, name, last_error or "connection refused", at=now, status=status)
 
 
 def fleet(hosts: int, containers: int, *, clock: Callable[[], float] | None = None) -> FleetState:
@@ -105,10 +107,9 @@ def fleet(hosts: int, containers: int, *, clock: Callable[[], float] | None = No
 
 
 def repoll(state: FleetState, *, now: float, status_suffix: str = "") -> None:
-    """What a poll of an unchanged fleet does: new records, new observed_at, new status text."""
+    """What a poll of an unchanged fleet does (every host answers): new records, new observed_at,
+    new status text."""
     for r in state.records():
-        r.last_seen = now
-        r.containers = tuple(
-            msgspec.structs.replace(c, observed_at=rfc3339(now), status=f"Up 4 hours{status_suffix}")
-            for c in r.containers
-        )
+        status = f"Up 4 hours{status_suffix}"
+        rows = [msgspec.structs.replace(c, observed_at=rfc3339(now), status=status) for c in r.containers]
+        poll_ok(state, r.name, rows, at=now, facts=r.facts)

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from fleetd.api.batch import MAX_RUNNING_BATCHES
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi import DockerClient, EngineConflict, EngineUnreachable
-from fleetd.fleet.records import ContainerRecord, HostStatus
+from fleetd.fleet.records import ContainerRecord
 from fleetd.fleet.state import ContainerQuery, FleetState
 from fleetd.ops.batch import run_batch
 from fleetd.ops.containers import ActionOptions
@@ -22,6 +22,7 @@ from fleetd.ops.selector import Selector, SelectorError, Target, resolve, valida
 from fleetd.ops.targets import HostUnavailable
 from tests.fakes import FakeEngines, Fault
 from tests.unit.opskit import Tokens, host, settings, start_client
+from tests.writes import poll_failed, poll_ok
 
 TOKENS = Tokens(ci="operator")
 OP = TOKENS.header("ci")
@@ -52,17 +53,17 @@ def _container(host_name: str, name: str, state: str = "running", **labels: str)
 @pytest.fixture
 def fleet() -> FleetState:
     state = FleetState(clock=lambda: 1000.0)
-    for name, status in (("h1", HostStatus.UP), ("h2", HostStatus.DOWN)):
-        record = state.add(HostSettings(name=name, url="tcp://127.0.0.1:1"))
-        record.status = status
-        record.last_seen = 990.0
-        record.containers = (
+    for name in ("h1", "h2"):
+        state.add(HostSettings(name=name, url="tcp://127.0.0.1:1"))
+        rows = (
             _container(name, "web", app="web"),
             _container(name, "web-1", app="web"),
             _container(name, "web-2", "exited", app="web"),
             _container(name, "webhook", app="hooks"),
             _container(name, "api-1", app="api", tier="back"),
         )
+        poll_ok(state, name, rows, at=990.0)
+    poll_failed(state, "h2")  # down since, its containers the last known
     return state
 
 

@@ -16,6 +16,7 @@ from fleetd.dockercompat.placement import choose_host, extract_rules
 from fleetd.dockercompat.versions import Window, advertised_version, clamp, too_new
 from fleetd.fleet.records import ContainerRecord, EngineFacts, HostRecord, HostStatus, ImageRecord
 from fleetd.fleet.state import FleetState
+from tests.writes import poll_failed, poll_ok
 
 
 def container(host: str, name: str, cid: str, **kw: Any) -> ContainerRecord:
@@ -26,14 +27,19 @@ def container(host: str, name: str, cid: str, **kw: Any) -> ContainerRecord:
     )  # fmt: skip
 
 
-def record(name: str, containers: list[ContainerRecord], *, images: tuple[str, ...] = (), **labels: str) -> HostRecord:
-    r = HostRecord(settings=HostSettings(name=name, url=f"tcp://127.0.0.1:{2300 + len(name)}", labels=labels))
-    r.status = HostStatus.UP
-    r.containers = tuple(containers)
-    r.images = tuple(ImageRecord(id=f"sha256:{name}{i}", tags=[t], digests=[], size=1, created=None, labels={})
-                     for i, t in enumerate(images))  # fmt: skip
-    r.facts = EngineFacts("ID", name, "20.10", "1.41", "Debian", "linux", "6.1", "x86_64", 2, 1, "overlay2")
-    return r
+def record(
+    state: FleetState, name: str, containers: list[ContainerRecord], *, images: tuple[str, ...] = (), **labels: str
+) -> HostRecord:
+    """A host up after one poll of ``state`` that listed these containers and images."""
+    state.add(HostSettings(name=name, url=f"tcp://127.0.0.1:{2300 + len(name)}", labels=labels))
+    return poll_ok(
+        state,
+        name,
+        containers,
+        images=[ImageRecord(id=f"sha256:{name}{i}", tags=[t], digests=[], size=1, created=None, labels={})
+                for i, t in enumerate(images)],
+        facts=EngineFacts("ID", name, "20.10", "1.41", "Debian", "linux", "6.1", "x86_64", 2, 1, "overlay2"),
+    )  # fmt: skip
 
 
 def test_filters_in_both_json_forms() -> None:
@@ -57,9 +63,10 @@ def test_container_filters() -> None:
 
 
 def test_placement_rules() -> None:
-    d1 = record("d1", [container("d1", "a", "1" * 64)], images=("redis:7",), env="prod")
-    d2 = record("d2", [], env="dev")
-    d3 = record("d3", [container("d3", "b", "2" * 64), container("d3", "c", "3" * 64)], env="prod")
+    state = FleetState()
+    d1 = record(state, "d1", [container("d1", "a", "1" * 64)], images=("redis:7",), env="prod")
+    d2 = record(state, "d2", [], env="dev")
+    d3 = record(state, "d3", [container("d3", "b", "2" * 64), container("d3", "c", "3" * 64)], env="prod")
     hosts = [d1, d2, d3]
     body: dict[str, Any] = {"Image": "busybox", "Env": ["A=1", "constraint:env==prod", "affinity:container==b"]}
     placement = extract_rules(body, None, {"d1", "d2", "d3"})
@@ -76,7 +83,8 @@ def test_placement_rules() -> None:
     assert (pinned.pinned, pinned.name, choose_host(hosts, pinned, "x").name) == ("d3", "api", "d3")
     with pytest.raises(DockerAPIError, match="unable to find a host that satisfies the constraint node==d9"):
         choose_host(hosts, extract_rules({"Env": ["constraint:node==d9"]}, None, set()), "x")
-    d2.status = HostStatus.DOWN
+    poll_failed(state, "d2")
+    assert d2.status is HostStatus.DOWN
     assert choose_host(hosts, extract_rules({"Image": "x"}, None, set()), "x").name == "d1"  # down hosts excluded
 
 
@@ -96,8 +104,8 @@ def test_identity_order_and_ambiguity() -> None:
         ("d1", [container("d1", "web1", "a1" + "0" * 62)]),
         ("d2", [container("d2", "web1", "b2" + "0" * 62), container("d2", "web4", "a1b" + "0" * 61)]),
     ):
-        r = state.add(HostSettings(name=name, url="tcp://127.0.0.1:1"))
-        r.status, r.containers = HostStatus.UP, tuple(cs)
+        state.add(HostSettings(name=name, url="tcp://127.0.0.1:1"))
+        poll_ok(state, name, cs)
     from fleetd.dockercompat.upstream import FleetAccess
 
     ident = Identity(FleetAccess(state, None, None, lambda: None))  # type: ignore[arg-type]

@@ -146,9 +146,15 @@ def brute_summary(state: FleetState) -> FleetSummary:
     every = [c for r in records for c in r.containers]
     stale = [r for r in records if r.is_stale(now)]
     images = Counter(c.image for c in every)
-    duplicates = state.duplicate_engine_ids()
+    by_engine = Counter(r.facts.engine_id for r in records if r.facts is not None and r.facts.engine_id)
+    duplicates = sum(n for n in by_engine.values() if n > 1)
+    assert state.duplicate_engine_ids() == {
+        eid: sorted(r.name for r in records if r.facts is not None and r.facts.engine_id == eid)
+        for eid, n in by_engine.items()
+        if n > 1
+    }
     return FleetSummary(
-        hosts=HostCounts(len(records), dict(by_host_state), len(stale), sum(len(v) for v in duplicates.values())),
+        hosts=HostCounts(len(records), dict(by_host_state), len(stale), duplicates),
         containers=ContainerCounts(
             len(every), dict(sorted(Counter(c.state for c in every).items())), sum(len(r.containers) for r in stale)
         ),
@@ -232,18 +238,6 @@ def test_indexed_answers_equal_a_full_scan(
     assert state.summary() == brute_summary(state)
     for q in queries:
         assert state.containers(q) == scan(state, q)
-
-
-def test_rows_replaced_behind_the_writers_back_are_reindexed() -> None:
-    state = FleetState(clock=Clock())
-    state.add(HostSettings(name="a", url="tcp://127.0.0.1:1", interval=10.0, timeout=1.0))
-    poll(state, "a", (container("a", "web-1"),), NOW)
-    q = ContainerQuery(labels=("app=db",))
-    assert state.containers(q) == []
-    record = state.get("a")
-    assert record is not None
-    record.containers = (container("a", "db", labels={"app": "db"}),)  # as tests and tools may do
-    assert [c.name for c in state.containers(q)] == ["db"]
 
 
 def test_compaction_shrinks_sparse_posting_sets_and_keeps_every_answer() -> None:

@@ -1,5 +1,5 @@
-"""What a read of the container index costs: nothing per host while every write went through the
-state's writer, one look at every host after rows were written around it (tests and tools do)."""
+"""What a read of the container index costs: nothing per host (every write goes through the state's
+writer, which keeps the index; tests/conftest.py makes a write around it fail)."""
 
 from __future__ import annotations
 
@@ -35,24 +35,13 @@ def _state() -> FleetState:
     return state
 
 
-def test_reads_do_not_walk_the_hosts_while_every_write_went_through_the_writer() -> None:
+def test_reads_do_not_walk_the_hosts() -> None:
     state = _state()
     q = ContainerQuery(labels=("app=db",))
-    assert len(state.containers_page(q, 0, 2)[0]) == 2  # the first read checks every host once
     CountingHosts.walks = 0
+    assert len(state.containers_page(q, 0, 2)[0]) == 2  # the first read too: nothing to re-check
     for _ in range(5):
         assert state.containers_page(q, 0, 2)[1] == 3
         state.summary()
         poll(state, "b", (container("b", "db", labels={"app": "db"}),), NOW + 1)  # through the writer
     assert CountingHosts.walks == 0
-
-
-def test_rows_written_around_the_writer_are_seen_by_the_next_read() -> None:
-    state = _state()
-    q = ContainerQuery(labels=("app=db",))
-    assert state.containers_page(q, 0, None)[1] == 3
-    record = state.get("c")
-    assert record is not None
-    record.containers = (container("c", "db", labels={"app": "web"}),)  # around the writer
-    assert [c.host for c in state.containers_page(q, 0, None)[0]] == ["a", "b"]
-    assert state.summary().containers.total == 5

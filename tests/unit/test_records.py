@@ -5,7 +5,9 @@ from __future__ import annotations
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi.models import ContainerSummary
 from fleetd.fleet.builder import ContainerRecords
-from fleetd.fleet.records import HostRecord, container_record
+from fleetd.fleet.records import container_record
+from fleetd.fleet.state import FleetState
+from tests.writes import poll_ok
 
 
 def _c(cid: str, name: str, state: str = "running", image: str = "nginx:1.27") -> ContainerSummary:
@@ -35,12 +37,13 @@ def _fields(record: object) -> dict[str, object]:
 
 
 def test_tally_follows_the_current_containers() -> None:
-    rec = HostRecord(settings=HostSettings(name="h", url="tcp://127.0.0.1:1"))
+    state = FleetState()
+    state.add(HostSettings(name="h", url="tcp://127.0.0.1:1"))
     builder = ContainerRecords()
-    rec.containers = builder.build("h", [_c("a", "web"), _c("b", "db", "exited", "postgres:16")], None)
+    rec = poll_ok(state, "h", builder.build("h", [_c("a", "web"), _c("b", "db", "exited", "postgres:16")], None))
     assert rec.running == 1
     assert rec.tally().by_image == {"nginx:1.27": 1, "postgres:16": 1}
-    rec.containers = builder.build("h", [_c("a", "web"), _c("c", "web2")], None)
+    poll_ok(state, "h", builder.build("h", [_c("a", "web"), _c("c", "web2")], None))
     assert rec.running == 2 and rec.tally().by_state == {"running": 2}
 
 

@@ -23,6 +23,7 @@ from fleetd.store import NotFleetdDatabase
 from tests.harness import FleetClient, eventually
 from tests.unit.opskit import Tokens
 from tests.unit.snapshotkit import Clock, container, fleet
+from tests.writes import poll_ok
 
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -156,7 +157,7 @@ async def test_diff_against_the_previous_one_by_default(make_client: MakeClient)
     client = await make_client(state)
     record = state.get("host0001")
     assert record is not None
-    record.containers = (*record.containers, container("host0001", "new-9"))
+    poll_ok(state, "host0001", (*record.containers, container("host0001", "new-9")), facts=record.facts)
     await take(client)
     diff = await (await client.get("/api/v1/snapshots/latest/diff", headers=VIEWER)).json()
     assert diff["old"]["id"] == 1 and diff["new"]["id"] == 2
@@ -240,7 +241,7 @@ async def test_a_snapshot_is_consistent_with_the_state_at_request_time(make_clie
     client = await make_client(state)
     taken = await take(client)
     for r in state.records():  # changes after the answer are not in it
-        r.containers = ()
+        poll_ok(state, r.name, (), facts=r.facts)
     body = await (await client.get(f"/api/v1/snapshots/{taken['id']}", headers=VIEWER)).read()
     stored = msgspec.json.decode(body)
     assert sum(len(h["containers"]) for h in stored["hosts"]) == 15 == stored["counts"]["containers"]

@@ -22,6 +22,7 @@ from fleetd.store import Database, SnapshotStore
 from tests.fakes import FakeEngines
 from tests.fakes.behaviour import docker_20_10
 from tests.unit.snapshotkit import fleet
+from tests.writes import poll_ok
 
 
 def dead_port() -> int:
@@ -100,7 +101,7 @@ async def test_diff_of_files_prints_a_table_or_json(tmp_path: Path) -> None:
     before = build_snapshot(capture_fleet(state, Trigger.ONE_SHOT))
     record = state.get("host0001")
     assert record is not None
-    record.containers = record.containers[:1]
+    poll_ok(state, "host0001", record.containers[:1], facts=record.facts)
     after = build_snapshot(capture_fleet(state, Trigger.ONE_SHOT))
     (tmp_path / "before.json").write_bytes(dumps(before, "json"))
     (tmp_path / "after.csv").write_bytes(dumps(after, "csv"))

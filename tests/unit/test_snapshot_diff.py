@@ -13,6 +13,7 @@ from fleetd.snapshot.diff import Change, diff_snapshots
 from fleetd.snapshot.model import Snapshot, Trigger, build_snapshot, capture_fleet
 from fleetd.snapshot.table import format_diff
 from tests.unit.snapshotkit import NOW, Clock, add_host, container, facts, repoll
+from tests.writes import poll_failed, poll_ok
 
 
 def snap(state: FleetState, sid: int) -> Snapshot:
@@ -32,9 +33,10 @@ def test_nothing_changed_but_the_volatile_fields() -> None:
     old = snap(state, 1)
     clock.now = NOW + 600
     repoll(state, now=clock.now, status_suffix=" (healthy)")  # status text, observed_at, last_seen
+    poll_failed(state, "a", "a transient error that is not a change", at=clock.now)
+    state.set_host_status("a", HostStatus.UP)  # its event stream came back: up, the error kept
     a = state.get("a")
-    assert a is not None
-    a.last_error = "a transient error that is not a change"
+    assert a is not None and a.status is HostStatus.UP and a.last_error is not None
     diff = diff_snapshots(old, snap(state, 2))
     assert diff.empty
     assert "no changes" in format_diff(diff)
@@ -48,9 +50,9 @@ def test_hosts_added_removed_and_changed() -> None:
     add_host(state, "c", [container("c", "x-1")], index=3)
     a = state.get("a")
     assert a is not None
-    a.status = HostStatus.DOWN
-    a.settings = dataclasses.replace(a.settings, labels={"rack": "r9", "env": "prod"})
-    a.facts = facts(1, server_version="28.0.0")
+    state.update_settings("a", dataclasses.replace(a.settings, labels={"rack": "r9", "env": "prod"}))
+    poll_ok(state, "a", a.containers, facts=facts(1, server_version="28.0.0"))
+    poll_failed(state, "a")
     diff = diff_snapshots(old, snap(state, 2))
     assert [(h.name, h.state, h.containers) for h in diff.hosts_added] == [("c", "up", 1)]
     assert [h.name for h in diff.hosts_removed] == ["b"]
@@ -75,11 +77,12 @@ def test_containers_added_removed_and_changed_per_host() -> None:
     a = state.get("a")
     assert a is not None
     web, db, job = a.containers
-    a.containers = (
+    rows = (
         msgspec.structs.replace(web, state="exited", status="Exited (0) 1 second ago", ports=[]),
         msgspec.structs.replace(job, labels={"app": "job", "tier": "batch"}, health="healthy"),
         container("a", "new-1", image="redis:7.4"),
     )
+    poll_ok(state, "a", rows, facts=a.facts)
     diff = diff_snapshots(old, snap(state, 2))
     assert not diff.hosts_changed and not diff.hosts_added and not diff.hosts_removed
     (host,) = diff.containers
@@ -108,11 +111,10 @@ def test_a_recreated_container_is_a_change_of_id_not_a_removal() -> None:
     b = state.get("b")
     assert b is not None
     (web,) = b.containers
-    b.containers = (
-        msgspec.structs.replace(
-            web, id="f" * 64, image="nginx:1.28", image_id="sha256:" + "cd" * 32, created="2025-11-30T09:59:00Z"
-        ),
+    recreated = msgspec.structs.replace(
+        web, id="f" * 64, image="nginx:1.28", image_id="sha256:" + "cd" * 32, created="2025-11-30T09:59:00Z"
     )
+    poll_ok(state, "b", (recreated,), facts=b.facts)
     diff = diff_snapshots(old, snap(state, 2))
     (host,) = diff.containers
     assert not host.added and not host.removed

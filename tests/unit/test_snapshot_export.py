@@ -39,9 +39,7 @@ def snapshot() -> Snapshot:
         labels={"env": "prod", "ünï": "cödé"},
     )
     add_host(state, "empty", [], index=2)
-    record = add_host(state, "never", [], status=HostStatus.DOWN, index=3, last_error="dial tcp: refused")
-    record.facts = None
-    record.last_seen = None
+    add_host(state, "never", [], status=HostStatus.DOWN, index=3, last_error="dial tcp: refused", seen=False)
     return build_snapshot(capture_fleet(state, Trigger.SCHEDULE), snapshot_id=42)
 
 

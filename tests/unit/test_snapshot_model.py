@@ -8,6 +8,7 @@ from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
 from fleetd.snapshot.model import Trigger, build_snapshot, capture_fleet, strip_relative_time
 from tests.unit.snapshotkit import NOW, Clock, add_host, container
+from tests.writes import poll_failed, poll_ok
 
 
 @pytest.mark.parametrize(
@@ -69,11 +70,11 @@ def test_a_snapshot_holds_every_host_with_its_facts_and_containers() -> None:
 
 def test_the_capture_is_a_point_in_time_copy() -> None:
     state = FleetState(clock=Clock())
-    record = add_host(state, "a", [container("a", "x-1")])
+    add_host(state, "a", [container("a", "x-1")])
     capture = capture_fleet(state, Trigger.SCHEDULE)
     # the poller moves on after the capture: the snapshot still shows the moment it was taken
-    record.containers = ()
-    record.status = HostStatus.DOWN
+    poll_ok(state, "a", ())
+    poll_failed(state, "a")
     state.remove("a")
     snap = build_snapshot(capture)
     assert [(h.name, h.state, len(h.containers)) for h in snap.hosts] == [("a", HostStatus.UP, 1)]

@@ -97,9 +97,7 @@ def test_find_container_by_name_prefix_and_ambiguity() -> None:
     assert (found := fleet.find_container("a", "db")) is not None and found.name == "db"
     assert (found := fleet.find_container("a", "1111")) is not None and found.name == "web-1"
     assert fleet.find_container("a", "nope") is None
-    rec = fleet.get("a")
-    assert rec is not None
-    rec.containers = (*rec.containers, container_record("a", _summary("1" * 12 + "f" * 52, "other"), None))
+    fleet.upsert_containers("a", [container_record("a", _summary("1" * 12 + "f" * 52, "other"), None)])
     with pytest.raises(AmbiguousContainer):
         fleet.find_container("a", "1111")
 
@@ -120,8 +118,7 @@ def test_readiness_waits_for_every_enabled_host_then_stays() -> None:
     fleet.add(HostSettings(name="a", url="tcp://127.0.0.1:1"))
     fleet.add(HostSettings(name="c", url="tcp://127.0.0.1:3", enabled=False))
     assert not fleet.is_ready()
-    for r in fleet.records():
-        r.first_poll_done = True
+    fleet.poll_done("a", 0.1, PollFailure(NOW, HostStatus.DOWN, "connection refused"))  # its first attempt ended
     assert fleet.is_ready()
     fleet.add(HostSettings(name="new", url="tcp://127.0.0.1:4"))
     assert fleet.is_ready()

@@ -15,6 +15,7 @@ from fleetd.fleet.state import FleetState
 from fleetd.snapshot.model import Trigger, build_snapshot, capture_fleet
 from fleetd.store import Database, ListQuery, RetentionPolicy, SnapshotStore
 from tests.unit.snapshotkit import NOW, Clock, add_host, container, fleet, repoll
+from tests.writes import poll_failed, poll_ok
 
 
 @pytest.fixture
@@ -70,10 +71,11 @@ async def test_a_change_on_one_host_stores_one_new_version(store: SnapshotStore,
     await take(store, state)
     record = state.get("host0003")
     assert record is not None
-    record.containers = (
+    rows = (
         msgspec.structs.replace(record.containers[0], state="exited", status="Exited (137) 2 seconds ago"),
         *record.containers[1:],
     )
+    poll_ok(state, "host0003", rows, facts=record.facts)
     await take(store, state)
     assert counts(tmp_path / "fleetd.db")["host_versions"] == 11
     second = await store.get(2)
@@ -86,10 +88,7 @@ async def test_a_change_on_one_host_stores_one_new_version(store: SnapshotStore,
 async def test_state_alone_does_not_make_a_new_version(store: SnapshotStore, tmp_path: Path) -> None:
     state = fleet(2, 3)
     await take(store, state)
-    record = state.get("host0001")
-    assert record is not None
-    record.status = HostStatus.DOWN
-    record.last_error = "connection refused"
+    poll_failed(state, "host0001", "connection refused")
     await take(store, state)
     assert counts(tmp_path / "fleetd.db")["host_versions"] == 2
     second = await store.get(2)
@@ -120,7 +119,7 @@ async def test_delete_removes_versions_nothing_else_uses(store: SnapshotStore, t
     await take(store, state)
     record = state.get("host0000")
     assert record is not None
-    record.containers = (container("host0000", "extra-1"),)
+    poll_ok(state, "host0000", (container("host0000", "extra-1"),), facts=record.facts)
     await take(store, state)
     assert counts(tmp_path / "fleetd.db")["host_versions"] == 4
     assert await store.delete(2)
@@ -171,7 +170,8 @@ async def test_pruning_hands_space_back(tmp_path: Path) -> None:
         for i in range(10):
             clock.now = NOW + i
             for r in state.records():  # every host changes every time: 50 new versions each
-                r.containers = tuple(msgspec.structs.replace(c, image=f"nginx:{i}") for c in r.containers)
+                rows = [msgspec.structs.replace(c, image=f"nginx:{i}") for c in r.containers]
+                poll_ok(state, r.name, rows, facts=r.facts)
             await take(store, state)
         await db.run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
         big = path.stat().st_size
