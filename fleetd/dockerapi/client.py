@@ -145,6 +145,7 @@ class DockerClient:
             await self._connections.aclose()
 
     async def __aenter__(self) -> DockerClient:
+        await self._connections.prepare_ssl(self.endpoint)  # off the loop (certificate files)
         return self
 
     async def __aexit__(

@@ -203,13 +203,25 @@ class EngineConnections:
             await entry[0].close()
 
     def ssl_for(self, endpoint: Endpoint) -> ssl.SSLContext | bool:
-        """The TLS context for an endpoint (cached per TLS config, so equal configs share a pool)."""
+        """The TLS context prepared for an endpoint (one per TLS config, so equal configs share a pool).
+
+        Never built here: that reads certificate files, which would block the event loop. A context
+        nobody prepared (:meth:`prepare_ssl`, :meth:`preload_ssl`) is a bug, and raises."""
         if endpoint.tls is None:
             return False
         ctx = self._ssl.get(endpoint.tls)
         if ctx is None:
-            ctx = self._ssl[endpoint.tls] = make_ssl_context(endpoint.tls)
+            raise RuntimeError(
+                f"no TLS context prepared for {endpoint.url}: await EngineConnections.prepare_ssl(endpoint)"
+                " first (it builds the context in a thread; building it here would block the event loop)"
+            )
         return ctx
+
+    async def prepare_ssl(self, endpoint: Endpoint) -> None:
+        """Build the endpoint's TLS context in a thread, unless its TLS config has one already."""
+        if endpoint.tls is not None and endpoint.tls not in self._ssl:
+            ctx = await asyncio.to_thread(make_ssl_context, endpoint.tls)
+            self._ssl.setdefault(endpoint.tls, ctx)
 
     def preload_ssl(self, endpoint: Endpoint, ctx: ssl.SSLContext) -> None:
         """Install a context built elsewhere (e.g. in a thread) for an endpoint's TLS config."""

@@ -70,6 +70,7 @@ async def test_cancelled_tls_request_leaves_no_open_socket(server_cert: tuple[Pa
             connections=pools,
             api_version="1.41",
         )
+        await pools.prepare_ssl(client.endpoint)  # built in a thread, as the fleet's ClientFactory does
         request = asyncio.ensure_future(client.system.info(timeout=30))
         await asyncio.wait_for(got_request.wait(), 5)
         connector = pools._tcp_connector
