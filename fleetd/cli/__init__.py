@@ -7,8 +7,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fleetd.cli.snapshots import add_commands as add_snapshot_commands
-from fleetd.ctl import add_commands as add_ctl_commands
+from fleetd.util.lean_structlog import import_structlog_without_rich
+
+import_structlog_without_rich()  # before anything imports structlog: see the module
+
+from fleetd.cli.snapshots import add_commands as add_snapshot_commands  # noqa: E402
+from fleetd.ctl import add_commands as add_ctl_commands  # noqa: E402
 
 __all__ = ["main"]
 
