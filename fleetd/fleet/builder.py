@@ -69,6 +69,14 @@ class ContainerRecords:
             self._records = records
             return records, ContainerDiff()
         raws: list[msgspec.Raw] = decode(body, _RAW_LIST)
+        if not self._keys:
+            # Nothing to reuse (a host's first answer): every element is decoded, so the whole
+            # answer is, as one typed list in one call; the elements are only hashed.
+            summaries: list[ContainerSummary] = decode(body, _SUMMARIES)
+            items = [(hash(bytes(raw)), c) for raw, c in zip(raws, summaries, strict=True)]
+            out = self._build(host, items, observed_at, None)
+            self._body = key
+            return out
         elements = [bytes(raw) for raw in raws]
 
         def one(element: bytes) -> ContainerSummary:

@@ -77,6 +77,28 @@ def test_a_wrong_shape_is_reported_as_the_whole_answer_would_be_and_changes_noth
     assert not diff and [r.name for r in again] == ["web"]
 
 
+def test_a_first_answer_is_decoded_as_one_typed_list_and_a_wrong_one_changes_nothing() -> None:
+    """Nothing to reuse yet: the answer is decoded whole (one call), not element by element."""
+    builder = ContainerRecords()
+    calls: list[object] = []
+
+    def decode(data: bytes, type_: type[object]) -> object:
+        calls.append(type_)
+        return msgspec.json.decode(data, type=type_)
+
+    bad = _body(_summary("a", "web"), {**_summary("b", "db"), "Names": "not-a-list"})
+    with pytest.raises(msgspec.ValidationError) as raised:
+        builder.build_body("h", bad, None, decode)
+    assert "$[1].Names" in str(raised.value)
+    calls.clear()
+    records, diff = builder.build_body("h", _body(_summary("a", "web"), _summary("b", "db")), "t1", decode)
+    assert ContainerSummary not in calls and len(calls) == 2  # the raw elements, then the typed list
+    assert [r.name for r in records] == ["db", "web"] and sorted(r.name for r in diff.added) == ["db", "web"]
+    calls.clear()
+    records, diff = builder.build_body("h", _body(_summary("a", "web"), _summary("b", "db", "exited")), "t2", decode)
+    assert calls.count(ContainerSummary) == 1 and [(r.name, f) for r, f in diff.changed] == [("db", ("state",))]
+
+
 def _rec(cid: str, state: str) -> ContainerRecord:
     return container_record("h", ContainerSummary(Id=cid, Names=(f"/{cid}",), State=state), None)
 
