@@ -19,6 +19,9 @@ from fleetd.util.timefmt import rfc3339
 
 __all__ = ["StateTarget", "rows_changed"]
 
+STAGGER = 0.001  # seconds between two watchers' first connects after the start-up's first round
+STAGGER_SPAN = 2.0  # ... spread over this long at most
+
 
 def rows_changed(before: tuple[ContainerRecord, ...], after: tuple[ContainerRecord, ...]) -> int:
     """How many containers appeared, vanished or changed in a way that matters (not "Up 3 minutes")."""
@@ -39,6 +42,7 @@ class StateTarget:
         self.poller = poller
         self._first: dict[str, asyncio.Event] = {}
         self._first_round = asyncio.Event()  # FleetReady seen: every enabled host's first poll ended
+        self._woken = 0  # watchers woken by the first round's end so far
 
     async def first_poll(self, host: str, timeout: float = 60.0) -> None:
         """Until the host's first poll is done and the start-up's first round has ended (every
@@ -50,12 +54,21 @@ class StateTarget:
             return
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
         # arrives as the event is set, and the watcher then never stops (seen at shutdown).
+        round_ended = False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 if not record.first_poll_done:
                     await self._first.setdefault(host, asyncio.Event()).wait()
                 if not self.state.first_round_done():
                     await self._first_round.wait()
+                    round_ended = True
+        if round_ended:
+            # The round's end wakes every watcher at once: a thousand streams opened in one turn of
+            # the loop held the API's first answers back (7 % of a 1,000-host start-up's samples fell
+            # between the last first poll and the first complete summary). One every STAGGER seconds,
+            # over STAGGER_SPAN at most (more hosts: several per slot); each lists after subscribing.
+            self._woken += 1
+            await asyncio.sleep((self._woken * STAGGER) % STAGGER_SPAN)
 
     def note(self, change: Change) -> None:
         """Every change of the state, in order (from the feed pump)."""
