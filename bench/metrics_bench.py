@@ -112,7 +112,7 @@ async def run(sizes: list[int], containers: int, repeat: int) -> None:
     for hosts in sizes:
         state = build(hosts, containers)
         gc.collect()
-        gc.freeze()  # as fleetd does once the fleet is ready (fleetd/service/gcfreeze.py)
+        gc.freeze()  # as fleetd does once the fleet is ready (fleetd/service/gcpolicy.py)
         registry = CollectorRegistry()
         registry.register(BaselineCollector(state))
         families = HostFamilies(state)

@@ -92,8 +92,13 @@ def write_config(path: Path, args: argparse.Namespace, ports: list[int], listen:
         f"  concurrency: {args.concurrency}",
         "snapshots: {enabled: false}",
         "auth: {anonymous_read: true}",
-        "log: {level: warning, format: json}",
+        f"log: {{level: {args.log_level}, format: json}}",
         f"events: {str(args.events).lower()}",
+    ]
+    gc = {k: v for k, v in (("young_every", args.gc_young), ("full_every", args.gc_full)) if v}
+    if gc:  # fleetd's defaults otherwise (fleetd/service/gcpolicy.py)
+        lines.append("gc: {" + ", ".join(f"{k}: {v}" for k, v in gc.items()) + "}")
+    lines += [
         "hosts:",
     ]
     lines += [f"  - {{name: h{i:05d}, url: 'tcp://127.0.0.1:{p}'}}" for i, p in enumerate(ports)]
@@ -108,6 +113,7 @@ def _pct(xs: list[float], q: float) -> float:
 async def api_load(port: int, rate: float, duration: float, probe_rate: float = 0.0) -> dict[str, Any]:
     latencies: dict[str, list[float]] = {p: [] for p in MIX}
     probes: list[float] = []
+    late: dict[int, list[float]] = {}  # wall-clock second -> latencies over 100 ms (to match fleetd's logs)
     errors = 0
     statuses: dict[str, int] = {}
     n = int(rate * duration)
@@ -131,7 +137,10 @@ async def api_load(port: int, rate: float, duration: float, probe_rate: float = 
                         statuses[key] = statuses.get(key, 0) + 1
             except aiohttp.ClientError:
                 errors += 1
-            latencies[path].append(loop.time() - at)
+            took = loop.time() - at
+            latencies[path].append(took)
+            if took > 0.1:
+                late.setdefault(int(time.time() - took), []).append(took)
 
         async def probe(i: int) -> None:
             at = t0 + i / probe_rate
@@ -162,6 +171,9 @@ async def api_load(port: int, rate: float, duration: float, probe_rate: float = 
         "max_ms": 1000 * every[-1],
         "by_path_p50_ms": {p: _pct(v, 0.5) for p, v in latencies.items() if v},
         "by_path_p99_ms": {p: _pct(v, 0.99) for p, v in latencies.items() if v},
+        "slow_seconds": [  # the worst seconds: unix time, requests over 100 ms, the longest (ms)
+            (sec, len(v), round(1000 * max(v))) for sec, v in sorted(late.items(), key=lambda kv: -max(kv[1]))[:8]
+        ],
         "healthz_probes": len(probes),
         "healthz_p50_ms": _pct(probes, 0.5),
         "healthz_p99_ms": _pct(probes, 0.99),
@@ -190,6 +202,31 @@ def freshness(api: Api, interval: float) -> dict[str, Any]:
         "p99_last_seen_age_s": round(ages[int(len(ages) * 0.99) - 1], 2) if ages else None,
         "older_than_interval": sum(a > interval for a in ages),
     }
+
+
+def gc_pauses(api: Api) -> dict[str, Any]:
+    """fleetd's own account of its collector passes (``fleetd_gc_pause_seconds``), read after the window:
+    passes, seconds and passes over 50 ms per generation since start."""
+    out: dict[str, Any] = {}
+    try:
+        text = api.get("/metrics").decode()
+    except RuntimeError:  # a fleetd without the collector metrics, or /metrics refused
+        return out
+    for line in text.splitlines():
+        if not line.startswith("fleetd_gc_pause_seconds"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        gen = name.split('generation="')[1].split('"')[0]
+        g = out.setdefault(f"gen{gen}", {})
+        if name.startswith("fleetd_gc_pause_seconds_count"):
+            g["passes"] = int(float(value))
+        elif name.startswith("fleetd_gc_pause_seconds_sum"):
+            g["seconds"] = round(float(value), 3)
+        elif 'le="0.05"' in name:
+            g["le_50ms"] = int(float(value))
+    for g in out.values():
+        g["over_50ms"] = g.get("passes", 0) - g.pop("le_50ms", 0)
+    return out
 
 
 def fleet_lists(fleets: list[subprocess.Popen[str]]) -> int:
@@ -272,6 +309,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 out["open_fds"] = open_fds(proc.pid)
                 out["hosts_up_at_end"] = api.json("/api/v1/summary")["hosts"]["by_state"]
                 out["freshness"] = freshness(api, args.interval)
+                out["gc_pauses_since_start"] = gc_pauses(api)
                 if window_spy is not None:
                     window_spy.wait(60)
             finally:
@@ -298,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--concurrency", type=int, default=256)
     p.add_argument("--events", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--gc-young", default="", help="fleetd's gc.young_every (e.g. 1s; 0: CPython's automatic collector)")
+    p.add_argument("--gc-full", default="", help="fleetd's gc.full_every (e.g. 1h; 0: never)")
+    p.add_argument("--log-level", default="warning", help="fleetd's log level (info shows the collector's full passes)")
     p.add_argument("--loop", default="", help="FLEETD_EVENT_LOOP for fleetd (asyncio, uvloop)")
     p.add_argument("--settle", type=float, default=30.0)
     p.add_argument("--window", type=float, default=60.0)
@@ -327,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         f"/healthz (loop lag) p50 {a['healthz_p50_ms']:.1f} ms, p99 {a['healthz_p99_ms']:.1f} ms; "
         f"last_seen age max {fresh['max_last_seen_age_s']} s, p99 {fresh['p99_last_seen_age_s']} s, "
         f"{fresh['older_than_interval']} of {fresh['hosts']} older than the interval; "
-        f"states at end {report['hosts_up_at_end']}; load {report['load_before'][0]:.1f} → {report['load_after'][0]:.1f}"
+        f"states at end {report['hosts_up_at_end']}; GC passes since start {json.dumps(report['gc_pauses_since_start'])}; load {report['load_before'][0]:.1f} → {report['load_after'][0]:.1f}"
     )
     print(f"results: {name.relative_to(ROOT)}")
     return 0

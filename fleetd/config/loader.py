@@ -16,6 +16,7 @@ from fleetd.config.durations import format_duration
 from fleetd.config.errors import ConfigError, Problems
 from fleetd.config.events import read_events
 from fleetd.config.fields import Section, absolute
+from fleetd.config.gc import read_gc
 from fleetd.config.hosts import read_hosts, timing_message
 from fleetd.config.listener import read_listener
 from fleetd.config.model import (
@@ -48,6 +49,7 @@ TOP_KEYS = (
     "docker_api",
     "container_logs",
     "notify",
+    "gc",
 )
 LISTEN_TLS_KEYS = ("cert", "key")
 POLL_KEYS = (
@@ -110,6 +112,7 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Sett
         docker_api=read_docker_api(top, config_dir=config_dir),
         container_logs=read_container_logs(top),
         notify=read_notify(top, config_dir=config_dir),
+        gc=read_gc(top),
     )
     if problems:
         raise ConfigError(problems.sorted(display))

@@ -15,6 +15,7 @@ from fleetd.config.answer_limits import AnswerLimits
 from fleetd.config.container_logs import ContainerLogSettings
 from fleetd.config.docker_api import DockerAPISettings
 from fleetd.config.events import EventsSettings
+from fleetd.config.gc import GcSettings
 from fleetd.config.listener import ListenerSettings
 from fleetd.config.notify import WebhookSettings
 from fleetd.config.roles import Role
@@ -138,3 +139,4 @@ class Settings:
     docker_api: DockerAPISettings | None = None  # the Docker-compatible listener; None: off
     container_logs: ContainerLogSettings = field(default_factory=ContainerLogSettings)
     notify: tuple[WebhookSettings, ...] = ()  # webhooks (fleetd/webhooks/)
+    gc: GcSettings = field(default_factory=GcSettings)  # the cyclic collector's pace (service/gcpolicy.py)

@@ -19,6 +19,7 @@ from fleetd.config import hosts as host_keys
 from fleetd.config import loader as top_keys
 from fleetd.config import notify as notify_keys
 from fleetd.config import ssh as ssh_keys
+from fleetd.config.gc import GC_KEYS
 from fleetd.config.listener import LISTENER_KEYS
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def test_example_config_documents_every_key() -> None:
         *docker_api_keys.TLS_KEYS,
         *container_log_keys.CONTAINER_LOGS_KEYS,
         *notify_keys.NOTIFY_KEYS,
+        *GC_KEYS,
     }
     assert every_key - documented == set()
 
