@@ -206,6 +206,18 @@ class ContainerIndex(IndexReads):
             rec[gid] = c
         self._place(host, order)
 
+    def replace(self, host: str, rows: Iterable[ContainerRecord]) -> bool:
+        """Rows that took the places of rows with the same ids and names (a refresh of a few rows:
+        the host's order holds, their changes were applied): only the records move. False when an
+        id is unknown (then :meth:`sync` the host)."""
+        gids, rec = self._gids.get(host), self._rec
+        for c in rows:
+            gid = gids.get(c.id) if gids is not None else None
+            if gid is None:
+                return False
+            rec[gid] = c
+        return True
+
     def reindex(self, host: str, rows: tuple[ContainerRecord, ...]) -> None:
         rank, dirty = self._rank.get(host), self._ranks_dirty
         self.forget(host)

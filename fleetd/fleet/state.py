@@ -327,13 +327,10 @@ class FleetState(FleetReads):
         if record is None:
             return
         clock = self._clocks.setdefault(name, RowClock())
-        before = {c.id: c for c in record.containers}
         merged = clock.merge_subset(record.containers, asked, rows, stamp)
-        after = {c.id: c for c in merged.records}
         causes = causes or {}
         changes: list[Change] = []
-        for cid in merged.applied:
-            old, new = before.get(cid), after.get(cid)
+        for cid, (old, new) in zip(merged.applied, merged.pairs, strict=True):
             cause = causes.get(cid)
             action, code = (cause.action, cause.exit_code) if cause is not None else (None, None)
             if old is None and new is not None:
@@ -346,7 +343,8 @@ class FleetState(FleetReads):
         self._foreign.add(name)
         if changes:
             self._publish(changes)
-        self._index.sync(name, record.containers)
+        if not merged.in_place or not self._index.replace(name, [new for _, new in merged.pairs if new is not None]):
+            self._index.sync(name, record.containers)  # rows came, went or moved: the host's order anew
 
     def resynced(self, name: str, gap: bool) -> None:
         """The host's event stream is back; ``gap``: events were lost (a full list repaired the rows)."""

@@ -70,6 +70,11 @@ class FullMerge:
 class SubsetMerge:
     records: tuple[ContainerRecord, ...]
     applied: tuple[str, ...]  # ids whose row (or absence) this observation decided
+    #: For each applied id, in order: its row before and after (None: no row).
+    pairs: tuple[tuple[ContainerRecord | None, ContainerRecord | None], ...] = ()
+    #: Every applied row took the place of a row of the same id and name: the ids and their order
+    #: are those of ``current`` (a state change, the usual refresh).
+    in_place: bool = False
 
 
 _replace = msgspec.structs.replace
@@ -184,7 +189,7 @@ class RowClock:
         """A targeted list of the ``asked`` ids sent at ``stamp``: an asked id missing from the
         answer was removed."""
         stamps = self._stamps
-        out = {c.id: c for c in current}
+        cur = current if isinstance(current, tuple) else tuple(current)
         got = {r.id: r for r in fresh}
         applied: list[str] = []
         for cid in asked:
@@ -192,9 +197,28 @@ class RowClock:
                 continue
             stamps[cid] = stamp
             applied.append(cid)
-            row = got.get(cid)
+        if not applied:
+            return SubsetMerge(cur, (), (), True)
+        pos = {c.id: i for i, c in enumerate(cur)}
+        pairs: list[tuple[ContainerRecord | None, ContainerRecord | None]] = []
+        for cid in applied:
+            i, row = pos.get(cid), got.get(cid)
+            if i is None or row is None or row.name != cur[i].name or len(pos) != len(cur):
+                break  # added, removed or renamed (or an id twice): the general way
+            pairs.append((cur[i], keep_health(cur[i], row)))
+        else:  # every row in the place of its old self: the order holds, no sort
+            out = list(cur)
+            for old, new in pairs:
+                assert old is not None
+                out[pos[old.id]] = new
+            return SubsetMerge(tuple(out), tuple(applied), tuple(pairs), True)
+        rows = {c.id: c for c in cur}
+        pairs = []
+        for cid in applied:
+            old, row = rows.get(cid), got.get(cid)
             if row is not None:
-                out[cid] = keep_health(out.get(cid), row)
+                row = rows[cid] = keep_health(old, row)
             else:
-                out.pop(cid, None)
-        return SubsetMerge(tuple(sorted(out.values(), key=_by_name)), tuple(applied))
+                rows.pop(cid, None)
+            pairs.append((old, row))
+        return SubsetMerge(tuple(sorted(rows.values(), key=_by_name)), tuple(applied), tuple(pairs))

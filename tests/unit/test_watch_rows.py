@@ -144,3 +144,60 @@ def test_the_merge_of_a_list_that_decides_every_row_is_the_general_merge() -> No
         fast = clock.merge_full(current, fresh, stamp)
         slow = other._merge_some(current, fresh, stamp)
         assert fast == slow and clock._stamps == other._stamps
+
+
+def _merge_subset_by_dict(
+    clock: RowClock, current: tuple[ContainerRecord, ...], asked: list[str], fresh: list[ContainerRecord], stamp: int
+) -> tuple[tuple[ContainerRecord, ...], tuple[str, ...]]:
+    """merge_subset as it was before its in-place path: every row by id, then sorted by name."""
+    from fleetd.fleet.watch_rows import keep_health
+
+    out = {c.id: c for c in current}
+    got = {r.id: r for r in fresh}
+    applied = []
+    for cid in asked:
+        if clock._stamps.get(cid, 0) > stamp:
+            continue
+        clock._stamps[cid] = stamp
+        applied.append(cid)
+        row = got.get(cid)
+        if row is not None:
+            out[cid] = keep_health(out.get(cid), row)
+        else:
+            out.pop(cid, None)
+    return tuple(sorted(out.values(), key=lambda c: c.name)), tuple(applied)
+
+
+def test_a_refresh_in_place_is_the_refresh_by_dict() -> None:
+    """merge_subset's in-place path (same ids and names: no sort) against the general merge, and
+    its pairs are each applied row before and after."""
+    import random
+
+    rng = random.Random(11)
+    places = 0
+    for _ in range(400):
+        ids = [f"c{i}" for i in range(8)]
+        clock = RowClock()
+        current = tuple(rec(i, rng.choice(["running", "exited"])) for i in ids if rng.random() < 0.8)
+        for cid in rng.sample(ids, 2):
+            clock._stamps[cid] = clock.next_stamp()
+        stamp = clock.next_stamp()
+        if rng.random() < 0.3:  # a newer observation wrote one row after this refresh was sent
+            clock._stamps[rng.choice(ids)] = stamp + 1
+        asked = rng.sample(ids, rng.randint(0, 3))
+        fresh = [
+            rec(i, rng.choice(["running", "exited"]), f"renamed-{i}" if rng.random() < 0.1 else None)
+            for i in asked
+            if rng.random() < 0.85
+        ]
+        other = RowClock()
+        other._stamps = dict(clock._stamps)
+        merged = clock.merge_subset(current, asked, fresh, stamp)
+        assert (merged.records, merged.applied) == _merge_subset_by_dict(other, current, asked, fresh, stamp)
+        assert clock._stamps == other._stamps
+        before, after = {c.id: c for c in current}, {c.id: c for c in merged.records}
+        assert merged.pairs == tuple((before.get(c), after.get(c)) for c in merged.applied)
+        if merged.in_place:
+            places += 1
+            assert [c.id for c in merged.records] == [c.id for c in current]
+    assert places > 50  # the in-place path was taken often enough to count

@@ -69,3 +69,25 @@ def test_unwatched_hosts_take_polls_as_they_are() -> None:
     poll(state, (rec("a", "exited"),), 0)
     record = state.get("h")
     assert record is not None and [c.state for c in record.containers] == ["exited"]
+
+
+def test_a_refresh_in_place_leaves_the_index_answering_the_rows_the_host_holds() -> None:
+    """A refresh that keeps the host's ids and names (no re-sort, no re-placing in the index) and
+    one that adds a row: the index's answers are the host's own records either way."""
+    from fleetd.fleet.queries import ContainerQuery
+
+    state = FleetState()
+    state.add(HostSettings(name="h", url="tcp://127.0.0.1:1"))
+    state.watch("h")
+    poll(state, (rec("a", "running"), rec("b", "running"), rec("d", "running")), state.next_stamp("h"))
+    record = state.get("h")
+    assert record is not None
+    for cid, after in (("b", "exited"), ("a", "exited"), ("b", "running")):
+        state.refresh_rows("h", [cid], [rec(cid, after)], state.next_stamp("h"), {cid: Cause("die")})
+        exited = state.containers(ContainerQuery(state="exited"))
+        assert [c.id for c in exited] == [c.id for c in record.containers if c.state == "exited"]
+        listed = [(c.id, c.state) for c in state.containers(ContainerQuery())]
+        assert listed == [(c.id, c.state) for c in record.containers]  # the index's records are the host's
+    state.refresh_rows("h", ["c"], [rec("c", "exited")], state.next_stamp("h"), {"c": Cause("create")})
+    assert [c.id for c in state.containers(ContainerQuery())] == ["a", "b", "c", "d"]
+    assert [c.id for c in state.containers(ContainerQuery(state="exited"))] == ["a", "c"]
