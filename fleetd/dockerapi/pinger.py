@@ -28,9 +28,9 @@ import msgspec
 from fleetd.dockerapi.client import DockerClient
 from fleetd.dockerapi.errors import DockerError, EngineProtocolError, EngineTimeout, EngineUnreachable
 from fleetd.dockerapi.exchange import Done, Exchange, ExchangeOwner, KeptConnection, Result
-from fleetd.dockerapi.models import ContainerSummary
+from fleetd.dockerapi.models import ContainerSummary, ImageSummary, SystemInfo
 
-__all__ = ["RawPinger", "Result", "list_all_body", "list_by_id", "raw_pinger"]
+__all__ = ["RawPinger", "Result", "id_query", "images", "info_raw", "list_all_body", "list_by_id", "raw_pinger"]
 
 _MAX_BODY: Final = 1024
 _SAFE_PATH: Final = frozenset(b"/?=&%+.-_~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -122,23 +122,23 @@ class RawPinger:
             async with asyncio.timeout(timeout):
                 result = await fut
         except TimeoutError as exc:
-            if self._current is not None and self._current.done is done:
-                self.reset()
-            else:
-                self._forget(done)
+            self.cancel(done)
             raise EngineTimeout(f"no answer within {timeout:g}s to GET {path} on {self.url}", url=self.url) from exc
         except asyncio.CancelledError:
-            if self._current is not None and self._current.done is done:
-                self.reset()  # half an answer would be read as the next one's
-            else:
-                self._forget(done)
+            self.cancel(done)  # half an answer would be read as the next one's
             raise
         if isinstance(result, DockerError):
             raise result
         return result
 
-    def _forget(self, done: Done) -> None:
-        self._queue = deque(ex for ex in self._queue if ex.done is not done)
+    def cancel(self, done: Done) -> None:
+        """The exchange sent with ``done`` is not wanted any more (no answer in time): one still
+        waiting is dropped; the one under way drops the connection with it (its answer would be
+        read as the next one's), and ``done`` hears EngineTimeout."""
+        if self._current is not None and self._current.done is done:
+            self.reset()
+        else:
+            self._queue = deque(ex for ex in self._queue if ex.done is not done)
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -222,7 +222,7 @@ class _Detached:
 _DETACHED: ExchangeOwner = _Detached()
 
 
-def _id_query(ids: list[str]) -> str:
+def id_query(ids: list[str]) -> str:
     """``all=1&filters={"id": ids}`` URL-encoded; container ids (hex) without the general encoder."""
     if all(i.isascii() and i.isalnum() for i in ids):
         return "all=1&filters=%7B%22id%22%3A%5B%22" + "%22%2C%22".join(ids) + "%22%5D%7D"
@@ -237,7 +237,7 @@ async def list_by_id(
     any reason but a timeout (the client then says precisely what is wrong with the answer)."""
     version = client.api_version
     if pinger is not None and version is not None:
-        path = f"/v{version}/containers/json?{_id_query(ids)}"
+        path = f"/v{version}/containers/json?{id_query(ids)}"
         try:
             status, body = await pinger.get(path, timeout=timeout, max_body=client.limits.containers)
             if status == 200:
@@ -249,23 +249,44 @@ async def list_by_id(
     return await client.containers.list(all=True, filters={"id": ids}, timeout=timeout)
 
 
+async def _kept_body(pinger: RawPinger | None, client: DockerClient, path: str, cap: int, timeout: float) -> bytes | None:
+    """The 200 answer's body to ``GET /v<version><path>`` on the pinger's connection; None when there
+    is no pinger or version yet, or the exchange failed for any reason but a timeout (the caller asks
+    the client then, which says precisely what is wrong with the answer)."""
+    version = client.api_version
+    if pinger is None or version is None:
+        return None
+    try:
+        status, body = await pinger.get(f"/v{version}{path}", timeout=timeout, max_body=cap)
+    except EngineTimeout:
+        raise
+    except DockerError:
+        return None
+    return body if status == 200 and body else None
+
+
 async def list_all_body(pinger: RawPinger | None, client: DockerClient, *, timeout: float) -> bytes:
     """``GET /containers/json?all=1`` undecoded (a safety-net poll while the event stream is healthy)
     on the pinger's connection, as :func:`list_by_id`; through the client when that fails for any
     reason but a timeout, or before the client knows the API version."""
-    version = client.api_version
-    if pinger is not None and version is not None:
-        try:
-            status, body = await pinger.get(
-                f"/v{version}/containers/json?all=1", timeout=timeout, max_body=client.limits.containers
-            )
-            if status == 200 and body:
-                return body
-        except EngineTimeout:
-            raise
-        except DockerError:
-            pass
-    return await client.containers.list_body(all=True, timeout=timeout)
+    body = await _kept_body(pinger, client, "/containers/json?all=1", client.limits.containers, timeout)
+    return body if body is not None else await client.containers.list_body(all=True, timeout=timeout)
+
+
+async def info_raw(pinger: RawPinger | None, client: DockerClient, *, timeout: float) -> tuple[SystemInfo, msgspec.Raw]:
+    """``GET /info`` as ``client.system.info_raw()`` returns it, on the pinger's connection when it can."""
+    body = await _kept_body(pinger, client, "/info", client.limits.info, timeout)
+    if body is None:
+        return await client.system.info_raw(timeout=timeout)
+    return client.decode(body, SystemInfo, "GET", "/info"), msgspec.Raw(body)
+
+
+async def images(pinger: RawPinger | None, client: DockerClient, *, timeout: float) -> list[ImageSummary]:
+    """``GET /images/json`` as ``client.images.list()`` returns it, on the pinger's connection when it can."""
+    body = await _kept_body(pinger, client, "/images/json", client.limits.images, timeout)
+    if body is None:
+        return await client.images.list(timeout=timeout)
+    return client.decode(body, list[ImageSummary], "GET", "/images/json")
 
 
 def raw_pinger(client: DockerClient) -> RawPinger | None:

@@ -25,7 +25,7 @@ from fleetd.dockerapi import (
 from fleetd.fleet.records import HostStatus
 from fleetd.fleet.safety_net import SafetyNet
 
-__all__ = ["Answer", "Failed", "fetch", "fetch_lean"]
+__all__ = ["Answer", "Failed", "fetch", "fetch_kept", "fetch_lean"]
 
 log = structlog.get_logger("fleetd.poller")
 
@@ -98,6 +98,34 @@ async def fetch_lean(client: DockerClient, net: SafetyNet, host: str, *, timeout
     except Exception as exc:
         return _judge(host, exc) or Failed(HostStatus.ERROR, repr(exc))
     return Answer(None, None, body, None)
+
+
+async def fetch_kept(
+    client: DockerClient, net: SafetyNet, host: str, *, images: bool, timeout: float
+) -> Answer | Failed:
+    """A full poll while the host's event stream is healthy: ``/info``, the images when due and the
+    list, one after the other on the watcher's kept connection (as ``fetch(one_connection=True)``:
+    a failed ``/info`` ends the poll)."""
+    try:
+        info, info_raw = await net.info_raw(timeout)
+    except Exception as exc:
+        return _judge(host, exc) or Failed(HostStatus.ERROR, repr(exc))
+    img_r: list[ImageSummary] | BaseException | None = None
+    cont_r: bytes | BaseException
+    if images:
+        try:
+            img_r = await net.images(timeout)
+        except Exception as exc:  # judged below with the list
+            img_r = exc
+    try:
+        cont_r = await net.list_body(timeout)
+    except Exception as exc:
+        cont_r = exc
+    failed = _judge(host, cont_r, img_r)
+    if failed is not None:
+        return failed
+    assert not isinstance(cont_r, BaseException)  # judged
+    return Answer(info, info_raw, cont_r, img_r if isinstance(img_r, list) else None)
 
 
 def _judge(host: str, *results: object) -> Failed | None:

@@ -21,7 +21,7 @@ import structlog
 
 from fleetd.dockerapi import DockerClient, DockerError
 from fleetd.fleet.builder import ContainerRecords
-from fleetd.fleet.fetch import Answer, Failed, fetch, fetch_lean
+from fleetd.fleet.fetch import Answer, Failed, fetch, fetch_kept, fetch_lean
 from fleetd.fleet.records import (
     ContainerDiff,
     ContainerRecord,
@@ -257,19 +257,22 @@ class HostLoop:
         # hosts started together do not all ask on the same round of polls.
         phase = self.images_phase if net is not None else 0
         want_images = self.images_wanted or (polls > 0 and (polls + phase) % max(1, self.images_every()) == 0)
-        lean = (
+        healthy = (  # the event stream is live and synced: the poll is the safety net
             net is not None
-            and not want_images
-            and not self.info_wanted
             and record.facts is not None
             and record.info_raw is not None
             and record.status is HostStatus.UP
             and net.lean()
         )
+        lean = healthy and not want_images and not self.info_wanted
         stamp = self.state.next_stamp(name)  # rows written by newer event refreshes win over this poll
         sent_at = asyncio.get_running_loop().time()
+        timeout = record.settings.timeout
         if lean and net is not None:
-            got = await fetch_lean(self.client, net, name, timeout=record.settings.timeout)
+            got = await fetch_lean(self.client, net, name, timeout=timeout)
+        elif healthy and net is not None:  # /info and images too, on the watcher's kept connection
+            self.info_wanted = False
+            got = await fetch_kept(self.client, net, name, images=want_images, timeout=timeout)
         else:
             self.info_wanted = False
             got = await fetch(self.client, name, images=want_images, one_connection=self.one_connection())

@@ -39,6 +39,8 @@ _COMPACT_EVERY = 8192  # gids handed out between two compactions of the posting 
 _COMPACT_MIN = 64  # members of a set worth copying to a tighter table
 _SPARSE = 4 * 16  # bytes per member above which a set is copied (16-byte slots, under 25 % full)
 _sizeof = sys.getsizeof
+#: Record fields no posting key is made of (see _keys_of): a change of only these re-posts nothing.
+_UNPOSTED: frozenset[str] = frozenset({"command", "status", "created", "ports"})
 
 
 def _keys_of(host: str, c: ContainerRecord) -> frozenset[str]:
@@ -119,7 +121,13 @@ class ContainerIndex(IndexReads):
                 self._add_host(host, [a.container for a in batch[i:j]])  # type: ignore[union-attr]
                 i = j
                 continue
-            if isinstance(ch, (ContainerAdded, ContainerChanged)):
+            if type(ch) is ContainerChanged and _UNPOSTED.issuperset(ch.fields):  # e.g. "Up 3 minutes"
+                gid = self._gids.get(ch.host, {}).get(ch.container.id)  # no posting key moves
+                if gid is not None and gid in self._rec:
+                    self._rec[gid] = ch.container
+                else:
+                    self._put(ch.host, ch.container)
+            elif isinstance(ch, (ContainerAdded, ContainerChanged)):
                 self._put(ch.host, ch.container)
             elif isinstance(ch, ContainerRemoved):
                 self._drop(ch.host, ch.container.id)
@@ -265,8 +273,8 @@ class ContainerIndex(IndexReads):
         if rank is None:
             self._rank[host] = -1
             self._ranks_dirty = True
-        elif not same or rank < 0:  # the same rows in the same places keep their keys (most polls)
-            self._order_keys(order, rank)
+        elif not same and rank >= 0:  # the same rows in the same places keep their keys (most polls);
+            self._order_keys(order, rank)  # rank -1: the next read renews every key (_refresh_ranks)
 
     def _order_keys(self, order: list[int], rank: int) -> None:
         base = rank * _HOST_SPAN

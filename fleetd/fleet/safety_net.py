@@ -6,12 +6,18 @@ connection when it has one), compares them with the rows as usual (drift is stil
 keeps the host's engine facts (``/info``) as they were. A poll is lean only while the watcher says
 its stream is live and synced; ``/info`` is still asked on every poll that lists images
 (``poll.images_every``), on the first poll after the stream (re)connects, and after the daemon
-reports a reload.
+reports a reload. Those full polls, while the stream is healthy, go one request after the other over
+the watcher's kept connection as well (:func:`~fleetd.fleet.fetch.fetch_kept`): polls a minute or more
+apart would otherwise open new pooled connections each time (theirs idle out in between).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+import msgspec
+
+from fleetd.dockerapi import ImageSummary, SystemInfo
 
 __all__ = ["SafetyNet"]
 
@@ -23,6 +29,14 @@ class SafetyNet(Protocol):
 
     async def list_body(self, timeout: float) -> bytes:
         """``GET /containers/json?all=1`` undecoded."""
+        ...
+
+    async def info_raw(self, timeout: float) -> tuple[SystemInfo, msgspec.Raw]:
+        """``GET /info``, typed and verbatim (a full poll while the stream is healthy)."""
+        ...
+
+    async def images(self, timeout: float) -> list[ImageSummary]:
+        """``GET /images/json``."""
         ...
 
     def answered(self) -> None:

@@ -6,9 +6,9 @@ The order of things (engine-events.md §4):
    for, so nothing happens unseen between the two. Events that arrive meanwhile are applied
    after it (the ordering guard of :mod:`fleetd.fleet.watch_rows` keeps the newer one).
 2. **The read loop only touches memory**: dedupe, the cursor, marking containers dirty. A
-   separate flusher sends one ``GET /containers/json?all=1&filters={"id":[...]}`` per batch of
-   dirty containers, so a slow refresh never makes the daemon drop events (E7). It goes over the
-   pinger's kept connection when there is one (:func:`~fleetd.dockerapi.pinger.list_by_id`).
+   timer then sends one ``GET /containers/json?all=1&filters={"id":[...]}`` per batch of dirty
+   containers, so a slow refresh never makes the daemon drop events (E7); over the pinger's kept
+   connection, answered by callback, when there is one (:mod:`fleetd.fleet.watch_flush`).
 3. **Cursor on the daemon's clock**: the newest ``timeNano`` seen, and that event (the witness).
    A reconnect asks ``since=cursor-1s``; the witness showing up in the replay proves nothing was
    lost. If it does not (ring overflow, daemon restart, podman rotation) a full list repairs
@@ -31,16 +31,17 @@ from typing import Final
 import structlog
 
 from fleetd.dockerapi import (
-    ContainerSummary,
     DockerClient,
     DockerError,
     EngineUnreachable,
 )
 from fleetd.dockerapi.events import EngineEvent, EventStream
-from fleetd.dockerapi.pinger import RawPinger, list_all_body, list_by_id
+from fleetd.dockerapi.pinger import RawPinger
 from fleetd.fleet.liveness import LivenessWheel
-from fleetd.fleet.watch_events import REMOVAL, Cause, Dedupe, Effect, classify, merge_cause
+from fleetd.fleet.watch_events import Cause, Dedupe, Effect, classify, merge_cause
+from fleetd.fleet.watch_flush import RefreshSide
 from fleetd.fleet.watch_liveness import LivenessChecks, liveness_tick
+from fleetd.fleet.watch_net import NetSide
 from fleetd.fleet.watch_podman import PodmanHealth
 from fleetd.fleet.watch_types import NoObserver, WatchObserver, WatchSettings, WatchTarget
 from fleetd.util.wakeup import Wakeup
@@ -56,13 +57,12 @@ FILTERS: Final[Mapping[str, list[str]]] = {"type": ["container", "daemon"]}
 #: podman also reports its event log's rotations (Type "system"), which can lose events (P5).
 PODMAN_FILTERS: Final[Mapping[str, list[str]]] = {"type": ["container", "system"]}
 _SECOND: Final = 1_000_000_000
-_DEATHS: Final = frozenset({"die", "oom", "kill", "stop"})
-_SETTLE_TRIES: Final = 5
 
 
-class HostWatcher(LivenessChecks):
+class HostWatcher(LivenessChecks, NetSide, RefreshSide):
     """Owns one task (and its flusher subtask); ``aclose()`` cancels and awaits it. Its liveness
-    checks run from a :class:`~fleetd.fleet.liveness.LivenessWheel` (the fleet's, or its own)."""
+    checks run from a :class:`~fleetd.fleet.liveness.LivenessWheel` (the fleet's, or its own); what
+    the host's poll asks of it is in :class:`~fleetd.fleet.watch_net.NetSide`."""
 
     def __init__(
         self,
@@ -98,8 +98,6 @@ class HostWatcher(LivenessChecks):
         self._dedupe = Dedupe()
         self._dirty: dict[str, Cause] = {}
         self._recent: dict[str, float] = {}  # container id → loop time of its last event
-        self._retries: dict[str, int] = {}  # container id → refreshes that still showed it running
-        self._dirty_signal = Wakeup()
         self._kick = Wakeup()
         self._alive_at = -1e9  # loop time the daemon last showed it runs (an event, an answer)
         self._liveness_factor = self._rng.uniform(0.9, 1.0)  # spreads the fleet's pings
@@ -110,6 +108,7 @@ class HostWatcher(LivenessChecks):
         self._expect: tuple[tuple[int, str, str, str], int] | None = None
         self._task: asyncio.Task[None] | None = None
         self._tick = liveness_tick(self.settings.liveness) if self.settings.liveness > 0 else 0.5
+        self._init_refreshes()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -133,42 +132,11 @@ class HostWatcher(LivenessChecks):
         """Drop the stream and resume it (drift found, or the host answered again)."""
         self._kick.set()
 
-    # -- what the poller asks (fleet/safety_net.py) ------------------------------------------
-
-    def lean(self) -> bool:
-        """The stream is live and synced: a safety-net poll may leave ``/info`` out."""
-        return self.connected and self.synced_at is not None and not self.reported_down
-
-    async def list_body(self, timeout: float) -> bytes:
-        return await list_all_body(self.pinger, self.client, timeout=timeout)
-
-    def answered(self) -> None:
-        self._alive_at = asyncio.get_running_loop().time()
-
-    def unexplained(self, ids: list[str] | tuple[str, ...], sent_at: float) -> list[str]:
-        """Of the rows a full poll (sent at loop time ``sent_at``) found different, those the
-        stream should have told about: it was live before the poll was sent, and no event
-        about them is pending or arrived within the last two seconds."""
-        if not self.connected or self.synced_at is None or self.synced_at > sent_at:
-            return []  # a poll sent before the stream was live and synced proves nothing
-        now = asyncio.get_running_loop().time()
-        return [cid for cid in ids if cid not in self._dirty and now - self._recent.get(cid, -1e9) > 2.0]
-
-    def drift(self, ids: list[str] | tuple[str, ...], sent_at: float) -> int:
-        """Count drift and force a reconnect (the stream may be silently dead)."""
-        unexplained = self.unexplained(ids, sent_at)
-        if unexplained:
-            self.observer.count(self.host, "drift", len(unexplained))
-            log.warning("events drift: the poll found changes no event told of", host=self.host,
-                        containers=[c[:12] for c in unexplained[:5]], count=len(unexplained))  # fmt: skip
-            self.reconnect()
-        return len(unexplained)
-
     # -- the task ---------------------------------------------------------------------------
 
     async def _main(self) -> None:
         structlog.contextvars.bind_contextvars(host=self.host)
-        helpers = [asyncio.create_task(self._flush_loop(), name=f"watch-flush:{self.host}")]
+        helpers: list[asyncio.Task[None]] = []
         own_wheel: LivenessWheel | None = None
         if self.settings.liveness > 0:
             wheel = self._wheel
@@ -181,6 +149,7 @@ class HostWatcher(LivenessChecks):
             await self._connect_loop()
         finally:
             self._stopped = True
+            helpers.extend(self._stop_refreshes())
             if own_wheel is not None:
                 own_wheel.close()
             if self._ping_task is not None:
@@ -357,69 +326,11 @@ class HostWatcher(LivenessChecks):
         if self.podman and (ended := self._podman_health.probe_ended(event)) is not None:
             # podman's probe is over: its result can be asked for now (health_status came first)
             self._dirty.setdefault(ended, Cause("health_status", None, tn))
-            self._dirty_signal.set()
+            self._dirtied()
             return
         effect, cid = classify(event)
         if effect is Effect.NONE:
             return
         self._dirty[cid] = merge_cause(self._dirty.get(cid), event)
         self._recent[cid] = asyncio.get_running_loop().time()
-        self._dirty_signal.set()
-
-    async def _flush_loop(self) -> None:
-        s = self.settings
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._dirty_signal.wait()
-            await asyncio.sleep(s.flush_delay)
-            self._dirty_signal.clear()
-            batch, self._dirty = self._dirty, {}
-            ids = list(batch)
-            for i in range(0, len(ids), s.batch):
-                chunk = ids[i : i + s.batch]
-                stamp = self.target.next_stamp(self.host)
-                try:
-                    rows = await list_by_id(self.pinger, self.client, chunk, timeout=s.timeout)
-                except DockerError as exc:
-                    log.debug("event refresh failed; retrying", host=self.host, error=str(exc))
-                    for cid in ids[i:]:
-                        self._dirty.setdefault(cid, batch[cid])
-                    self._dirty_signal.set()
-                    await asyncio.sleep(max(s.flush_delay, 1.0))
-                    break
-                self._alive_at = loop.time()
-                self.observer.count(self.host, "refreshes")
-                if self.podman:  # its list tells no health: ask for it where an event says it moved
-                    actions = {c: batch[c].action for c in chunk}
-                    rows = await self._podman_health.fill(self.client, rows, actions, s.timeout)
-                unsettled = self._unsettled(rows, batch)
-                asked = frozenset(chunk).difference(unsettled)
-                if asked:
-                    self.target.apply_rows(self.host, asked, rows, stamp, {c: batch[c] for c in asked})
-            cutoff = loop.time() - 10.0
-            if len(self._recent) > 256:
-                self._recent = {k: t for k, t in self._recent.items() if t > cutoff}
-
-    def _unsettled(self, rows: list[ContainerSummary], batch: dict[str, Cause]) -> set[str]:
-        """Containers whose ``die`` (or removal) arrived before their row says so: dockerd 20.10
-        publishes ``die`` before the listing shows it, podman ``remove`` before the row is gone.
-        They are asked again shortly, the cause kept, up to a few times."""
-        out: set[str] = set()
-        for r in rows:
-            cause = batch.get(r.Id)
-            if cause is None:
-                continue
-            dead_but_running = cause.action in _DEATHS and r.State in ("running", "restarting")
-            if not dead_but_running and cause.action not in REMOVAL:  # a removed container has no row
-                self._retries.pop(r.Id, None)
-                continue
-            tries = self._retries.get(r.Id, 0)
-            if tries >= _SETTLE_TRIES:
-                self._retries.pop(r.Id, None)
-                continue  # it really is running again (a restart policy): take the row as it is
-            self._retries[r.Id] = tries + 1
-            self._dirty.setdefault(r.Id, cause)  # a newer event (a restart's start) keeps its own cause
-            out.add(r.Id)
-        if out:
-            self._dirty_signal.set()
-        return out
+        self._dirtied()

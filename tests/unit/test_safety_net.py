@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from fleetd.config.model import HostSettings, PollSettings
-from fleetd.dockerapi import DockerClient, EngineConnections
-from fleetd.dockerapi.pinger import list_all_body, raw_pinger
+from fleetd.dockerapi import DockerClient, EngineConnections, ImageSummary, SystemInfo
+from fleetd.dockerapi.pinger import images, info_raw, list_all_body, raw_pinger
 from fleetd.fleet.poller import Poller
 from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState
@@ -28,6 +29,8 @@ class FakeNet:
         self.host = host
         self.healthy = True
         self.lists = 0
+        self.infos = 0
+        self.image_lists = 0
         self.answers = 0
 
     def lean(self) -> bool:
@@ -38,6 +41,18 @@ class FakeNet:
         assert client is not None
         self.lists += 1
         return await client.containers.list_body(all=True, timeout=timeout)
+
+    async def info_raw(self, timeout: float) -> tuple[SystemInfo, msgspec.Raw]:
+        client = self.poller.client(self.host)
+        assert client is not None
+        self.infos += 1
+        return await client.system.info_raw(timeout=timeout)
+
+    async def images(self, timeout: float) -> list[ImageSummary]:
+        client = self.poller.client(self.host)
+        assert client is not None
+        self.image_lists += 1
+        return await client.images.list(timeout=timeout)
 
     def answered(self) -> None:
         self.answers += 1
@@ -95,13 +110,15 @@ async def test_a_healthy_stream_leaves_info_out_until_asked(rig: Rig, fake_engin
 
     rig.poller.want_info("h")  # the stream reconnected, or the daemon reloaded
     await eventually(lambda: count(engine, "/info") == 2, what="/info asked again")
+    assert rig.net.infos == 1  # on the watcher's kept connection: the stream is healthy
     lists = rig.net.lists
     await eventually(lambda: rig.net.lists >= lists + 3, what="lean again")
     assert count(engine, "/info") == 2
 
-    rig.net.healthy = False  # the stream is down or resyncing: full polls
-    info = count(engine, "/info")
+    rig.net.healthy = False  # the stream is down or resyncing: full polls, through the client
+    info, lists = count(engine, "/info"), rig.net.lists
     await eventually(lambda: count(engine, "/info") >= info + 3, what="full polls")
+    assert rig.net.infos == 1 and rig.net.lists == lists
 
 
 @pytest.mark.parametrize("rig", [3], indirect=True)
@@ -113,11 +130,14 @@ async def test_polls_that_list_images_ask_info_too(rig: Rig, fake_engine: FakeEn
     assert count(engine, "/images/json") >= 2
     # the host's own phase says which poll of three is the full one (hosts started together spread)
     paths = [p.split("?")[0] for p in engine.paths()]
-    images = [i for i, p in enumerate(paths) if p.endswith("/images/json")]
-    between = paths[images[0] : images[1]]
+    infos = [i for i, p in enumerate(paths) if p.endswith("/info")]  # the first poll, then the full ones
+    between = paths[infos[0] : infos[1]]
     assert sum(1 for p in between if p.endswith("/containers/json")) == 3 - phase
     # every /info after the first came with an image listing (the first poll leaves images out)
     assert count(engine, "/info") - 1 in (count(engine, "/images/json") - 1, count(engine, "/images/json"))
+    # and, with the stream healthy, they came through the watcher (its kept connection)
+    assert rig.net.infos == count(engine, "/info") - 1
+    assert rig.net.image_lists >= count(engine, "/images/json") - 1 >= 1
 
 
 async def test_a_host_that_failed_is_polled_in_full_when_it_answers_again(
@@ -148,6 +168,18 @@ async def test_the_raw_list_is_the_clients_list(fake_engine: FakeEngines) -> Non
             engine.behaviour.faults["containers"] = Fault.STATUS_500
             with pytest.raises(Exception, match="500"):  # the raw 500 falls back; the client says why
                 await list_all_body(pinger, client, timeout=1.0)
+            # a full poll's /info and images over the kept connection: what the client returns
+            sent = len(engine.requests)
+            info, body = await info_raw(pinger, client, timeout=1.0)
+            client_info, client_body = await client.system.info_raw()
+            assert info == client_info  # the verbatim answers differ only in the daemon's clock
+            assert msgspec.json.decode(body).keys() == msgspec.json.decode(client_body).keys()
+            assert await images(pinger, client, timeout=1.0) == await client.images.list()
+            assert [p for _, p in engine.requests[sent:]] == [
+                f"/v{client.api_version}/info", f"/v{client.api_version}/info",
+                f"/v{client.api_version}/images/json", f"/v{client.api_version}/images/json",
+            ]  # fmt: skip
+            assert pinger.transport is not None  # the raw ones went over the kept connection
         finally:
             pinger.close()
 

@@ -211,3 +211,57 @@ async def test_a_daemon_frozen_right_after_an_event_is_down_within_liveness_of_t
         finally:
             await watcher.aclose()
             await client.aclose()
+
+
+async def test_refreshes_on_the_kept_connection_are_callbacks_and_survive_a_hang_and_a_bad_answer() -> None:
+    """With a raw pinger a refresh is sent and applied by callbacks (no task); one that hangs is
+    given up after the timeout and asked again on a new connection; a raw answer that is unusable
+    is asked again through the client, which says what is wrong; the rows end right either way."""
+    from fleetd.dockerapi.pinger import raw_pinger
+
+    settings = WatchSettings(liveness=0, timeout=0.5, flush_delay=0.05, backoff_min=0.1, backoff_max=0.3)
+    async with FakeEngine(docker_20_10(containers=6)) as engine, EventsProxy(("127.0.0.1", engine.port)) as proxy:
+        client = DockerClient(proxy.url)
+        target = MemoryTarget(client)
+        pinger = raw_pinger(client)
+        watcher = HostWatcher("h1", client, target, settings, pinger=pinger)
+        by_client = 0
+        through_client = watcher._refresh_by_client
+
+        async def counted(*args: object) -> None:
+            nonlocal by_client
+            by_client += 1
+            await through_client(*args)  # type: ignore[arg-type]
+
+        watcher._refresh_by_client = counted  # type: ignore[method-assign]
+        watcher.start()
+        try:
+            await eventually(lambda: target.full_refreshes == 1 and watcher.lean(), what="first sync")
+            running = [c.id for c in engine.state.containers.values() if c.state == "running"]
+            assert len(running) >= 3
+
+            def state(cid: str) -> str:
+                return next(r for r in target.rows if r.id == cid).state
+
+            engine.set_state(running[0], "exited", 137)
+            await eventually(lambda: state(running[0]) == "exited", what="die, by callback")
+            assert by_client == 0 and watcher._refresh_task is None
+            assert any(c == running[0] and cause.exit_code == 137 for c, cause in target.causes)
+
+            engine.behaviour.faults["containers"] = Fault.HANG
+            engine.set_state(running[1], "exited", 1)
+            await asyncio.sleep(settings.timeout + 0.3)  # the refresh hangs, and is given up
+            assert state(running[1]) == "running" and watcher._in_flight == 0
+            del engine.behaviour.faults["containers"]
+            await eventually(lambda: state(running[1]) == "exited", timeout=5, what="asked again")
+            assert by_client == 0
+
+            engine.behaviour.faults["containers"] = Fault.STATUS_500
+            engine.set_state(running[2], "exited", 2)
+            await eventually(lambda: by_client >= 1, what="the client asked after the raw 500")
+            del engine.behaviour.faults["containers"]
+            await eventually(lambda: state(running[2]) == "exited", timeout=5, what="applied after the 500")
+        finally:
+            await watcher.aclose()
+            await client.aclose()
+        assert watcher._flush_at is None and watcher._refresh_timer is None  # nothing left armed
