@@ -18,7 +18,7 @@ FULL_EVERY_MIN = 10.0
 @dataclass(frozen=True, slots=True)
 class GcSettings:
     # A young collection on this period, its survivors frozen; 0: CPython's automatic collector.
-    young_every: float = 1.0
+    young_every: float = 0.5
     # The frozen objects collected too (reference cycles among them freed) on this period; 0: never.
     full_every: float = 3600.0
 

@@ -18,7 +18,7 @@ What this part does (:class:`CollectorPolicy`, started by the service runner):
 * Then, with ``young_every`` > 0: automatic collection off; every ``young_every`` seconds a young
   collection (``gc.collect(0)``) walks what was allocated since the last one and is still alive,
   and its survivors are frozen at once. A pass's length is bounded by that period's allocations
-  (at 10,000 hosts, 1 s of polls), and no object is walked twice: there are no middle or full
+  (at 10,000 hosts, half a second of polls: 10-35 ms), and no object is walked twice: there are no middle or full
   passes over the live heap. With ``young_every: 0`` CPython's automatic collector runs as it would
   (only start-up's objects frozen).
 * Every ``full_every`` seconds (and not at all with 0): ``gc.unfreeze()``, a full collection and

@@ -162,7 +162,7 @@ async def test_every_pass_is_timed_into_the_metrics(collector_restored: None) ->
 
 
 def test_gc_settings_are_read_and_checked(cfg: ConfigDir) -> None:
-    assert cfg.load("log: {level: info}\n").gc == GcSettings(young_every=1.0, full_every=3600.0)
+    assert cfg.load("log: {level: info}\n").gc == GcSettings(young_every=0.5, full_every=3600.0)
     assert cfg.load("gc: {young_every: 500ms, full_every: 6h}\n").gc == GcSettings(0.5, 6 * 3600.0)
     assert cfg.load("gc: {young_every: 0, full_every: 0}\n").gc == GcSettings(0.0, 0.0)
     problems = [str(p) for p in cfg.problems("gc: {young_every: 10ms, full_every: 5s}\n")]
