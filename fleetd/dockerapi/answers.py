@@ -6,7 +6,10 @@ becomes an error naming what came, never unbounded memory or a misleading "inval
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import aiohttp
+import msgspec
 
 from fleetd.dockerapi.errors import EngineLimitExceeded, EngineProtocolError
 from fleetd.dockerapi.limits import ReadLimits, format_size
@@ -15,12 +18,15 @@ __all__ = [
     "ERROR_BODY_PREFIX",
     "NOT_DOCKER",
     "check_json_type",
+    "decode_answer",
     "payload_reason",
     "read_capped",
     "read_prefix",
     "refuse_unasked",
     "too_deep",
 ]
+
+T = TypeVar("T")
 
 #: Of an error answer (4xx/5xx) only this much is read: the message is all fleetd shows.
 ERROR_BODY_PREFIX = 64 * 1024
@@ -118,6 +124,25 @@ def too_deep(where: str, url: str) -> EngineProtocolError:
         f"{NOT_DOCKER}",
         url=url,
     )
+
+
+def decode_answer(body: bytes, type_: type[T], where: str, url: str) -> T:
+    """A JSON answer decoded into typed records; invalid JSON, a wrong shape or a body nested too
+    deep is a protocol error naming ``where``."""
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except RecursionError as exc:
+        raise too_deep(where, url) from exc
+    except msgspec.ValidationError as exc:
+        try:  # typed decoding stops at the first mismatch; is the JSON itself valid?
+            msgspec.json.decode(body)
+        except RecursionError as deep:
+            raise too_deep(where, url) from deep
+        except msgspec.DecodeError as bad:
+            raise EngineProtocolError(f"invalid JSON from {where}: {bad}", url=url) from bad
+        raise EngineProtocolError(f"unexpected answer shape from {where}: {exc}", url=url) from exc
+    except msgspec.DecodeError as exc:
+        raise EngineProtocolError(f"invalid JSON from {where}: {exc}", url=url) from exc
 
 
 def payload_reason(exc: aiohttp.ClientPayloadError) -> str:

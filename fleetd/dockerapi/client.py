@@ -34,19 +34,19 @@ from yarl import URL
 from fleetd.dockerapi.answers import (
     NOT_DOCKER,
     check_json_type,
+    decode_answer,
     read_capped,
     read_prefix,
     refuse_unasked,
-    too_deep,
 )
-from fleetd.dockerapi.apiversion import format_api_version, parse_api_version
+from fleetd.dockerapi.apiversion import (
+    CLIENT_API_VERSION,
+    MIN_API_VERSION,
+    negotiate_version,
+    parse_api_version,
+)
 from fleetd.dockerapi.connections import Endpoint, EngineConnections, TLSConfig, parse_endpoint
-from fleetd.dockerapi.errors import (
-    DockerError,
-    EngineProtocolError,
-    EngineVersionError,
-    http_error,
-)
+from fleetd.dockerapi.errors import DockerError, EngineProtocolError, http_error
 from fleetd.dockerapi.failures import map_failure
 from fleetd.dockerapi.limits import ReadLimits
 from fleetd.dockerapi.models import is_podman_server
@@ -55,33 +55,8 @@ from fleetd.dockerapi.transport import Params, Timeouts
 
 __all__ = ["CLIENT_API_VERSION", "MIN_API_VERSION", "DockerClient", "Timeouts", "negotiate_version"]
 
-#: The newest API version this client speaks; the lower of this and the daemon's is used.
-CLIENT_API_VERSION = "1.51"
-#: Nothing older than this is spoken at all.
-MIN_API_VERSION = "1.24"
-
 T = TypeVar("T")
 _URLS_KEPT = 64  # parsed request URLs remembered per client (polls, lists, inspects)
-
-
-def negotiate_version(daemon_max: str | None, daemon_min: str | None = None) -> str:
-    """The lower of the daemon's maximum and ours, never below the daemon's minimum or 1.24."""
-    try:
-        ours = parse_api_version(CLIENT_API_VERSION)
-        theirs = parse_api_version(daemon_max) if daemon_max else parse_api_version(MIN_API_VERSION)
-        floor = max(parse_api_version(MIN_API_VERSION), parse_api_version(daemon_min) if daemon_min else (0, 0))
-    except ValueError as exc:
-        raise EngineProtocolError(f"unparsable API version {daemon_max!r}/{daemon_min!r}") from exc
-    chosen = min(ours, theirs)
-    if chosen < floor:
-        if theirs < parse_api_version(MIN_API_VERSION):
-            raise EngineVersionError(
-                f"daemon speaks API {daemon_max}, older than the oldest supported {MIN_API_VERSION}"
-            )
-        raise EngineVersionError(
-            f"daemon requires API ≥ {daemon_min}, this client speaks up to {CLIENT_API_VERSION}"
-        )
-    return format_api_version(chosen)
 
 
 class DockerClient:
@@ -306,26 +281,7 @@ class DockerClient:
 
     def decode(self, body: bytes, type_: type[T], method: str, path: str) -> T:
         """Decode a JSON answer into typed records; any mismatch is a protocol error."""
-        try:
-            return msgspec.json.decode(body, type=type_)
-        except RecursionError as exc:
-            raise too_deep(self._describe(method, path), self.url) from exc
-        except msgspec.ValidationError as exc:
-            try:  # typed decoding stops at the first mismatch; is the JSON itself valid?
-                msgspec.json.decode(body)
-            except RecursionError as deep:
-                raise too_deep(self._describe(method, path), self.url) from deep
-            except msgspec.DecodeError as bad:
-                raise EngineProtocolError(
-                    f"invalid JSON from {self._describe(method, path)}: {bad}", url=self.endpoint.url
-                ) from bad
-            raise EngineProtocolError(
-                f"unexpected answer shape from {self._describe(method, path)}: {exc}", url=self.endpoint.url
-            ) from exc
-        except msgspec.DecodeError as exc:
-            raise EngineProtocolError(
-                f"invalid JSON from {self._describe(method, path)}: {exc}", url=self.endpoint.url
-            ) from exc
+        return decode_answer(body, type_, self._describe(method, path), self.url)
 
     async def _query(
         self,
