@@ -53,6 +53,18 @@ def test_bad_max_answer_is_named(cfg: ConfigDir, value: str, message: str) -> No
 # -- hostile files ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["libyaml", "python"])
+def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The bounds hold with libyaml's parser under the composer and with PyYAML's own (its fallback)."""
+    import fleetd.config.yamlsrc as yamlsrc
+
+    if request.param == "python":
+        monkeypatch.setattr(yamlsrc, "LOADER", yamlsrc._BoundedLoader)
+    elif yamlsrc.LOADER is yamlsrc._BoundedLoader:
+        pytest.skip("PyYAML without libyaml here")
+    return str(request.param)
+
+
 def _alias_bomb() -> str:
     """Nine levels of ten aliases each: 10^9 scalars from about 1 KB of YAML."""
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
@@ -62,7 +74,7 @@ def _alias_bomb() -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_a_yaml_alias_bomb_is_refused_quickly(cfg: ConfigDir) -> None:
+def test_a_yaml_alias_bomb_is_refused_quickly(cfg: ConfigDir, loader: str) -> None:
     text = _alias_bomb()
     assert len(text) < 1100
     started = time.monotonic()
@@ -72,14 +84,14 @@ def test_a_yaml_alias_bomb_is_refused_quickly(cfg: ConfigDir) -> None:
     assert problem.message.startswith("config file refused: aliases expand to more than 500,000 values")
 
 
-def test_anchors_and_aliases_within_reason_still_work(cfg: ConfigDir) -> None:
+def test_anchors_and_aliases_within_reason_still_work(cfg: ConfigDir, loader: str) -> None:
     hosts = "".join(f"  - {{<<: *d, name: h{i}, url: 'tcp://10.0.0.{i}:2375'}}\n" for i in range(200))
     settings = cfg.load(f"poll: &d {{interval: 30s}}\nhosts:\n{hosts}")
     assert len(settings.hosts) == 200 and settings.hosts[199].interval == 30.0
 
 
 @pytest.mark.parametrize("where", ["config", "inventory"])
-def test_nesting_10000_deep_is_refused_with_file_and_line(cfg: ConfigDir, where: str) -> None:
+def test_nesting_10000_deep_is_refused_with_file_and_line(cfg: ConfigDir, where: str, loader: str) -> None:
     deep = "[" * 10_000 + "]" * 10_000
     if where == "config":
         problem = cfg.problem(f"listen: 127.0.0.1:8080\nhosts: {deep}\n")
@@ -89,6 +101,13 @@ def test_nesting_10000_deep_is_refused_with_file_and_line(cfg: ConfigDir, where:
         problem = cfg.problem("inventory: inventory.yaml\n")
         file = str(cfg.root / "inventory.yaml")
     assert (problem.file, problem.line) == (file, 2)
+    assert "refused: nested more than 64 levels deep" in problem.message
+
+
+def test_block_nesting_past_the_bound_is_refused_by_either_parser(cfg: ConfigDir, loader: str) -> None:
+    deep = "".join(f"{'  ' * i}k:\n" for i in range(100)) + "  " * 100 + "v\n"
+    problem = cfg.problem(f"listen: 127.0.0.1:8080\nlabels:\n{deep}")
+    assert problem.file == cfg.main and problem.line == 66
     assert "refused: nested more than 64 levels deep" in problem.message
 
 
