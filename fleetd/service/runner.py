@@ -3,9 +3,9 @@
 Listening comes first (READY=1 is sent as soon as the API answers, never waiting for slow
 hosts); SIGTERM/SIGINT stop everything within the grace period; SIGHUP reloads.
 
-The HTTP side (aiohttp's server, the API's handlers, the Docker-compatible endpoint) is imported
-only once the first polls are on their way: its ~0.1 s of imports then overlaps with the daemons
-answering, instead of delaying every host's first request.
+The HTTP side (aiohttp's server, the API's handlers) is imported when the listener is set up, and the
+Docker-compatible endpoint only when ``docker_api`` is configured: ``fleetd run`` loads nothing it
+does not use (``fleetd snapshot`` and ``check-config`` never load the server).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ async def _serve(settings: Settings, config_path: Path) -> int:
 
 
 async def _listen(fleet: Fleet, config_path: Path, notifier: Notifier) -> int:
-    from aiohttp import web  # the first polls are on their way (see the module's docstring)
+    from aiohttp import web  # imported here: see the module's docstring
 
     from fleetd.api.app import create_app
     from fleetd.web.listener import ConnectionGuard, GuardedRunner
