@@ -26,6 +26,11 @@ What this part does (:class:`CollectorPolicy`, started by the service runner):
   reference cycle among objects that died frozen waits for this collection. It walks the whole heap
   (about 1 s at 10,000 hosts) and logs how many unreachable objects it found: that count is how much
   the freezing held back (``fleetd_gc_frozen_garbage_objects_total``).
+* The same full collection also runs early when the process's resident memory has grown by
+  :data:`GROWTH` (and at least :data:`GROWTH_MIN` bytes) since the last one: cycles hidden among frozen
+  objects (a timed-out request leaves ~80, measured) can then never cost more than that share of
+  memory, however many hosts hang. Read from ``/proc/self/statm`` after each young pass (a few µs);
+  where it is missing, only the period applies.
 
 Every collection pass (automatic or not) is timed by a ``gc.callbacks`` hook into plain counters,
 exported at scrape time as ``fleetd_gc_pause_seconds`` (histogram by generation) and
@@ -36,8 +41,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -49,9 +55,12 @@ from fleetd.config.model import Settings
 from fleetd.fleet.state import FleetState
 from fleetd.util.wakeup import Wakeup
 
-__all__ = ["CollectorPolicy", "GcPauses"]
+__all__ = ["GROWTH", "GROWTH_MIN", "CollectorPolicy", "GcPauses", "resident_bytes"]
 
 log = structlog.get_logger("fleetd.service")
+
+GROWTH = 0.25  # a full collection once resident memory grew by this share since the last one ...
+GROWTH_MIN = 32 * 1024 * 1024  # ... and by at least this much
 
 PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -112,8 +121,17 @@ def _bucket_label(bound: float) -> str:
 class CollectorPolicy:
     """A fleet part: freeze start-up's survivors when the fleet is ready, then pace the collector."""
 
-    def __init__(self, state: FleetState, settings: GcSettings, *, settle: float = 2.0) -> None:
+    def __init__(
+        self,
+        state: FleetState,
+        settings: GcSettings,
+        *,
+        settle: float = 2.0,
+        resident: Callable[[], int | None] | None = None,
+    ) -> None:
         self._state = state
+        self._resident = resident or resident_bytes
+        self._resident_after_full: int | None = None
         self._settings = settings
         self._settle = settle
         self.pauses = GcPauses()
@@ -121,6 +139,7 @@ class CollectorPolicy:
         self._changed = Wakeup()
         self._was_enabled = gc.isenabled()
         self.frozen = False
+        self.full_passes = 0  # periodic or early full collections made
 
     async def start(self) -> None:
         if self._task is None:
@@ -150,6 +169,7 @@ class CollectorPolicy:
         found = gc.collect()
         gc.freeze()
         self.frozen = True
+        self._resident_after_full = self._resident()
         log.info(
             "start-up objects frozen for the garbage collector",
             objects=gc.get_freeze_count(),
@@ -177,6 +197,9 @@ class CollectorPolicy:
             elif paced:
                 gc.collect(0)
                 gc.freeze()  # the survivors: no older pass walks them again
+                if self._grown():
+                    self._full(reason="memory grew")
+                    full_at = loop.time() + settings.full_every
 
     async def _reconfigured(self, timeout: float | None) -> bool:
         self._changed.clear()
@@ -187,17 +210,39 @@ class CollectorPolicy:
             return False
         return True
 
-    def _full(self) -> None:
+    def _grown(self) -> bool:
+        before = self._resident_after_full
+        now = self._resident()
+        if before is None or now is None:
+            return False
+        return now - before >= max(GROWTH_MIN, before * GROWTH)
+
+    def _full(self, reason: str = "period") -> None:
         """Everything collected, the frozen objects too; what survives is frozen again."""
         started = time.perf_counter()
         gc.unfreeze()
         found = gc.collect()
         gc.freeze()
         self.pauses.frozen_garbage += found
+        self.full_passes += 1
+        self._resident_after_full = self._resident()
         log.info(
             "full garbage collection",
+            reason=reason,
             unreachable=found,
             frozen=gc.get_freeze_count(),
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (Linux ``/proc/self/statm``), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as f:  # procfs: no disk behind it, never blocks
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None

@@ -18,7 +18,8 @@ from fleetd.config.gc import GcSettings
 from fleetd.config.model import HostSettings, Settings
 from fleetd.fleet.records import HostStatus
 from fleetd.fleet.state import FleetState, PollFailure
-from fleetd.service.gcpolicy import CollectorPolicy
+from fleetd.service import gcpolicy
+from fleetd.service.gcpolicy import CollectorPolicy, resident_bytes
 from tests.harness import eventually
 
 if TYPE_CHECKING:
@@ -117,6 +118,43 @@ async def test_the_full_collection_finds_cycles_that_died_frozen(collector_resto
         assert gc.get_freeze_count() > 0  # and what survived is frozen again
     finally:
         await policy.aclose()
+
+
+async def test_memory_growth_brings_the_full_collection_forward(collector_restored: None) -> None:
+    """Cycles that died frozen wait at most until resident memory has grown by GROWTH, not for the period."""
+    rss = [400 * 1024 * 1024]
+    state = _fleet()
+    _ready(state)
+    policy = CollectorPolicy(state, GcSettings(young_every=0.05, full_every=3600), settle=0.0, resident=lambda: rss[0])
+    await policy.start()
+    try:
+        await eventually(lambda: policy.frozen)
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        ref = weakref.ref(a)
+        passes = policy.pauses.passes(0)
+        await eventually(lambda: policy.pauses.passes(0) >= passes + 2)  # frozen by a young pass
+        del a, b
+        rss[0] += int(400 * 1024 * 1024 * gcpolicy.GROWTH) - 1  # just short of the bound: nothing early
+        passes = policy.pauses.passes(0)
+        await eventually(lambda: policy.pauses.passes(0) >= passes + 3)
+        assert policy.full_passes == 0 and ref() is not None
+        rss[0] += 1
+        await eventually(lambda: policy.full_passes == 1, timeout=3)
+        assert ref() is None
+        passes = policy.pauses.passes(0)
+        await eventually(lambda: policy.pauses.passes(0) >= passes + 3)
+        assert policy.full_passes == 1  # the bound is measured from the last full collection again
+    finally:
+        await policy.aclose()
+
+
+def test_resident_bytes_reads_this_process() -> None:
+    value = resident_bytes()
+    if not Path("/proc/self/statm").exists():
+        assert value is None
+        return
+    assert value is not None and 1024 * 1024 < value < 64 * 1024**3
 
 
 async def test_young_every_zero_leaves_cpython_s_collector_on_and_a_reload_switches(
