@@ -17,7 +17,6 @@ has no raw pinger: :func:`raw_pinger` returns None and the caller uses ``client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections import deque
 from typing import Final
@@ -305,10 +304,12 @@ def raw_pinger(client: DockerClient) -> RawPinger | None:
         return None
     host = host.strip("[]")
     context: ssl.SSLContext | None = None
-    if scheme == "https":
-        with contextlib.suppress(Exception):
-            found = client._connections.ssl_for(endpoint)  # the same (preloaded) context the client uses
-            context = found if isinstance(found, ssl.SSLContext) else ssl.create_default_context()
-        if context is None:
+    if scheme == "https":  # always with a TLS config (connections.parse_endpoint)
+        try:  # the context the client prepared off the loop; none prepared: no pinger, the client's path
+            found = client._connections.ssl_for(endpoint)
+        except RuntimeError:
             return None
+        if not isinstance(found, ssl.SSLContext):
+            return None
+        context = found
     return RawPinger(client.url, host=host, port=int(port), ssl_context=context, server_hostname=host)
