@@ -9,10 +9,8 @@ applied, so the action's effect cannot be overwritten by older data.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -22,6 +20,8 @@ import structlog
 from fleetd.dockerapi import DockerClient, DockerError
 from fleetd.fleet.builder import ContainerRecords
 from fleetd.fleet.fetch import Answer, Failed, fetch, fetch_kept, fetch_lean
+from fleetd.fleet.first_round import FirstRound
+from fleetd.fleet.lean_poll import Begun, LeanPoll
 from fleetd.fleet.records import (
     ContainerDiff,
     ContainerRecord,
@@ -36,7 +36,7 @@ from fleetd.fleet.state import FleetState, PollFailure, PollSuccess
 from fleetd.util.timefmt import rfc3339
 from fleetd.util.wakeup import Wakeup
 
-__all__ = ["FirstRound", "HostLoop", "PollObserver"]
+__all__ = ["HostLoop", "PollObserver"]
 
 log = structlog.get_logger("fleetd.poller")
 T = TypeVar("T")
@@ -44,57 +44,6 @@ T = TypeVar("T")
 
 class PollObserver(Protocol):
     def observe_poll(self, host: str, seconds: float, ok: bool) -> None: ...
-
-
-class FirstRound:
-    """The poller's "every enabled host's first poll has ended" (image listings wait for it, so they
-    never compete with the start-up burst). A host loop waiting for it is woken through its own
-    wake-up when it ends: no task per waiting host (two per host, and an ``asyncio.wait``, were 4 %
-    of a 1,000-host start-up).
-
-    It also tallies the round's hosts: instead of a ``host up`` line per host (a JSON line each, 6 %
-    of a 1,000-host start-up's CPU) one ``first poll round done`` line says how many came up, with
-    which Engine versions, when the round ends. A host that fails is logged on its own as always."""
-
-    __slots__ = ("_done", "began", "failed", "up", "versions", "waiting")
-
-    def __init__(self) -> None:
-        self._done = False
-        self.waiting: set[HostLoop] = set()
-        self.began = time.monotonic()
-        self.up = 0
-        self.failed: Counter[str] = Counter()  # by status (down, error)
-        self.versions: Counter[str] = Counter()  # Engine server versions of the hosts that came up
-
-    def is_set(self) -> bool:
-        return self._done
-
-    def host_up(self, server_version: str) -> None:
-        self.up += 1
-        self.versions[server_version] += 1
-
-    def set(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        waiting, self.waiting = self.waiting, set()
-        for host_loop in waiting:
-            host_loop.end_of_round()
-        if self.up or self.failed:
-            try:  # logged outside the last host's task, whose log context names that host
-                asyncio.get_running_loop().call_soon(self._report, context=contextvars.Context())
-            except RuntimeError:
-                self._report()
-
-    def _report(self) -> None:
-        log.info(
-            "first poll round done",
-            up=self.up,
-            down=self.failed["down"],
-            error=self.failed["error"],
-            seconds=round(time.monotonic() - self.began, 3),
-            server_versions=dict(self.versions.most_common(10)),
-        )
 
 
 @dataclass(slots=True, eq=False)
@@ -121,6 +70,8 @@ class HostLoop:
     due_at: float | None = None  # loop time the next poll is due; None while one is under way
     overdue: bool = False  # reported late once; cleared when the poll starts
     round_woke: bool = False  # the wake-up was set only to end the wait for the first round
+    timer: asyncio.TimerHandle | None = None  # the next poll's, armed while the task waits
+    lean_poll: LeanPoll | None = None  # a lean poll by callback under way (fleet/lean_poll.py)
 
     @property
     def name(self) -> str:
@@ -134,6 +85,7 @@ class HostLoop:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+        self._disarm()
         await self.client.aclose()  # cancels a pending version negotiation; pools are shared
         for fut in self.waiters:
             if not fut.done():
@@ -177,16 +129,56 @@ class HostLoop:
                 due = regular_due
             else:
                 due = self.schedule.next_due(loop.time(), self.record.consecutive_failures)
-            # A timer that sets the event, rather than asyncio.timeout: no exception and
-            # no reference cycle per poll for the garbage collector to clean up.
-            timer = loop.call_at(due, self.wake.set)
-            self.due_at = due
-            if self.on_due is not None:
-                self.on_due(self, due)
+            self._arm(due)
             try:
                 await self.wake.wait()
             finally:
-                timer.cancel()
+                self._disarm()
+
+    # -- the timer, and lean polls by callback --------------------------------------------------
+
+    def _arm(self, due: float) -> None:
+        """The next poll is due at loop time ``due``. A timer rather than asyncio.timeout: no
+        exception and no reference cycle per poll for the garbage collector to clean up."""
+        self.due_at = due
+        if self.on_due is not None:
+            self.on_due(self, due)
+        self.timer = asyncio.get_running_loop().call_at(due, self._due)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.lean_poll is not None:
+            self.lean_poll.abandon()
+
+    def _due(self) -> None:
+        """The timer: a lean poll goes out by callback when it can (fleet/lean_poll.py), else the task polls."""
+        self.timer = None
+        if self.wake.is_set() or not self._send_lean():
+            self.wake.set()
+
+    def _send_lean(self) -> bool:
+        if self.waiters or self.record.images is None or self.slots().locked():
+            return False  # an action to answer, images to list, or polls queue for slots: the task's
+        net, _want_images, _healthy, lean = self._plan()
+        if not lean or net is None:
+            return False
+        begun = self._begin()
+        poll = LeanPoll(self, net, begun, self.record.settings.timeout, self.client.url)
+        self.lean_poll = poll
+        if not poll.send():
+            self.lean_poll = None
+            return False
+        return True
+
+    def polled_by_callback(self) -> None:
+        """A lean poll by callback was applied: the next one is due as after any poll."""
+        loop = asyncio.get_running_loop()
+        self._arm(self.schedule.next_due(loop.time(), self.record.consecutive_failures))
+
+    def hand_to_task(self) -> None:
+        self.wake.set()
 
     async def _after_first_round(self) -> bool:
         """Image listings wait until every host's first poll has ended, so they never compete with
@@ -240,19 +232,27 @@ class HostLoop:
         )
 
     async def poll(self) -> None:
-        if self.overdue:
-            log.info("poll on time again", host=self.name)
-        self.due_at = None
-        self.overdue = False
+        net, want_images, healthy, lean = self._plan()
+        begun = self._begin()
+        timeout = self.record.settings.timeout
+        name = self.name
+        if lean and net is not None:
+            got = await fetch_lean(self.client, net, name, timeout=timeout)
+        elif healthy and net is not None:  # /info and images too, on the watcher's kept connection
+            self.info_wanted = False
+            got = await fetch_kept(self.client, net, name, images=want_images, timeout=timeout)
+        else:
+            self.info_wanted = False
+            got = await fetch(self.client, name, images=want_images, one_connection=self.one_connection())
+        self.complete(got, begun, net)
+
+    def _plan(self) -> tuple[SafetyNet | None, bool, bool, bool]:
+        """The next poll's (watcher, list images?, stream healthy?, lean?)."""
         record = self.record
-        name = record.name
-        epoch = self.epoch
-        started = time.monotonic()
-        self.state.poll_started(name, time.time())
-        # The first poll leaves images out so the complete view comes sooner; run() lists
-        # them right after it, queued behind every other host's first poll.
         polls = record.polls
         net = self.net()
+        # The first poll leaves images out so the complete view comes sooner; run() lists
+        # them right after it, queued behind every other host's first poll.
         # A watched host's full polls (images and /info) come on its own phase of images_every, so
         # hosts started together do not all ask on the same round of polls.
         phase = self.images_phase if net is not None else 0
@@ -264,20 +264,24 @@ class HostLoop:
             and record.status is HostStatus.UP
             and net.lean()
         )
-        lean = healthy and not want_images and not self.info_wanted
+        return net, want_images, healthy, healthy and not want_images and not self.info_wanted
+
+    def _begin(self) -> Begun:
+        if self.overdue:
+            log.info("poll on time again", host=self.name)
+        self.due_at = None
+        self.overdue = False
+        name = self.name
+        started = time.monotonic()
+        self.state.poll_started(name, time.time())
         stamp = self.state.next_stamp(name)  # rows written by newer event refreshes win over this poll
-        sent_at = asyncio.get_running_loop().time()
-        timeout = record.settings.timeout
-        if lean and net is not None:
-            got = await fetch_lean(self.client, net, name, timeout=timeout)
-        elif healthy and net is not None:  # /info and images too, on the watcher's kept connection
-            self.info_wanted = False
-            got = await fetch_kept(self.client, net, name, images=want_images, timeout=timeout)
-        else:
-            self.info_wanted = False
-            got = await fetch(self.client, name, images=want_images, one_connection=self.one_connection())
-        duration = time.monotonic() - started
-        if epoch != self.epoch:
+        return Begun(self.epoch, started, stamp, asyncio.get_running_loop().time())
+
+    def complete(self, got: Answer | Failed, begun: Begun, net: SafetyNet | None) -> None:
+        """Apply what a poll sent at ``begun`` got (the task's or a lean poll's by callback)."""
+        name = self.name
+        duration = time.monotonic() - begun.started
+        if begun.epoch != self.epoch:
             self.state.poll_done(name, duration, None)  # an action happened meanwhile; polled again next
             return
         now = time.time()
@@ -291,7 +295,7 @@ class HostLoop:
         if isinstance(got, Failed):
             self._failed(got, duration)
         elif built is not None:
-            self._answered(got, built, now, duration, stamp, sent_at)
+            self._answered(got, built, now, duration, begun.stamp, begun.sent_at)
             if net is not None:
                 net.answered()
         if self.first_round is not None and not self.first_round.is_set() and self.state.first_round_done():

@@ -23,7 +23,8 @@ import structlog
 from fleetd.config.model import HostSettings, PollSettings
 from fleetd.dockerapi import DockerClient, EngineConnections
 from fleetd.fleet.clients import ClientFactory, read_limits
-from fleetd.fleet.host_loop import FirstRound, HostLoop, PollObserver, new_schedule
+from fleetd.fleet.first_round import FirstRound
+from fleetd.fleet.host_loop import HostLoop, PollObserver, new_schedule
 from fleetd.fleet.records import HostRecord
 from fleetd.fleet.safety_net import SafetyNet
 from fleetd.fleet.state import FleetState

@@ -9,6 +9,11 @@ its stream is live and synced; ``/info`` is still asked on every poll that lists
 reports a reload. Those full polls, while the stream is healthy, go one request after the other over
 the watcher's kept connection as well (:func:`~fleetd.fleet.fetch.fetch_kept`): polls a minute or more
 apart would otherwise open new pooled connections each time (theirs idle out in between).
+
+A lean poll on the kept connection needs no task at all (:mod:`fleetd.fleet.lean_poll`): the host
+loop's timer sends it (:meth:`SafetyNet.send_list`) and the answer's callback applies it, so a
+safety-net poll costs no wake-up of the host's task; anything unusual (no kept connection yet, an
+error, a status other than 200) hands the poll back to the task, which asks through the client.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Protocol
 import msgspec
 
 from fleetd.dockerapi import ImageSummary, SystemInfo
+from fleetd.dockerapi.exchange import Done
 
 __all__ = ["SafetyNet"]
 
@@ -37,6 +43,15 @@ class SafetyNet(Protocol):
 
     async def images(self, timeout: float) -> list[ImageSummary]:
         """``GET /images/json``."""
+        ...
+
+    def send_list(self, done: Done) -> bool:
+        """Send ``GET /containers/json?all=1`` on the kept connection, ``done`` hearing the answer;
+        False (nothing sent) without a kept connection or before the API version is known."""
+        ...
+
+    def cancel_list(self, done: Done) -> None:
+        """The list sent with ``done`` got no answer in time (the connection stuck on it is dropped)."""
         ...
 
     def answered(self) -> None:

@@ -14,6 +14,7 @@ import msgspec
 import structlog
 
 from fleetd.dockerapi import DockerClient, ImageSummary, SystemInfo
+from fleetd.dockerapi.exchange import Done
 from fleetd.dockerapi.pinger import RawPinger, images, info_raw, list_all_body
 from fleetd.fleet.watch_events import Cause
 from fleetd.fleet.watch_types import WatchObserver
@@ -52,6 +53,17 @@ class NetSide:
 
     async def images(self, timeout: float) -> list[ImageSummary]:
         return await images(self.pinger, self.client, timeout=timeout)
+
+    def send_list(self, done: Done) -> bool:
+        version = self.client.api_version
+        if self.pinger is None or version is None:
+            return False
+        self.pinger.send(f"/v{version}/containers/json?all=1".encode(), self.client.limits.containers, done)
+        return True
+
+    def cancel_list(self, done: Done) -> None:
+        if self.pinger is not None:
+            self.pinger.cancel(done)
 
     def answered(self) -> None:
         self._alive_at = asyncio.get_running_loop().time()
