@@ -211,7 +211,8 @@ class DockerClient:
             return aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read), connect
         return aiohttp.ClientTimeout(total=t, connect=min(connect, t), sock_read=read), t
 
-    def _raise_for_status(self, status: int, body: bytes, method: str, path: str) -> None:
+    def raise_for_status(self, status: int, body: bytes, method: str, path: str) -> None:
+        """Raise the EngineHTTPError a 4xx/5xx answer means, with the daemon's message."""
         message = ""
         try:
             decoded = msgspec.json.decode(body) if body else None
@@ -365,7 +366,7 @@ class DockerClient:
         refuse_unasked(resp, self._describe(method, path), self.url)
         if resp.status >= 400:
             body = await read_prefix(resp)
-            self._raise_for_status(resp.status, body, method, path)
+            self.raise_for_status(resp.status, body, method, path)
 
     # The EngineTransport (transport.py) the sub-APIs are written against.
     stream = _stream

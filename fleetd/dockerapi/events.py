@@ -35,8 +35,10 @@ __all__ = [
     "EngineEvent",
     "EventActor",
     "EventStream",
+    "decode_line",
     "event_params",
     "format_timestamp",
+    "keepalive",
     "split_lines",
 ]
 
@@ -122,10 +124,14 @@ def split_lines(buffer: bytearray, chunk: bytes, max_line: int) -> list[bytes]:
 
 
 def _keepalive(resp: aiohttp.ClientResponse) -> None:
-    """Probe an idle TCP stream after 30 s, every 10 s, 3 times: a vanished peer ends it."""
     conn = resp.connection
-    transport = conn.transport if conn is not None else None
-    sock = transport.get_extra_info("socket") if transport is not None else None
+    if conn is not None and conn.transport is not None:
+        keepalive(conn.transport)
+
+
+def keepalive(transport: asyncio.BaseTransport) -> None:
+    """Probe an idle TCP stream after 30 s, every 10 s, 3 times: a vanished peer ends it."""
+    sock = transport.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     with contextlib.suppress(OSError, AttributeError):
@@ -224,23 +230,36 @@ class EventStream:
         self._pending.extend(split_lines(self._buffer, chunk, self._max_line))
 
     def _decode(self, line: bytes) -> EngineEvent | None:
-        line = line.strip().lstrip(_RS)
-        if not line:
-            return None
-        self.lines += 1
-        url = self._client.url
-        try:
-            probe = _decode_probe(line)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise EngineProtocolError(f"invalid event line from {url}: {exc}", url=url) from exc
-        if not probe.Type and probe.message is not None:
-            err = _decode_error(line)
-            status = err.response if 400 <= err.response < 600 else 500
-            raise EngineHTTPError(status, f"{err.message} (in the event stream of {url})", url=url)
-        try:
-            return _decode_event(line)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise EngineProtocolError(f"unexpected event shape from {url}: {exc}", url=url) from exc
+        event = decode_line(line, self._client.url)
+        if event is not None:
+            self.lines += 1
+        return event
+
+
+def decode_line(line: bytes, url: str) -> EngineEvent | None:
+    """One line of the stream as an event (None: an empty line). An error object in the stream
+    raises EngineHTTPError; a line that is not an event, EngineProtocolError."""
+    line = line.strip().lstrip(_RS)
+    if not line:
+        return None
+    try:  # the usual line: one decode
+        event = _decode_event(line)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        event = None
+    if event is not None and event.Type:
+        return event
+    try:
+        probe = _decode_probe(line)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise EngineProtocolError(f"invalid event line from {url}: {exc}", url=url) from exc
+    if not probe.Type and probe.message is not None:
+        err = _decode_error(line)
+        status = err.response if 400 <= err.response < 600 else 500
+        raise EngineHTTPError(status, f"{err.message} (in the event stream of {url})", url=url)
+    try:
+        return _decode_event(line)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise EngineProtocolError(f"unexpected event shape from {url}: {exc}", url=url) from exc
 
 
 def event_params(

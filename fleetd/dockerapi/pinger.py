@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
@@ -31,6 +32,7 @@ from fleetd.dockerapi.models import ContainerSummary, ImageSummary, SystemInfo
 
 __all__ = ["RawPinger", "Result", "id_query", "images", "info_raw", "list_all_body", "list_by_id", "raw_pinger"]
 
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 _MAX_BODY: Final = 1024
 _SAFE_PATH: Final = frozenset(b"/?=&%+.-_~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -155,12 +157,17 @@ class RawPinger:
         conn.start(ex)
 
     async def _open(self) -> tuple[asyncio.BaseTransport, KeptConnection]:
+        return await self.connect(lambda: KeptConnection(self))
+
+    async def connect(self, factory: Callable[[], P]) -> tuple[asyncio.BaseTransport, P]:
+        """A new connection to the daemon (TCP, TLS or unix, as the pinger's) speaking ``factory``'s
+        protocol; the caller owns it (the raw event stream, fleetd/dockerapi/raw_events.py)."""
         loop = asyncio.get_running_loop()
         if self._unix is not None:
-            return await loop.create_unix_connection(lambda: KeptConnection(self), self._unix)
+            return await loop.create_unix_connection(factory, self._unix)
         assert self._host is not None and self._port is not None
         return await loop.create_connection(
-            lambda: KeptConnection(self), self._host, self._port, ssl=self._ssl,
+            factory, self._host, self._port, ssl=self._ssl,
             server_hostname=self._server_hostname if self._ssl else None,
         )  # fmt: skip
 

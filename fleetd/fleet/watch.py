@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
@@ -35,8 +35,9 @@ from fleetd.dockerapi import (
     DockerError,
     EngineUnreachable,
 )
-from fleetd.dockerapi.events import EngineEvent, EventStream
+from fleetd.dockerapi.events import EngineEvent, EventStream, event_params
 from fleetd.dockerapi.pinger import RawPinger
+from fleetd.dockerapi.raw_events import RawEventStream
 from fleetd.fleet.liveness import LivenessWheel
 from fleetd.fleet.watch_events import Cause, Dedupe, Effect, classify, merge_cause
 from fleetd.fleet.watch_flush import RefreshSide
@@ -201,7 +202,12 @@ class HostWatcher(LivenessChecks, NetSide, RefreshSide):
             else:
                 self.podman = self.client.is_podman
         filters = PODMAN_FILTERS if self.podman else FILTERS
-        stream = self.client.system.events(since=since, filters=filters, open_timeout=s.timeout)
+        stream: EventStream | RawEventStream
+        if self.pinger is not None and self.client.api_version is not None and not self.podman:
+            # its own connection, events handed to _on_event by the connection's callback (no task)
+            stream = RawEventStream(self.pinger, self.client, event_params(since, None, filters), open_timeout=s.timeout)
+        else:
+            stream = self.client.system.events(since=since, filters=filters, open_timeout=s.timeout)
         async with stream:
             self.sessions += 1
             self.connected, self.connected_since = True, loop.time()
@@ -209,12 +215,16 @@ class HostWatcher(LivenessChecks, NetSide, RefreshSide):
             if resume and self.witness is not None and self.cursor is not None:
                 self._verdict = loop.create_future()
                 self._expect = (self.witness, self.cursor)
-            reader = asyncio.create_task(self._read(stream), name=f"watch-read:{self.host}")
+            reader: asyncio.Future[None]
+            if isinstance(stream, RawEventStream):
+                reader = stream.begin(self._on_event)
+            else:
+                reader = asyncio.create_task(self._read(stream), name=f"watch-read:{self.host}")
             try:
                 await self._sync(resume, reader)
                 end = loop.time() + s.max_age * self._rng.uniform(0.8, 1.2)
                 while not reader.done() and not self._kick.is_set() and loop.time() < end:
-                    waits = {
+                    waits: set[asyncio.Future[Any]] = {
                         asyncio.ensure_future(self._kick.wait()),
                         asyncio.ensure_future(self._relist.wait()),
                     }
@@ -240,7 +250,7 @@ class HostWatcher(LivenessChecks, NetSide, RefreshSide):
                 with contextlib.suppress(asyncio.CancelledError, DockerError):
                     await reader
 
-    async def _sync(self, resume: bool, reader: asyncio.Task[None]) -> None:
+    async def _sync(self, resume: bool, reader: asyncio.Future[None]) -> None:
         """After the stream is live: prove continuity, or list everything."""
         self.synced_at = None
         try:
@@ -248,7 +258,7 @@ class HostWatcher(LivenessChecks, NetSide, RefreshSide):
         finally:
             self.synced_at = asyncio.get_running_loop().time()
 
-    async def _prove_or_list(self, resume: bool, reader: asyncio.Task[None]) -> None:
+    async def _prove_or_list(self, resume: bool, reader: asyncio.Future[None]) -> None:
         first = self.sessions == 1
         if not first:  # the daemon may have restarted (another version, other settings): ask /info again
             self.target.want_info(self.host)
@@ -280,7 +290,7 @@ class HostWatcher(LivenessChecks, NetSide, RefreshSide):
         log.info("event stream back", host=self.host, gap=gap, proven=proven, rows_changed=changed)
         self.target.resynced(self.host, gap)
 
-    async def _list_until_it_answers(self, reader: asyncio.Task[None]) -> int:
+    async def _list_until_it_answers(self, reader: asyncio.Future[None]) -> int:
         """The full list the stream needs; a failed one (the poll said why) is retried while the
         stream stays up, so a slow first answer cannot leave the rows empty until the next poll."""
         failures = 0
