@@ -17,7 +17,7 @@ for what changed (records are ``gc=False``: the cyclic collector never walks the
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -78,6 +78,14 @@ class ContainerRecords:
             self._body = key
             return out
         elements = [bytes(raw) for raw in raws]
+        hashes = [hash(e) for e in elements]
+        if len(hashes) == len(self._keys) and set(hashes) == set(self._keys):
+            # Every element is one the last build (or a refresh the builder learnt) knows, in
+            # another order perhaps: the same records, and names decide their order.
+            records = tuple([_replace(r, observed_at=observed_at) for r in self._records])
+            self._records = records
+            self._body = key
+            return records, ContainerDiff()
 
         def one(element: bytes) -> ContainerSummary:
             try:
@@ -87,9 +95,25 @@ class ContainerRecords:
                 raise
             return summary
 
-        out = self._build(host, [(hash(e), e) for e in elements], observed_at, one)
+        out = self._build(host, list(zip(hashes, elements, strict=True)), observed_at, one)
         self._body = key
         return out
+
+    def learn(self, rows: Mapping[str, tuple[int, ContainerRecord] | None]) -> tuple[ContainerRecord, ...]:
+        """Rows another observation wrote (an event refresh): by container id, the hash of the
+        element it was built from and the record the state keeps, or None for a container that is
+        gone. The next poll then finds them as they are (no decode, no change announced again)."""
+        by_id = {r.id: (k, r) for k, r in zip(self._keys, self._records, strict=True)}
+        for cid, row in rows.items():
+            if row is None:
+                by_id.pop(cid, None)
+            else:
+                by_id[cid] = row
+        built = sorted(by_id.values(), key=lambda kr: kr[1].name)
+        self._keys = array("q", [k for k, _ in built])
+        self._records = tuple([r for _, r in built])
+        self._body = None  # the whole answer's hash no longer describes these records
+        return self._records
 
     def build(
         self, host: str, containers: Iterable[ContainerSummary], observed_at: str | None

@@ -15,7 +15,7 @@ import itertools
 import random
 import resource
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -25,7 +25,7 @@ from fleetd.dockerapi import DockerClient, EngineConnections
 from fleetd.fleet.clients import ClientFactory, read_limits
 from fleetd.fleet.first_round import FirstRound
 from fleetd.fleet.host_loop import HostLoop, PollObserver, new_schedule
-from fleetd.fleet.records import HostRecord
+from fleetd.fleet.records import ContainerRecord, HostRecord
 from fleetd.fleet.safety_net import SafetyNet
 from fleetd.fleet.state import FleetState
 
@@ -206,6 +206,14 @@ class Poller:
             self._nets.pop(name, None)
         else:
             self._nets[name] = net
+
+    def learn(
+        self, name: str, rows: Mapping[str, tuple[int, ContainerRecord] | None]
+    ) -> tuple[ContainerRecord, ...] | None:
+        """Rows an event refresh wrote, for the host's poll builder (ContainerRecords.learn): its
+        records after (None: the host is not polled)."""
+        loop = self._loops.get(name)
+        return loop.containers.learn(rows) if loop is not None else None
 
     def want_info(self, name: str) -> None:
         """The host's next poll asks ``/info`` (its stream reconnected, its daemon reloaded)."""

@@ -51,7 +51,7 @@ from fleetd.fleet.records import (
 )
 from fleetd.fleet.state_reads import FleetReads
 from fleetd.fleet.watch_events import Cause
-from fleetd.fleet.watch_rows import RowClock, semantic_fields
+from fleetd.fleet.watch_rows import RowClock, drift_of, semantic_fields
 
 __all__ = [
     "AmbiguousContainer",
@@ -189,10 +189,18 @@ class FleetState(FleetReads):
         containers = result.containers
         clock = self._clocks.get(name)
         if clock is not None:
-            if not diff and record.containers is self._agreed.get(name):
-                # Nothing but this host's polls wrote its rows since the last one, which found them as
-                # the daemon listed them, and this list is the same: only the rows' stamps move.
+            agreed = record.containers is self._agreed.get(name)
+            if agreed and not diff:
+                # The rows are the builder's (see agree()) and this list is the same: only the rows'
+                # stamps move.
                 clock.confirm(containers, result.stamp)
+            elif agreed and clock.newest() <= result.stamp:
+                # The builder's diff is against the rows as they are, and no observation sent after
+                # this list wrote one: the list decides every row, as it is (merge_full's result).
+                clock.reset(containers, result.stamp)
+                drifted = drift_of(diff, record.containers)
+                if drifted and self.drift_judge is not None:
+                    self.drift_judge(name, drifted, result.sent_at)
             else:
                 # Rows an event refresh wrote after this list was sent stay as they are.
                 merged = clock.merge_full(record.containers, containers, result.stamp)
@@ -320,12 +328,13 @@ class FleetState(FleetReads):
         rows: Iterable[ContainerRecord],
         stamp: int,
         causes: Mapping[str, Cause] | None = None,
-    ) -> None:
+    ) -> tuple[tuple[str, ContainerRecord | None], ...]:
         """A targeted refresh sent at ``stamp``: ``rows`` replace the ``asked`` ids, and an asked id
-        without a row is gone. Rows a newer observation wrote are left alone."""
+        without a row is gone. Rows a newer observation wrote are left alone. Returns the ids it
+        decided, each with the row now kept (None: gone)."""
         record = self._hosts.get(name)
         if record is None:
-            return
+            return ()
         clock = self._clocks.setdefault(name, RowClock())
         merged = clock.merge_subset(record.containers, asked, rows, stamp)
         causes = causes or {}
@@ -345,6 +354,19 @@ class FleetState(FleetReads):
             self._publish(changes)
         if not merged.in_place or not self._index.replace(name, [new for _, new in merged.pairs if new is not None]):
             self._index.sync(name, record.containers)  # rows came, went or moved: the host's order anew
+        return tuple(zip(merged.applied, [new for _, new in merged.pairs], strict=True))
+
+    def agree(self, name: str, rows: tuple[ContainerRecord, ...]) -> None:
+        """The host's poll builder learnt what a refresh wrote, and ``rows`` are its records now: when
+        they are the host's rows, object for object, the next poll's diff is against the rows as
+        they are, and a list that finds them unchanged only moves their stamps."""
+        record = self._hosts.get(name)
+        if record is None:
+            return
+        current = record.containers
+        if len(rows) == len(current) and all(a is b for a, b in zip(rows, current, strict=True)):
+            self._agreed[name] = current
+            self._foreign.discard(name)
 
     def resynced(self, name: str, gap: bool) -> None:
         """The host's event stream is back; ``gap``: events were lost (a full list repaired the rows)."""

@@ -20,6 +20,7 @@ import asyncio
 import functools
 from typing import Final
 
+import msgspec
 import structlog
 
 from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError
@@ -35,6 +36,7 @@ log = structlog.get_logger("fleetd.watch")
 
 _DEATHS: Final = frozenset({"die", "oom", "kill", "stop"})
 _SETTLE_TRIES: Final = 5
+_RAW_LIST: Final = list[msgspec.Raw]
 
 
 class RefreshSide:
@@ -113,19 +115,28 @@ class RefreshSide:
             self._refresh_timer.cancel()
             self._refresh_timer = None
         rows: list[ContainerSummary] | None = None
+        keys: dict[str, int] = {}
         if not isinstance(result, DockerError) and result[0] == 200:
-            try:
-                rows = self.client.decode(result[1], list[ContainerSummary], "GET", "/containers/json")
-            except DockerError:
-                rows = None
+            rows, keys = self._decode_rows(result[1])
         if rows is None:  # the client asks again and says precisely what is wrong
             self._refresh_task = asyncio.ensure_future(self._refresh_by_client(token, batch, stamp))
             return
         try:
-            self._refreshed(batch, rows, stamp)
+            self._refreshed(batch, rows, stamp, keys)
         except Exception as exc:  # a bug here must not break the connection's other exchanges
             asyncio.get_running_loop().call_exception_handler({"message": "event refresh failed", "exception": exc})
         self._finished(token)
+
+    def _decode_rows(self, body: bytes) -> tuple[list[ContainerSummary] | None, dict[str, int]]:
+        """The rows of a raw answer, each with the hash of its JSON element, which the host's poll
+        builder keys its records by (fleet/builder.py): the next poll finds these rows known."""
+        decode = self.client.decode
+        try:
+            elements = [bytes(e) for e in decode(body, _RAW_LIST, "GET", "/containers/json")]
+            rows = [decode(e, ContainerSummary, "GET", "/containers/json") for e in elements]
+        except DockerError:
+            return None, {}
+        return rows, {r.Id: hash(e) for r, e in zip(rows, elements, strict=True)}
 
     async def _refresh_by_client(self, token: int, batch: dict[str, Cause], stamp: int) -> None:
         s = self.settings
@@ -143,13 +154,15 @@ class RefreshSide:
             self._refreshed(batch, rows, stamp)
             self._finished(token)
 
-    def _refreshed(self, batch: dict[str, Cause], rows: list[ContainerSummary], stamp: int) -> None:
+    def _refreshed(
+        self, batch: dict[str, Cause], rows: list[ContainerSummary], stamp: int, keys: dict[str, int] | None = None
+    ) -> None:
         self._alive_at = asyncio.get_running_loop().time()
         self.observer.count(self.host, "refreshes")
         unsettled = self._unsettled(rows, batch)
         asked = frozenset(batch).difference(unsettled)
         if asked:
-            self.target.apply_rows(self.host, asked, rows, stamp, {c: batch[c] for c in asked})
+            self.target.apply_rows(self.host, asked, rows, stamp, {c: batch[c] for c in asked}, keys)
 
     def _finished(self, token: int) -> None:
         if token == self._in_flight:

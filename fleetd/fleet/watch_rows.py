@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from fleetd.fleet.records import ContainerRecord
+from fleetd.fleet.records import ContainerDiff, ContainerRecord
 
-__all__ = ["FullMerge", "RowClock", "SubsetMerge", "keep_health", "semantic_fields"]
+__all__ = ["FullMerge", "RowClock", "SubsetMerge", "drift_of", "keep_health", "semantic_fields"]
 
 
 def keep_health(old: ContainerRecord | None, new: ContainerRecord) -> ContainerRecord:
@@ -55,6 +55,17 @@ def semantic_fields(a: ContainerRecord, b: ContainerRecord) -> list[str]:
     if a.status != b.status and (a.status.split(" ", 1)[0] != b.status.split(" ", 1)[0]):
         out.append("status")
     return out
+
+
+def drift_of(diff: ContainerDiff, before: Iterable[ContainerRecord]) -> tuple[str, ...]:
+    """What :meth:`RowClock.merge_full` counts as drift, from a poll builder's diff against the rows
+    as they were (``before``): containers found, gone, or changed in a way that matters."""
+    out = [c.id for c in diff.added]
+    if diff.changed:
+        old = {c.id: c for c in before}
+        out.extend(c.id for c, _ in diff.changed if (o := old.get(c.id)) is None or semantic_fields(o, c))
+    out.extend(c.id for c in diff.removed)
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +111,15 @@ class RowClock:
 
     def stamp_of(self, container_id: str) -> int:
         return self._stamps.get(container_id, 0)
+
+    def newest(self) -> int:
+        """The stamp of the newest observation that wrote a row (0: none)."""
+        return max(self._stamps.values(), default=0)
+
+    def reset(self, rows: Iterable[ContainerRecord], stamp: int) -> None:
+        """A full list sent at ``stamp``, no older than any row's observation, decided every row:
+        as :meth:`merge_full` leaves the stamps then (every row this list's, no tombstone)."""
+        self._stamps = dict.fromkeys([r.id for r in rows], stamp)
 
     def merge_full(
         self, current: Iterable[ContainerRecord], fresh: Iterable[ContainerRecord], stamp: int

@@ -40,8 +40,11 @@ class WatchTarget(Protocol):
         rows: list[ContainerSummary],
         stamp: int,
         causes: Mapping[str, Cause],
+        keys: Mapping[str, int] | None = None,
     ) -> None:
-        """A targeted refresh: ``rows`` replace the ``asked`` ids; an asked id without a row is gone."""
+        """A targeted refresh: ``rows`` replace the ``asked`` ids; an asked id without a row is gone.
+        ``keys``: each row's hash of its JSON element, when the answer was read raw (the poll
+        builder's keys, fleet/builder.py)."""
         ...
 
     async def first_poll(self, host: str) -> None:

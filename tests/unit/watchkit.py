@@ -39,6 +39,7 @@ class MemoryTarget:
         rows: list[ContainerSummary],
         stamp: int,
         causes: Mapping[str, Cause],
+        keys: Mapping[str, int] | None = None,
     ) -> None:
         records = [container_record(host, r, None) for r in rows]
         self.rows = self.clock.merge_subset(self.rows, asked, records, stamp).records
