@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from typing import Final
 
 import msgspec
@@ -52,6 +53,7 @@ class RefreshSide:
     podman: bool | None
     _stopped: bool
     _alive_at: float
+    _tick: float  # the liveness wheel's
     _dirty: dict[str, Cause]
     _recent: dict[str, float]
     _podman_health: PodmanHealth
@@ -65,9 +67,16 @@ class RefreshSide:
         self._refresh_timer: asyncio.TimerHandle | None = None  # the raw refresh's timeout
 
     def _dirtied(self) -> None:
-        """Containers were marked dirty: refresh them ``flush_delay`` from now, with any that follow."""
+        """Containers were marked dirty: refresh them ``flush_delay`` from now, with any that follow,
+        at the next point of a grid of half the liveness wheel's tick (0.25 s by default): the
+        refreshes of hosts whose events came close together go out in one turn of the loop, every
+        other one with the liveness pings and the polls due then, their answers read together,
+        rather than each waking the loop alone (a change shows ~0.12 s later on average)."""
         if self._flush_at is None and not self._in_flight and not self._stopped:
-            self._flush_at = asyncio.get_running_loop().call_later(self.settings.flush_delay, self._flush)
+            loop = asyncio.get_running_loop()
+            tick = self._tick / 2
+            at = math.ceil((loop.time() + self.settings.flush_delay) / tick) * tick
+            self._flush_at = loop.call_at(at, self._flush)
 
     def _stop_refreshes(self) -> list[asyncio.Task[None]]:
         """The watcher stops: no timer stays armed; the refresh task under way, if any, to cancel."""
