@@ -194,9 +194,10 @@ class FleetState(FleetReads):
                 # The rows are the builder's (see agree()) and this list is the same: only the rows'
                 # stamps move.
                 clock.confirm(containers, result.stamp)
-            elif agreed and clock.newest() <= result.stamp:
+            elif agreed and clock.newest() <= result.stamp and len({c.id for c in containers}) == len(containers):
                 # The builder's diff is against the rows as they are, and no observation sent after
-                # this list wrote one: the list decides every row, as it is (merge_full's result).
+                # this list wrote one: the list decides every row, as it is (merge_full's result;
+                # a list naming a container twice is left to merge_full).
                 clock.reset(containers, result.stamp)
                 drifted = drift_of(diff, record.containers)
                 if drifted and self.drift_judge is not None:
@@ -215,8 +216,11 @@ class FleetState(FleetReads):
                     self.drift_judge(name, merged.drifted, result.sent_at)
             self._agreed[name] = containers if containers is result.containers else None
         if name in self._foreign or containers is not result.containers:
-            self._foreign.discard(name)
             diff = diff_containers(record.containers, containers)
+        if containers is result.containers:
+            self._foreign.discard(name)
+        else:  # rows kept that this list does not show: the builder's next diff is not against them
+            self._foreign.add(name)
         record.containers = containers
         self._engines.move(name, record.facts.engine_id if record.facts else "", result.facts.engine_id)
         record.facts = result.facts
