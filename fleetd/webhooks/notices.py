@@ -78,9 +78,11 @@ def notices_for(event: FleetEvent) -> list[Notice]:
             )
         ]
     c = event.container
-    if event.type != "container.changed" or c is None:
+    if event.type not in ("container.changed", "container.added") or c is None:
         return []
     action = (event.action or "").split(":", 1)[0].strip() or None
+    if event.type == "container.added" and action not in ("oom", "die"):
+        return []  # a container seen for the first time (a poll, a create): nothing happened to it
     out: list[Notice] = []
 
     def notice(kind: str, exit_code: int | None = None) -> Notice:
@@ -94,7 +96,9 @@ def notices_for(event: FleetEvent) -> list[Notice]:
             action=event.action,
         )
 
-    # dockerd sends oom, then die; when one refresh sees both, the change carries "oom" only.
+    # dockerd sends oom, then die; when one refresh sees both, the change carries "oom" only. A
+    # container that was created, started and died between two refreshes is first seen dead: added,
+    # with the death as its action.
     stopped = c.state in ("exited", "dead") and ("state" in event.fields or action == "oom")
     if action == "oom":  # the kernel killed a process of it; when that was its main one, it died too
         out.append(notice("container.oom"))

@@ -156,6 +156,15 @@ def test_fleet_events_become_the_notices_people_ask_for() -> None:
         == []
     )
     assert notices_for(_event("container.added", container=_container())) == []
+    # created, started and dead between two refreshes: first seen dead, the death as its action
+    gone = _container(state="exited", status="Exited (137) 1 second ago")
+    assert [n.kind for n in notices_for(_event("container.added", container=gone, action="oom"))] == [
+        "container.oom",
+        "container.died",
+    ]
+    [quick] = notices_for(_event("container.added", container=gone, action="die", exit_code=3))
+    assert (quick.kind, quick.exit_code) == ("container.died", 3)
+    assert notices_for(_event("container.added", container=gone, action="create")) == []
 
     hook = WebhookSettings(
         name="w", url="http://x", events=frozenset({"container.died"}), hosts=("d1",), labels=("app=web",)
