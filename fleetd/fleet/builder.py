@@ -25,7 +25,7 @@ import msgspec
 from fleetd.dockerapi.models import ContainerSummary
 from fleetd.fleet.records import ContainerDiff, ContainerRecord, changed_fields, container_record
 
-__all__ = ["ContainerRecords", "Decode"]
+__all__ = ["ContainerRecords", "Decode", "split_answer"]
 
 T = TypeVar("T")
 #: Decodes JSON into a type, raising the Engine client's protocol error (``DockerClient.decode``).
@@ -38,6 +38,13 @@ _replace = msgspec.structs.replace
 
 def _plain_decode(body: bytes, type_: type[T]) -> T:
     return msgspec.json.decode(body, type=type_)
+
+
+def split_answer(body: bytes, decode: Decode = _plain_decode) -> tuple[list[bytes], list[int]]:
+    """A ``/containers/json`` answer's elements, undecoded, and the keys the builder knows each by
+    (an event refresh's answer is split the same way, so that the builder can learn its rows)."""
+    elements = [bytes(raw) for raw in decode(body, _RAW_LIST)]
+    return elements, [hash(e) for e in elements]
 
 
 class ContainerRecords:
@@ -65,27 +72,20 @@ class ContainerRecords:
         builder is unchanged then."""
         key = (len(body), hash(body))
         if key == self._body:
-            records = tuple([_replace(r, observed_at=observed_at) for r in self._records])
-            self._records = records
-            return records, ContainerDiff()
-        raws: list[msgspec.Raw] = decode(body, _RAW_LIST)
+            return self._seen_again(observed_at), ContainerDiff()
+        elements, hashes = split_answer(body, decode)
         if not self._keys:
             # Nothing to reuse (a host's first answer): every element is decoded, so the whole
             # answer is, as one typed list in one call; the elements are only hashed.
             summaries: list[ContainerSummary] = decode(body, _SUMMARIES)
-            items = [(hash(bytes(raw)), c) for raw, c in zip(raws, summaries, strict=True)]
-            out = self._build(host, items, observed_at, None)
+            out = self._build(host, list(zip(hashes, summaries, strict=True)), observed_at, None)
             self._body = key
             return out
-        elements = [bytes(raw) for raw in raws]
-        hashes = [hash(e) for e in elements]
         if len(hashes) == len(self._keys) and set(hashes) == set(self._keys):
             # Every element is one the last build (or a refresh the builder learnt) knows, in
             # another order perhaps: the same records, and names decide their order.
-            records = tuple([_replace(r, observed_at=observed_at) for r in self._records])
-            self._records = records
             self._body = key
-            return records, ContainerDiff()
+            return self._seen_again(observed_at), ContainerDiff()
 
         def one(element: bytes) -> ContainerSummary:
             try:
@@ -98,6 +98,11 @@ class ContainerRecords:
         out = self._build(host, list(zip(hashes, elements, strict=True)), observed_at, one)
         self._body = key
         return out
+
+    def _seen_again(self, observed_at: str | None) -> tuple[ContainerRecord, ...]:
+        """The last build's records, observed again at ``observed_at``."""
+        self._records = tuple([_replace(r, observed_at=observed_at) for r in self._records])
+        return self._records
 
     def learn(self, rows: Mapping[str, tuple[int, ContainerRecord] | None]) -> tuple[ContainerRecord, ...]:
         """Rows another observation wrote (an event refresh): by container id, the hash of the

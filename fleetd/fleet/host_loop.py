@@ -9,7 +9,6 @@ applied, so the action's effect cannot be overwritten by older data.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from fleetd.fleet.records import (
 from fleetd.fleet.safety_net import SafetyNet
 from fleetd.fleet.schedule import Schedule
 from fleetd.fleet.state import FleetState, PollFailure, PollSuccess
+from fleetd.util.grid import grid_tick, next_point
 from fleetd.util.timefmt import rfc3339
 from fleetd.util.wakeup import Wakeup
 
@@ -140,12 +140,11 @@ class HostLoop:
 
     def _arm(self, due: float) -> None:
         """The next poll is due at loop time ``due``, put off to the next tick of the host's poll grid
-        (:func:`poll_tick`): hosts due within one tick poll in one turn of the loop, their requests
+        (fleetd/util/grid.py): hosts due within one tick poll in one turn of the loop, their requests
         sent together, as the liveness pings are (fleet/liveness.py), rather than each waking the
         loop, and the daemons, alone. A timer rather than asyncio.timeout: no exception and no
         reference cycle per poll for the garbage collector to clean up."""
-        tick = poll_tick(self.record.settings.interval)
-        due = math.ceil(due / tick) * tick
+        due = next_point(due, grid_tick(self.record.settings.interval))
         self.due_at = due
         if self.on_due is not None:
             self.on_due(self, due)
@@ -366,12 +365,6 @@ class HostLoop:
             first_round.failed[got.status.value] += 1
         if previous is not got.status:
             log.warning(f"host {got.status.value}", host=name, was=previous.value, error=got.message)
-
-
-def poll_tick(interval: float) -> float:
-    """The grid polls are due on: 0.5 s (the liveness wheel's, so a turn of the loop sends both),
-    finer for short intervals (tests)."""
-    return min(0.5, interval / 10)
 
 
 def new_schedule(interval: float, jitter: float, max_backoff: float, rng: random.Random) -> Schedule:

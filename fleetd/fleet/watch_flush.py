@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
-from typing import Final
+from typing import Final, TypeVar
 
-import msgspec
 import structlog
 
 from fleetd.dockerapi import ContainerSummary, DockerClient, DockerError
 from fleetd.dockerapi.exchange import Done
 from fleetd.dockerapi.pinger import RawPinger, Result, id_query, list_by_id
+from fleetd.fleet.builder import split_answer
 from fleetd.fleet.watch_events import REMOVAL, Cause
 from fleetd.fleet.watch_podman import PodmanHealth
 from fleetd.fleet.watch_types import WatchObserver, WatchSettings, WatchTarget
+from fleetd.util.grid import next_point
 
 __all__ = ["RefreshSide"]
 
@@ -37,7 +37,7 @@ log = structlog.get_logger("fleetd.watch")
 
 _DEATHS: Final = frozenset({"die", "oom", "kill", "stop"})
 _SETTLE_TRIES: Final = 5
-_RAW_LIST: Final = list[msgspec.Raw]
+T = TypeVar("T")
 
 
 class RefreshSide:
@@ -74,8 +74,7 @@ class RefreshSide:
         rather than each waking the loop alone (a change shows ~0.12 s later on average)."""
         if self._flush_at is None and not self._in_flight and not self._stopped:
             loop = asyncio.get_running_loop()
-            tick = self._tick / 2
-            at = math.ceil((loop.time() + self.settings.flush_delay) / tick) * tick
+            at = next_point(loop.time() + self.settings.flush_delay, self._tick / 2)
             self._flush_at = loop.call_at(at, self._flush)
 
     def _stop_refreshes(self) -> list[asyncio.Task[None]]:
@@ -139,13 +138,15 @@ class RefreshSide:
     def _decode_rows(self, body: bytes) -> tuple[list[ContainerSummary] | None, dict[str, int]]:
         """The rows of a raw answer, each with the hash of its JSON element, which the host's poll
         builder keys its records by (fleet/builder.py): the next poll finds these rows known."""
-        decode = self.client.decode
+        def decode(data: bytes, type_: type[T]) -> T:
+            return self.client.decode(data, type_, "GET", "/containers/json")
+
         try:
-            elements = [bytes(e) for e in decode(body, _RAW_LIST, "GET", "/containers/json")]
-            rows = [decode(e, ContainerSummary, "GET", "/containers/json") for e in elements]
+            elements, keys = split_answer(body, decode)
+            rows = [decode(e, ContainerSummary) for e in elements]
         except DockerError:
             return None, {}
-        return rows, {r.Id: hash(e) for r, e in zip(rows, elements, strict=True)}
+        return rows, {r.Id: k for r, k in zip(rows, keys, strict=True)}
 
     async def _refresh_by_client(self, token: int, batch: dict[str, Cause], stamp: int) -> None:
         s = self.settings

@@ -17,6 +17,7 @@ import structlog
 from fleetd.dockerapi import DockerClient, DockerError, EngineProtocolError, EngineTimeout
 from fleetd.dockerapi.pinger import RawPinger, Result
 from fleetd.fleet.watch_types import WatchSettings, WatchTarget
+from fleetd.util.grid import grid_tick
 
 __all__ = ["LivenessChecks", "liveness_tick"]
 
@@ -110,5 +111,5 @@ class LivenessChecks:
 
 
 def liveness_tick(liveness: float) -> float:
-    """The wheel's bucket width for a liveness period: 0.5 s, finer for short periods (tests)."""
-    return min(0.5, liveness / 10)
+    """The wheel's bucket width for a liveness period (the fleet's grid, fleetd/util/grid.py)."""
+    return grid_tick(liveness)

@@ -95,17 +95,13 @@ class StateTarget:
         # dockerd's id filter matches prefixes: keep only the rows that were asked for.
         records = [container_record(host, r, observed) for r in rows if r.Id in asked]
         decided = self.state.refresh_rows(host, asked, records, stamp, causes)
-        if keys is None or not decided:
+        if keys is None or not decided or any(row is not None and cid not in keys for cid, row in decided):
             return
         # The host's poll builder learns the rows as the state keeps them: when its records are
         # then the host's rows, the next poll compares against them directly (FleetState.agree).
-        if any(row is not None and cid not in keys for cid, row in decided):
-            return
-        learned = {cid: None if row is None else (keys[cid], row) for cid, row in decided}
-        if learned:
-            built = self.poller.learn(host, learned)
-            if built is not None:
-                self.state.agree(host, built)
+        built = self.poller.learn(host, {cid: None if row is None else (keys[cid], row) for cid, row in decided})
+        if built is not None:
+            self.state.agree(host, built)
 
     async def full_refresh(self, host: str) -> int | None:
         """One stamped ``GET /containers/json?all=1`` applied as a refresh of every row: the list
