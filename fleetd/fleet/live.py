@@ -28,6 +28,7 @@ class WatchCounters:
     """``fleetd_events_drift_total{host}`` and ``fleetd_events_total{what}``."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
+        self._children: dict[str, Counter] = {}
         self.drift = Counter(
             "fleetd_events_drift",
             "Container rows a full poll found different with no Engine event to explain them",
@@ -45,8 +46,11 @@ class WatchCounters:
     def count(self, host: str, what: str, n: int = 1) -> None:
         if what == "drift":
             self.drift.labels(host).inc(n)
-        else:
-            self.events.labels(what).inc(n)
+            return
+        child = self._children.get(what)  # a handful of values, counted on every Engine event
+        if child is None:
+            child = self._children[what] = self.events.labels(what)
+        child.inc(n)
 
 
 class LiveFleet:
