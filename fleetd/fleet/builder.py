@@ -108,6 +108,9 @@ class ContainerRecords:
         """Rows another observation wrote (an event refresh): by container id, the hash of the
         element it was built from and the record the state keeps, or None for a container that is
         gone. The next poll then finds them as they are (no decode, no change announced again)."""
+        self._body = None  # the whole answer's hash no longer describes these records
+        if self._learn_in_place(rows):
+            return self._records
         by_id = {r.id: (k, r) for k, r in zip(self._keys, self._records, strict=True)}
         for cid, row in rows.items():
             if row is None:
@@ -117,8 +120,29 @@ class ContainerRecords:
         built = sorted(by_id.values(), key=lambda kr: kr[1].name)
         self._keys = array("q", [k for k, _ in built])
         self._records = tuple([r for _, r in built])
-        self._body = None  # the whole answer's hash no longer describes these records
         return self._records
+
+    def _learn_in_place(self, rows: Mapping[str, tuple[int, ContainerRecord] | None]) -> bool:
+        """The usual refresh: rows of containers the builder knows, under the same names, so the
+        order by name holds and each takes its old place (no rebuild, no sort). False, with
+        nothing changed, for anything else (a row gone or new, a rename, an id held twice)."""
+        records = self._records
+        if len({r.id for r in records}) != len(records):
+            return False  # a container held twice (a daemon listed it so): the rebuild keeps one
+        places: list[tuple[int, int, ContainerRecord]] = []
+        for cid, row in rows.items():
+            if row is None:
+                return False
+            at = next((i for i, old in enumerate(records) if old.id == cid), None)
+            if at is None or records[at].name != row[1].name:
+                return False  # new, or renamed
+            places.append((at, *row))
+        updated = list(records)
+        for i, key, record in places:
+            updated[i] = record
+            self._keys[i] = key
+        self._records = tuple(updated)
+        return True
 
     def build(
         self, host: str, containers: Iterable[ContainerSummary], observed_at: str | None

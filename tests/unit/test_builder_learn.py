@@ -320,3 +320,55 @@ def test_an_agreed_host_s_list_naming_a_container_twice_keeps_one_row() -> None:
     h.settle()
     h.poll(body(*[el(c) for c in cs], el(cs[0])))
     assert ([r.id for r in h.rows()], h.changes()) == (ids, [])  # not a row twice, no ContainerAdded
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_learning_in_place_gives_what_the_rebuild_gives(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh of known containers under their names takes their places (no rebuild, no sort);
+    anything else (a new row, a removal, a rename, a container held twice) is rebuilt. Either way
+    the records and keys are those of the rebuild."""
+    import random
+
+    rng = random.Random(seed)
+    cs = fleet(8)
+    elements = [el(c) for c in cs]
+    if seed % 5 == 0:
+        elements.append(elements[0])  # a daemon that lists a container twice
+    fast, slow = ContainerRecords(), ContainerRecords()
+    fast.build_body("h", body(*elements), "t1")
+    slow.build_body("h", body(*elements), "t1")
+    rows: dict[str, tuple[int, ContainerRecord] | None] = {}
+    for c in rng.sample(cs, rng.randint(1, 3)):
+        roll = rng.random()
+        if roll < 0.15:
+            rows[c.id] = None
+            continue
+        if roll < 0.3:
+            c.name = c.name + "-renamed"
+        else:
+            die(c)
+        e = el(c)
+        rows[c.id] = (hash(e), rec(e))
+    if rng.random() < 0.15:
+        extra = fleet(9)[8]
+        rows[extra.id] = (hash(el(extra)), rec(el(extra)))
+    calls: list[bool] = []
+    original = ContainerRecords._learn_in_place
+
+    def counted(self: ContainerRecords, r: Mapping[str, tuple[int, ContainerRecord] | None]) -> bool:
+        calls.append(took := original(self, r))
+        return took
+
+    monkeypatch.setattr(ContainerRecords, "_learn_in_place", counted)
+    got = fast.learn(rows)
+    monkeypatch.setattr(ContainerRecords, "_learn_in_place", lambda self, r: False)
+    want = slow.learn(rows)
+    assert [r.id for r in got] == [r.id for r in want]
+    assert all(a is b for a, b in zip(got, want, strict=True)) or bare(got) == bare(want)
+    assert list(fast._keys) == list(slow._keys)
+    in_place_expected = (
+        seed % 5 != 0
+        and all(v is not None for v in rows.values())
+        and all(any(c.id == cid and not c.name.endswith("-renamed") for c in cs) for cid in rows)
+    )
+    assert calls == [in_place_expected]
