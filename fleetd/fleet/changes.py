@@ -149,13 +149,14 @@ class Lagged:
 class Subscription:
     """One subscriber's bounded queue; close it (``with`` or :meth:`close`) when done."""
 
-    __slots__ = ("_dropped", "_hub", "_items", "_last_dropped", "_waiter", "closed", "maxsize")
+    __slots__ = ("_dropped", "_hub", "_items", "_last_dropped", "_waiter", "closed", "maxsize", "wants")
 
-    def __init__(self, hub: ChangeHub, maxsize: int) -> None:
+    def __init__(self, hub: ChangeHub, maxsize: int, wants: Callable[[Change], bool] | None = None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self._hub = hub
         self.maxsize = maxsize
+        self.wants = wants
         self._items: deque[ChangeBatch] = deque()
         self._dropped = 0
         self._last_dropped = 0
@@ -241,8 +242,10 @@ class ChangeHub:
         self.seq = 0  # the seq of the newest published batch (0: none yet)
         self.clock = clock
 
-    def subscribe(self, maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
-        sub = Subscription(self, maxsize)
+    def subscribe(self, maxsize: int = DEFAULT_MAXSIZE, wants: Callable[[Change], bool] | None = None) -> Subscription:
+        """A bounded queue of every batch published from now on; with ``wants``, only of the
+        batches holding a change it wants (the others never wake the subscriber)."""
+        sub = Subscription(self, maxsize, wants)
         self._subs.append(sub)
         return sub
 
@@ -262,5 +265,7 @@ class ChangeHub:
         self.seq += 1
         batch = ChangeBatch(self.seq, self.clock(), batch_changes)
         for sub in self._subs:
-            sub._offer(batch)
+            wants = sub.wants
+            if wants is None or any(wants(c) for c in batch_changes):
+                sub._offer(batch)
         return self.seq

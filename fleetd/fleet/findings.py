@@ -28,7 +28,7 @@ import structlog
 
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi import parse_endpoint
-from fleetd.fleet.changes import HostAdded, HostRemoved, HostUpdated, Lagged
+from fleetd.fleet.changes import Change, HostAdded, HostRemoved, HostUpdated, Lagged
 from fleetd.fleet.clients import tls_config
 from fleetd.fleet.records import Finding, HostRecord
 from fleetd.fleet.state import FleetState
@@ -37,6 +37,10 @@ from fleetd.util.timefmt import rfc3339
 __all__ = ["CertInfo", "Finding", "FindingsWatch", "host_findings", "read_cert", "security_summary"]
 
 _INVENTORY = (HostAdded, HostRemoved, HostUpdated)
+
+
+def _is_inventory(change: Change) -> bool:
+    return isinstance(change, _INVENTORY)
 
 log = structlog.get_logger("fleetd.findings")
 
@@ -187,7 +191,8 @@ class FindingsWatch:
 
     async def run(self) -> None:
         """Update on every inventory change and every hour; runs until cancelled."""
-        with self.state.changes.subscribe(maxsize=64) as sub:
+        # Only inventory changes wake it (not every container change of the fleet).
+        with self.state.changes.subscribe(maxsize=64, wants=_is_inventory) as sub:
             while True:
                 try:
                     await self.update()

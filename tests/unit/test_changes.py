@@ -70,6 +70,24 @@ def test_a_slow_subscriber_is_told_it_lagged_and_never_blocks_the_writer() -> No
     assert hub.subscribers == 0
 
 
+async def test_a_subscriber_with_wants_is_offered_only_batches_holding_a_change_it_wants() -> None:
+    hub = ChangeHub()
+    picky = hub.subscribe(maxsize=2, wants=lambda c: isinstance(c, HostAdded))
+    every = hub.subscribe(maxsize=100)
+    waiter = asyncio.ensure_future(picky.get())
+    await asyncio.sleep(0)
+    for i in range(5):  # changes it does not want: it neither wakes nor lags
+        hub.publish([HostResynced(f"h{i}", False)])
+    await asyncio.sleep(0)
+    assert not waiter.done() and picky.pending() == 0
+    hub.publish([HostResynced("h9", True), HostAdded("new")])  # one wanted change: the whole batch
+    batch = await asyncio.wait_for(waiter, 1.0)
+    assert isinstance(batch, ChangeBatch) and batch.seq == 6 and len(batch.changes) == 2
+    assert every.pending() == 6
+    picky.close()
+    every.close()
+
+
 async def test_a_waiting_subscriber_wakes_on_publish_and_iteration_ends_on_close() -> None:
     hub = ChangeHub()
     sub = hub.subscribe()
