@@ -51,7 +51,7 @@ from fleetd.fleet.records import (
 )
 from fleetd.fleet.state_reads import FleetReads
 from fleetd.fleet.watch_events import Cause
-from fleetd.fleet.watch_rows import RowClock, drift_of, semantic_fields
+from fleetd.fleet.watch_rows import RowClock, semantic_fields
 
 __all__ = [
     "AmbiguousContainer",
@@ -190,30 +190,10 @@ class FleetState(FleetReads):
         clock = self._clocks.get(name)
         if clock is not None:
             agreed = record.containers is self._agreed.get(name)
-            if agreed and not diff:
-                # The rows are the builder's (see agree()) and this list is the same: only the rows'
-                # stamps move.
-                clock.confirm(containers, result.stamp)
-            elif agreed and clock.newest() <= result.stamp and len({c.id for c in containers}) == len(containers):
-                # The builder's diff is against the rows as they are, and no observation sent after
-                # this list wrote one: the list decides every row, as it is (merge_full's result;
-                # a list naming a container twice is left to merge_full).
-                clock.reset(containers, result.stamp)
-                drifted = drift_of(diff, record.containers)
-                if drifted and self.drift_judge is not None:
-                    self.drift_judge(name, drifted, result.sent_at)
-            else:
-                # Rows an event refresh wrote after this list was sent stay as they are.
-                merged = clock.merge_full(record.containers, containers, result.stamp)
-                if len(merged.records) == len(containers) and all(
-                    a is b for a, b in zip(merged.records, containers, strict=True)
-                ):
-                    merged_records = containers  # every row as listed: the list's own tuple
-                else:
-                    merged_records = merged.records
-                containers = merged_records
-                if merged.drifted and self.drift_judge is not None:
-                    self.drift_judge(name, merged.drifted, result.sent_at)
+            merged = clock.take_list(record.containers, containers, result.stamp, diff, agreed)
+            containers = merged.records
+            if merged.drifted and self.drift_judge is not None:
+                self.drift_judge(name, merged.drifted, result.sent_at)
             self._agreed[name] = containers if containers is result.containers else None
         if name in self._foreign or containers is not result.containers:
             diff = diff_containers(record.containers, containers)

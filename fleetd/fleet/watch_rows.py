@@ -95,6 +95,22 @@ def _by_name(c: ContainerRecord) -> str:
     return c.name
 
 
+def _stamped(rows: list[ContainerRecord] | tuple[ContainerRecord, ...], stamp: int) -> dict[str, int] | None:
+    """Every row's id at ``stamp``: the stamps of a list that decided every row; None when the
+    list names a container twice (only the general merge sorts that out)."""
+    stamps = dict.fromkeys([r.id for r in rows], stamp)
+    return stamps if len(stamps) == len(rows) else None
+
+
+def _health_to_keep(current: Iterable[ContainerRecord], diff: ContainerDiff) -> bool:
+    """A changed row whose health :func:`keep_health` would keep (a podman list): the list is not
+    the rows as listed then, and the general merge applies it."""
+    if not diff.changed:
+        return False
+    old = {c.id: c for c in current}
+    return any(keep_health(old.get(r.id), r) is not r for r, _ in diff.changed)
+
+
 class RowClock:
     """Stamps of one host's rows. Not thread-safe; used from the event loop only."""
 
@@ -116,10 +132,38 @@ class RowClock:
         """The stamp of the newest observation that wrote a row (0: none)."""
         return max(self._stamps.values(), default=0)
 
-    def reset(self, rows: Iterable[ContainerRecord], stamp: int) -> None:
+    def take_list(
+        self,
+        current: tuple[ContainerRecord, ...],
+        fresh: tuple[ContainerRecord, ...],
+        stamp: int,
+        diff: ContainerDiff,
+        agreed: bool,
+    ) -> FullMerge:
+        """A watched host's full list sent at ``stamp``. ``agreed``: ``current`` are the poll
+        builder's own records, so its ``diff`` is against the rows as they are. Then an empty diff
+        only moves the stamps, and a list no newer observation contradicts is the rows as listed,
+        its drift read off the diff. Anything else is :meth:`merge_full`'s. The rows are ``fresh``
+        itself whenever the list decided every row as it is."""
+        if agreed and not diff:
+            self.confirm(fresh, stamp)
+            return FullMerge(fresh, ())
+        if agreed and self.newest() <= stamp and not _health_to_keep(current, diff) and self.reset(fresh, stamp):
+            return FullMerge(fresh, drift_of(diff, current))
+        merged = self.merge_full(current, fresh, stamp)
+        if len(merged.records) == len(fresh) and all(a is b for a, b in zip(merged.records, fresh, strict=True)):
+            return FullMerge(fresh, merged.drifted)
+        return merged
+
+    def reset(self, rows: Iterable[ContainerRecord], stamp: int) -> bool:
         """A full list sent at ``stamp``, no older than any row's observation, decided every row:
-        as :meth:`merge_full` leaves the stamps then (every row this list's, no tombstone)."""
-        self._stamps = dict.fromkeys([r.id for r in rows], stamp)
+        as :meth:`merge_full` leaves the stamps then (every row this list's, no tombstone). False,
+        nothing changed, when the list names a container twice."""
+        stamps = _stamped(list(rows), stamp)
+        if stamps is None:
+            return False
+        self._stamps = stamps
+        return True
 
     def merge_full(
         self, current: Iterable[ContainerRecord], fresh: Iterable[ContainerRecord], stamp: int
@@ -184,8 +228,8 @@ class RowClock:
                     drifted.append(r.id)
             out.append(r)
         drifted.extend(cur)  # rows the list found gone
-        stamps = dict.fromkeys([r.id for r in out], stamp)
-        if len(stamps) != len(out):
+        stamps = _stamped(out, stamp)
+        if stamps is None:
             return None
         self._stamps = stamps
         return FullMerge(tuple(sorted(out, key=_by_name)), tuple(drifted))

@@ -372,3 +372,19 @@ def test_learning_in_place_gives_what_the_rebuild_gives(seed: int, monkeypatch: 
         and all(any(c.id == cid and not c.name.endswith("-renamed") for c in cs) for cid in rows)
     )
     assert calls == [in_place_expected]
+
+
+def test_an_agreed_host_s_list_that_tells_no_health_keeps_the_health_it_knew(paths: list[str]) -> None:
+    """podman 4.3 lists a health-checked container without its health: the agreed path does not take
+    that list as the rows (keep_health would change a row), the general merge keeps the health."""
+    h = Host()
+    cs = fleet(3)
+    b = next(c for c in cs if c.health == "healthy")
+    h.poll(body(*[el(c) for c in cs]))
+    assert h.agreed() and h.row(b.id).health == "healthy"
+    h.settle(paths)
+    b.health = None  # the next list says nothing of its health
+    h.poll(body(*[el(c) for c in cs]))
+    assert paths == ["merge_full", "diff_containers"] and h.drift == []
+    assert h.row(b.id).health == "healthy" and h.row(b.id).status.startswith("Up")
+    assert not h.agreed()
