@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -123,6 +124,24 @@ def churning_fleet(args: argparse.Namespace, workdir: Path) -> Iterator[Fleets]:
     finally:
         for proc in procs:
             stop(proc)
+
+
+#: The service unit's LimitNOFILE (deploy/): fleetd and the fake fleets run with it when the machine allows.
+SERVICE_NOFILE = 65_536
+
+
+def raise_open_files(want: int = SERVICE_NOFILE) -> tuple[int, int]:
+    """Lift this process's open-file limit (inherited by the fake fleets and fleetd) to what the
+    service runs with: the hard limit too when permitted (root), else the soft one up to the hard."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return soft, hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 def own_ping_connection(args: argparse.Namespace) -> bool:
@@ -396,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    soft, _hard = raise_open_files()
+    print(f"open-file limit: {soft}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     modes = args.modes.split(",")
