@@ -7,6 +7,8 @@ maps the ``fleetd`` package, so pyproject.toml's ``pythonpath = ["."]`` puts the
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,6 +17,11 @@ from tests.fakes import FakeEngines
 from tests.writes import guard_records
 
 guard_records()  # a HostRecord field written around FleetState's writer fails the test (tests/writes.py)
+
+if os.environ.get("FLEETD_TEST_LOOP") == "uvloop":  # make test runs the transport tests on uvloop as well
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 @pytest.fixture

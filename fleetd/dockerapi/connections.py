@@ -117,8 +117,9 @@ class _TrackingTCPConnector(aiohttp.TCPConnector):
 
     def abort_all(self) -> None:
         for transport in list(self.transports.values()):
-            if isinstance(transport, asyncio.Transport):
-                transport.abort()
+            abort = getattr(transport, "abort", None)  # uvloop's are no asyncio.Transport subclass
+            if abort is not None:
+                abort()
 
 
 class EngineConnections:

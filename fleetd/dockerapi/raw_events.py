@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from types import TracebackType
-from typing import Final
+from typing import Final, cast
 from urllib.parse import urlencode
 
 from fleetd.dockerapi.client import DockerClient
@@ -137,9 +137,9 @@ class RawEventStream(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(_REQUEST % self._target.encode())
+        # uvloop's transports are not asyncio.Transport subclasses: typed, not checked
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(_REQUEST % self._target.encode())
 
     def data_received(self, data: bytes) -> None:
         if self.ended.done():
