@@ -128,8 +128,12 @@ class RawEventStream(asyncio.Protocol):
 
     def _end(self, exc: BaseException) -> None:
         if not self._opened.done():
+            # The stream never opened: opening raises ``exc``, and nobody waits on ``ended`` (an
+            # exception left in it would be logged as "never retrieved" when it is collected).
             self._opened.set_exception(exc)
-        if not self.ended.done():
+            if not self.ended.done():
+                self.ended.cancel()
+        elif not self.ended.done():
             self.ended.set_exception(exc)
         if self.transport is not None:
             self.transport.abort()
