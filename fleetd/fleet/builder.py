@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from fleetd.dockerapi.models import ContainerSummary
-from fleetd.fleet.records import ContainerDiff, ContainerRecord, changed_fields, container_record
+from fleetd.fleet.records import ContainerDiff, ContainerRecord, changed_fields, container_record, places_of
 
 __all__ = ["ContainerRecords", "Decode", "split_answer"]
 
@@ -127,16 +127,10 @@ class ContainerRecords:
         order by name holds and each takes its old place (no rebuild, no sort). False, with
         nothing changed, for anything else (a row gone or new, a rename, an id held twice)."""
         records = self._records
-        if len({r.id for r in records}) != len(records):
-            return False  # a container held twice (a daemon listed it so): the rebuild keeps one
-        places: list[tuple[int, int, ContainerRecord]] = []
-        for cid, row in rows.items():
-            if row is None:
-                return False
-            at = next((i for i, old in enumerate(records) if old.id == cid), None)
-            if at is None or records[at].name != row[1].name:
-                return False  # new, or renamed
-            places.append((at, *row))
+        at = places_of(records, [(cid, None if row is None else row[1]) for cid, row in rows.items()])
+        if at is None:
+            return False
+        places = [(i, *row) for i, row in zip(at, rows.values(), strict=True) if row is not None]
         updated = list(records)
         for i, key, record in places:
             updated[i] = record

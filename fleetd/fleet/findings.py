@@ -28,7 +28,7 @@ import structlog
 
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi import parse_endpoint
-from fleetd.fleet.changes import Change, HostAdded, HostRemoved, HostUpdated, Lagged
+from fleetd.fleet.changes import Change, HostAdded, HostRemoved, HostUpdated
 from fleetd.fleet.clients import tls_config
 from fleetd.fleet.records import Finding, HostRecord
 from fleetd.fleet.state import FleetState
@@ -200,9 +200,6 @@ class FindingsWatch:
                     log.exception("updating security findings failed")
                 try:
                     async with asyncio.timeout(self._next_wake()):
-                        while True:
-                            item = await sub.get()
-                            if isinstance(item, Lagged) or any(isinstance(c, _INVENTORY) for c in item.changes):
-                                break
+                        await sub.get()  # a batch with an inventory change, or the news that some were dropped
                 except TimeoutError:
                     pass

@@ -6,14 +6,14 @@ import enum
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import msgspec
 
 from fleetd.config.model import HostSettings
 from fleetd.dockerapi.models import ContainerSummary, ImageSummary, Port, SystemInfo
+from fleetd.util.shared import shared
 from fleetd.util.timefmt import rfc3339
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "container_record",
     "diff_containers",
     "image_record",
+    "places_of",
 ]
 
 
@@ -83,6 +84,24 @@ CONTAINER_FIELDS: tuple[str, ...] = (
     "labels",
     "ports",
 )
+
+
+def places_of(
+    records: Sequence[ContainerRecord], rows: Iterable[tuple[str, ContainerRecord | None]]
+) -> list[int] | None:
+    """Where each new row (by container id) takes the place of that container's record: the same
+    id and name, so the order by name holds and nothing is sorted again. None when one cannot: a
+    row new or gone (None), a rename, or ``records`` holding an id twice."""
+    pos = {c.id: i for i, c in enumerate(records)}
+    if len(pos) != len(records):
+        return None
+    out: list[int] = []
+    for cid, row in rows:
+        i = pos.get(cid)
+        if i is None or row is None or row.name != records[i].name:
+            return None
+        out.append(i)
+    return out
 
 
 def changed_fields(old: ContainerRecord, new: ContainerRecord) -> tuple[str, ...]:
@@ -156,26 +175,12 @@ def _health(c: ContainerSummary) -> str:
 
 # What many containers across the fleet share (label sets, names, images, commands, port mappings)
 # is kept once: interned strings, and one dict or list per distinct value. Records never mutate
-# their lists and dicts, so sharing them is safe; the caches start over past _SHARED_MAX entries.
+# their lists and dicts, so sharing them is safe; the caches start over past SHARED_MAX entries (fleetd/util/shared.py).
 _intern = sys.intern
-_SHARED_MAX = 65_536
-_K = TypeVar("_K")
-_V = TypeVar("_V")
 _PORTS: dict[tuple[int, str, str | None, int | None], PortRecord] = {}
 _PORT_LISTS: dict[tuple[PortRecord, ...], list[PortRecord]] = {}
 _LABELS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 _NAME_LISTS: dict[str, list[str]] = {}  # keyed by the interned name itself: no other key object
-
-
-def _shared(cache: dict[_K, _V], key: _K, make: Callable[[_K], _V]) -> _V:
-    """The one value kept for ``key`` in ``cache`` (made on first sight; the cache starts over past
-    _SHARED_MAX entries, so a daemon minting distinct values cannot grow it without end)."""
-    found = cache.get(key)
-    if found is None:
-        if len(cache) >= _SHARED_MAX:
-            cache.clear()
-        found = cache[key] = make(key)
-    return found
 
 
 def _port_record(key: tuple[int, str, str | None, int | None]) -> PortRecord:
@@ -186,18 +191,18 @@ def _port_record(key: tuple[int, str, str | None, int | None]) -> PortRecord:
 
 
 def _port(p: Port) -> PortRecord:
-    return _shared(_PORTS, (p.PrivatePort, p.Type, p.IP, p.PublicPort), _port_record)
+    return shared(_PORTS, (p.PrivatePort, p.Type, p.IP, p.PublicPort), _port_record)
 
 
 def _ports(ports: Sequence[Port] | None) -> list[PortRecord]:
     """One list per distinct set of port mappings (also the empty one)."""
-    return _shared(_PORT_LISTS, tuple([_port(p) for p in ports]) if ports else (), list)
+    return shared(_PORT_LISTS, tuple([_port(p) for p in ports]) if ports else (), list)
 
 
 def _labels(labels: dict[str, str] | None) -> dict[str, str]:
     """One dict per distinct label set (the same stack on many hosts; also the empty one)."""
     key = tuple(labels.items()) if labels else ()
-    return _shared(_LABELS, key, lambda items: {_intern(k): _intern(v) for k, v in items})
+    return shared(_LABELS, key, lambda items: {_intern(k): _intern(v) for k, v in items})
 
 
 def _names(names: Sequence[str] | None) -> list[str]:
@@ -207,7 +212,7 @@ def _names(names: Sequence[str] | None) -> list[str]:
         return []
     if len(names) > 1:
         return [_intern(n.lstrip("/")) for n in names]
-    return _shared(_NAME_LISTS, _intern(names[0].lstrip("/")), lambda name: [name])
+    return shared(_NAME_LISTS, _intern(names[0].lstrip("/")), lambda name: [name])
 
 
 def container_record(host: str, c: ContainerSummary, observed_at: str | None) -> ContainerRecord:
@@ -268,13 +273,7 @@ _STRING_LISTS: dict[tuple[str, ...], list[str]] = {}
 
 def _strings(values: list[str]) -> list[str]:
     """One list of interned strings per distinct list (image tags and digests)."""
-    key = tuple(values)
-    found = _STRING_LISTS.get(key)
-    if found is None:
-        if len(_STRING_LISTS) >= _SHARED_MAX:
-            _STRING_LISTS.clear()
-        found = _STRING_LISTS[key] = [_intern(v) for v in values]
-    return found
+    return shared(_STRING_LISTS, tuple(values), lambda key: [_intern(v) for v in key])
 
 
 def image_record(i: ImageSummary) -> ImageRecord:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from fleetd.fleet.records import ContainerDiff, ContainerRecord
+from fleetd.fleet.records import ContainerDiff, ContainerRecord, places_of
 
 __all__ = ["FullMerge", "RowClock", "SubsetMerge", "drift_of", "keep_health", "semantic_fields"]
 
@@ -263,19 +263,15 @@ class RowClock:
             applied.append(cid)
         if not applied:
             return SubsetMerge(cur, (), (), True)
-        pos = {c.id: i for i, c in enumerate(cur)}
         pairs: list[tuple[ContainerRecord | None, ContainerRecord | None]] = []
-        for cid in applied:
-            i, row = pos.get(cid), got.get(cid)
-            if i is None or row is None or row.name != cur[i].name or len(pos) != len(cur):
-                break  # added, removed or renamed (or an id twice): the general way
-            pairs.append((cur[i], keep_health(cur[i], row)))
-        else:  # every row in the place of its old self: the order holds, no sort
+        at = places_of(cur, [(cid, got.get(cid)) for cid in applied])
+        if at is not None:  # every row in the place of its old self: the order holds, no sort
             out = list(cur)
-            for old, new in pairs:
-                assert old is not None
-                out[pos[old.id]] = new
+            for i, cid in zip(at, applied, strict=True):
+                out[i] = keep_health(cur[i], got[cid])
+                pairs.append((cur[i], out[i]))
             return SubsetMerge(tuple(out), tuple(applied), tuple(pairs), True)
+        # added, removed or renamed (or an id twice): the general way
         rows = {c.id: c for c in cur}
         pairs = []
         for cid in applied:

@@ -6,6 +6,8 @@ import math
 import time
 from datetime import UTC, datetime
 
+from fleetd.util.shared import shared
+
 __all__ = ["parse_rfc3339", "rfc3339"]
 
 
@@ -17,18 +19,18 @@ def rfc3339(ts: float | None) -> str | None:
     micros = 0 if type(ts) is int else round((ts - seconds) * 1e6)  # as datetime rounds
     if micros >= 1_000_000:
         seconds, micros = seconds + 1, micros - 1_000_000
-    text = _SECONDS.get(seconds)
-    if text is None:
-        # Every poll and refresh stamps its rows with the time, and containers' Created repeat:
-        # the formatting (~4 µs) is done once per distinct second, the cache kept small.
-        if len(_SECONDS) >= _SECONDS_MAX:
-            _SECONDS.clear()
-        text = _SECONDS[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    # Every poll and refresh stamps its rows with the time, and containers' Created repeat: the
+    # formatting (~4 µs) is done once per distinct second, the cache kept small.
+    text = shared(_SECONDS, seconds, _format_second, _SECONDS_MAX)
     return f"{text}.{micros // 1000:03d}Z" if micros else text + "Z"
 
 
 _SECONDS: dict[int, str] = {}
 _SECONDS_MAX = 4096
+
+
+def _format_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def parse_rfc3339(text: str) -> float:
